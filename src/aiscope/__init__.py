@@ -1,0 +1,57 @@
+"""aiscope: observability and cost control for applications that call LLMs.
+
+Every call becomes one :class:`CallRecord`, which flows through the sinks of the
+current :class:`Scope`: cost (with budgets that block), Prometheus metrics,
+traces, logs and feedback.
+"""
+
+from aiscope.capture import LLMCall, estimate_tokens, llm_call, record_call
+from aiscope.context import current_operations, current_tags, tags
+from aiscope.cost import (
+    Budget,
+    BudgetExceededError,
+    BudgetStatus,
+    CostReport,
+    CostTracker,
+    MemoryLedger,
+    Pricing,
+    SQLiteLedger,
+    UnknownModelWarning,
+)
+from aiscope.labels import LabelLimiter
+from aiscope.metrics import LatencyPercentiles, MetricsCollector
+from aiscope.record import CallRecord, CallStats, Usage
+from aiscope.scope import PendingCall, Scope, configure, current_scope, use_scope
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Budget",
+    "BudgetExceededError",
+    "BudgetStatus",
+    "CallRecord",
+    "CallStats",
+    "CostReport",
+    "CostTracker",
+    "LLMCall",
+    "LabelLimiter",
+    "LatencyPercentiles",
+    "MemoryLedger",
+    "MetricsCollector",
+    "PendingCall",
+    "Pricing",
+    "SQLiteLedger",
+    "Scope",
+    "UnknownModelWarning",
+    "Usage",
+    "__version__",
+    "configure",
+    "current_operations",
+    "current_scope",
+    "current_tags",
+    "estimate_tokens",
+    "llm_call",
+    "record_call",
+    "tags",
+    "use_scope",
+]

@@ -1,0 +1,156 @@
+"""The ``aiscope`` command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+app = typer.Typer(
+    help="aiscope: observability and cost control for LLM calls.", no_args_is_help=True
+)
+console = Console()
+
+
+def _usd(value: float | None) -> str:
+    return "unknown" if value is None else f"${value:,.4f}"
+
+
+@app.command()
+def prices(
+    models: Annotated[list[str], typer.Argument(help="Model names, optionally provider/model.")],
+    provider: Annotated[
+        str | None, typer.Option(help="Provider id (openai, anthropic, ...).")
+    ] = None,
+    overrides: Annotated[
+        str | None, typer.Option(help="YAML/JSON file of price overrides.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what a model costs (USD per million tokens), from the bundled price data."""
+    from aiscope.cost.pricing import Pricing
+
+    try:
+        pricing = Pricing(overrides) if overrides else Pricing()
+    except (ValueError, TypeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    found = [(m, pricing.describe(m, provider)) for m in models]
+    if as_json:
+        typer.echo(json.dumps({m: p.as_dict() if p else None for m, p in found}, indent=2))
+    else:
+        table = Table(title="Prices (USD per million tokens)")
+        for col in (
+            "model",
+            "provider",
+            "input",
+            "output",
+            "cache read",
+            "cache write",
+            "reasoning",
+            "source",
+        ):
+            table.add_column(col)
+        for name, price in found:
+            if price is None:
+                table.add_row(name, provider or "?", "[red]unknown model[/red]", "", "", "", "", "")
+                continue
+
+            def fmt(v: object) -> str:
+                return "-" if v is None else f"{v}"
+
+            table.add_row(
+                price.model,
+                price.provider,
+                fmt(price.input_mtok),
+                fmt(price.output_mtok),
+                fmt(price.cache_read_mtok),
+                fmt(price.cache_write_mtok),
+                fmt(price.reasoning_mtok),
+                price.source + (" (tiered)" if price.tiered else ""),
+            )
+        console.print(table)
+    if any(p is None for _, p in found):
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    requests: Annotated[int, typer.Option(min=1, help="How many calls to simulate.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 7,
+    budget: Annotated[float, typer.Option(min=0.0, help="Budget in USD (block mode).")] = 5.0,
+    prometheus: Annotated[bool, typer.Option(help="Print the Prometheus text.")] = True,
+) -> None:
+    """Run a simulated workload across two models and print cost, latency and metrics."""
+    from aiscope import demo as demo_mod
+
+    with Progress(console=console, transient=False) as progress:
+        task = progress.add_task(f"Recording {requests} calls", total=requests)
+        _, result = demo_mod.run_workload(
+            requests=requests,
+            seed=seed,
+            budget_usd=budget,
+            on_progress=lambda: progress.advance(task),
+        )
+    r = result.report
+    summary = Table(title="Cost")
+    summary.add_column("total")
+    summary.add_column("budget")
+    summary.add_column("remaining")
+    summary.add_column("calls")
+    summary.add_column("errors")
+    summary.add_column("refused")
+    summary.add_row(
+        _usd(r.total_cost),
+        _usd(r.budget_usd),
+        _usd(r.remaining),
+        str(r.call_count),
+        str(r.error_count),
+        str(result.refused),
+    )
+    console.print(summary)
+    for title, breakdown in (
+        ("Cost by model", r.by_model),
+        ("Cost by feature", r.by_feature),
+        ("Cost by team", r.by_team),
+    ):
+        t = Table(title=title)
+        t.add_column(title.split()[-1])
+        t.add_column("cost", justify="right")
+        t.add_column("share", justify="right")
+        for key, cost in sorted(breakdown.items(), key=lambda kv: -kv[1]):
+            share = cost / r.total_cost if r.total_cost else 0.0
+            t.add_row(key, _usd(cost), f"{share:.0%}")
+        console.print(t)
+    lat = Table(title="Latency by model (ms)")
+    for col in ("model", "calls", "p50", "p95", "p99"):
+        lat.add_column(col, justify="right" if col != "model" else "left")
+    for p in result.percentiles:
+        lat.add_row(
+            p.model or "all",
+            str(p.count),
+            *(f"{v:,.0f}" if v is not None else "-" for v in (p.p50_ms, p.p95_ms, p.p99_ms)),
+        )
+    console.print(lat)
+    if prometheus:
+        console.rule("Prometheus exposition (ai_lib_*)")
+        typer.echo(
+            "\n".join(
+                line
+                for line in result.prometheus_text.splitlines()
+                if not line.startswith("#") and "_created" not in line and "_bucket" not in line
+            )
+        )
+
+
+def main() -> None:
+    """Entry point of the ``aiscope`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Budgets: a limit over a UTC window, kept in a ledger, enforced before the call."""
+
+from __future__ import annotations
+
+import calendar
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+Window = Literal["total", "daily", "monthly"]
+WINDOWS: tuple[str, ...] = ("total", "daily", "monthly")
+
+
+class BudgetExceededError(Exception):
+    """A call was refused because its estimated cost would cross a budget.
+
+    Raised *before* any request is sent. Carries the numbers that decided it.
+    """
+
+    def __init__(
+        self,
+        budget: str,
+        window: str,
+        limit_usd: float,
+        spent_usd: float,
+        reserved_usd: float,
+        estimate_usd: float,
+        model: str,
+    ) -> None:
+        self.budget = budget
+        self.window = window
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd
+        self.reserved_usd = reserved_usd
+        self.estimate_usd = estimate_usd
+        self.model = model
+        super().__init__(
+            f"budget {budget!r} ({window}) would be exceeded by a call to {model!r}: "
+            f"spent ${spent_usd:.6f} + in flight ${reserved_usd:.6f} + estimate "
+            f"${estimate_usd:.6f} > limit ${limit_usd:.6f}"
+        )
+
+
+def check_window(window: object) -> Window:
+    """Validate a window name."""
+    if window not in WINDOWS:
+        raise ValueError(f"budget window must be one of {', '.join(WINDOWS)}; got {window!r}")
+    return window  # type: ignore[return-value]
+
+
+def period_bounds(window: Window, now: float) -> tuple[str, float, float]:
+    """The period containing ``now``: its label and its [start, end) Unix times (UTC)."""
+    if window == "total":
+        return "all", 0.0, float("inf")
+    d = datetime.fromtimestamp(now, UTC)
+    if window == "daily":
+        start = datetime(d.year, d.month, d.day, tzinfo=UTC)
+        label = start.strftime("%Y-%m-%d")
+        return label, start.timestamp(), start.timestamp() + 86400.0
+    start = datetime(d.year, d.month, 1, tzinfo=UTC)
+    days = calendar.monthrange(d.year, d.month)[1]
+    return start.strftime("%Y-%m"), start.timestamp(), start.timestamp() + days * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A spending limit in USD over a window (``total``, ``daily`` or ``monthly``, UTC)."""
+
+    limit_usd: float
+    window: Window = "total"
+    name: str = "default"
+
+    def __post_init__(self) -> None:
+        limit = self.limit_usd
+        if isinstance(limit, bool) or not isinstance(limit, int | float):
+            raise TypeError(f"budget limit_usd must be a number, got {limit!r}")
+        if not (limit >= 0 and limit != float("inf")):
+            raise ValueError(f"budget limit_usd must be a finite number >= 0, got {limit!r}")
+        check_window(self.window)
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"budget name must be a non-empty str, got {self.name!r}")
+
+
+class _Period:
+    """Caches the ledger key of a budget's current period (recomputed at the boundary)."""
+
+    __slots__ = ("budget", "end", "key", "label", "start")
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.end = -1.0
+        self.start = 0.0
+        self.key = ""
+        self.label = ""
+
+    def current(self, now: float | None = None) -> str:
+        t = time.time() if now is None else now
+        if t >= self.end or t < self.start:
+            label, start, end = period_bounds(self.budget.window, t)
+            self.label, self.start, self.end = label, start, end
+            self.key = f"{self.budget.name}:{self.budget.window}:{label}"
+        return self.key
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetStatus:
+    """One budget's state in its current period."""
+
+    name: str
+    window: str
+    period: str
+    limit_usd: float
+    spent_usd: float
+    reserved_usd: float
+
+    @property
+    def remaining_usd(self) -> float:
+        """What is left to spend (never negative)."""
+        return max(0.0, self.limit_usd - self.spent_usd)
+
+    @property
+    def fraction(self) -> float:
+        """Spent as a fraction of the limit (1.0 and above: exhausted)."""
+        return self.spent_usd / self.limit_usd if self.limit_usd else float("inf")

@@ -1,0 +1,450 @@
+"""CostTracker: what calls cost, by model/feature/team/operation, and budgets that block."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from aiscope.context import OperationContext
+from aiscope.cost.budget import (
+    Budget,
+    BudgetExceededError,
+    BudgetStatus,
+    Window,
+    _Period,
+    check_window,
+)
+from aiscope.cost.ledger import Ledger, MemoryLedger
+from aiscope.cost.pricing import Pricing, default_pricing
+from aiscope.labels import LabelLimiter
+from aiscope.record import CallRecord, Usage
+
+log = logging.getLogger("aiscope.cost")
+
+Mode = Literal["block", "warn"]
+BudgetCallback = Callable[["CostTracker", BudgetStatus], None]
+
+
+@dataclass(slots=True)
+class Reservation:
+    """Budget held for one call in flight; settled by the record, released on failure."""
+
+    ids: list[tuple[_Period, str, str | None]]
+    estimate_usd: float
+    settled: bool = False
+
+
+@dataclass(slots=True)
+class ModelUsage:
+    """Totals for one model."""
+
+    calls: int = 0
+    errors: int = 0
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unpriced_calls: int = 0
+
+
+@dataclass(slots=True)
+class CostReport:
+    """A snapshot of a CostTracker (``tracker.get_report()``).
+
+    ``total_cost`` is everything this tracker recorded; ``spent`` and
+    ``remaining`` refer to the primary budget's current window (as kept in the
+    ledger, which may be shared with other processes). Costs by operation are
+    inclusive: a call inside nested operations counts for each of them.
+    """
+
+    total_cost: float
+    remaining: float | None
+    budget_usd: float | None
+    spent: float
+    window: str
+    period: str
+    call_count: int
+    error_count: int
+    unpriced_calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    refused_calls: int
+    by_model: dict[str, float] = field(default_factory=dict)
+    by_provider: dict[str, float] = field(default_factory=dict)
+    by_feature: dict[str, float] = field(default_factory=dict)
+    by_team: dict[str, float] = field(default_factory=dict)
+    by_operation: dict[str, float] = field(default_factory=dict)
+    models: dict[str, ModelUsage] = field(default_factory=dict)
+    budgets: list[BudgetStatus] = field(default_factory=list)
+
+    @property
+    def total_tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        out = {k: getattr(self, k) for k in self.__slots__ if k not in ("models", "budgets")}
+        out["models"] = {m: vars_of(u) for m, u in self.models.items()}
+        out["budgets"] = [{**vars_of(b), "remaining_usd": b.remaining_usd} for b in self.budgets]
+        return out
+
+
+def vars_of(obj: Any) -> dict[str, Any]:
+    """Fields of a slotted dataclass as a dict."""
+    return {k: getattr(obj, k) for k in obj.__slots__}
+
+
+def _add(d: dict[str, float], key: str, amount: float) -> None:
+    d[key] = d.get(key, 0.0) + amount
+
+
+class CostTracker:
+    """Prices every call, attributes it, and enforces budgets.
+
+    ``CostTracker(budget_usd=10.0, alert_threshold=0.8)`` gives a $10 budget over
+    the tracker's whole life that, in the default ``block`` mode, refuses (with
+    :class:`BudgetExceededError`, before any request is sent) a call whose
+    estimated cost would cross it. ``window="daily"``/``"monthly"`` resets at the
+    UTC boundary; ``budgets=[Budget(50, "daily"), Budget(1000, "monthly")]`` adds
+    more limits. ``mode="warn"`` only records and calls back.
+    """
+
+    def __init__(
+        self,
+        budget_usd: float | None = None,
+        alert_threshold: float = 0.8,
+        *,
+        window: Window = "total",
+        mode: Mode = "block",
+        budgets: Sequence[Budget] = (),
+        ledger: Ledger | str | Path | None = None,
+        pricing: Pricing | Mapping[str, Any] | str | Path | None = None,
+        on_threshold: BudgetCallback | None = None,
+        on_exceed: BudgetCallback | None = None,
+        default_max_output_tokens: int = 4096,
+        max_label_values: int = 200,
+    ) -> None:
+        if isinstance(alert_threshold, bool) or not isinstance(alert_threshold, int | float):
+            raise TypeError(f"alert_threshold must be a number, got {alert_threshold!r}")
+        if not 0.0 < alert_threshold <= 1.0:
+            raise ValueError(f"alert_threshold must be in (0, 1], got {alert_threshold!r}")
+        if mode not in ("block", "warn"):
+            raise ValueError(f"mode must be 'block' or 'warn', got {mode!r}")
+        check_window(window)
+        all_budgets = list(budgets)
+        if budget_usd is not None:
+            all_budgets.insert(0, Budget(budget_usd, window, name="default"))
+        names = [b.name for b in all_budgets]
+        for b in all_budgets:
+            if not isinstance(b, Budget):
+                raise TypeError(f"budgets must hold aiscope.Budget objects, got {b!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"budget names must be unique, got {names}")
+        if isinstance(ledger, str | Path):
+            from aiscope.cost.ledger import SQLiteLedger
+
+            ledger = SQLiteLedger(ledger)
+        if isinstance(pricing, Pricing):
+            self.pricing = pricing
+        elif pricing is None:
+            self.pricing = default_pricing()
+        else:
+            self.pricing = Pricing(pricing)
+        self.budget_usd = budget_usd
+        self.alert_threshold = float(alert_threshold)
+        self.window: Window = window
+        self.mode: Mode = mode
+        self.budgets = all_budgets
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        self.default_max_output_tokens = default_max_output_tokens
+        self.on_threshold = on_threshold
+        self.on_exceed = on_exceed
+        self._periods = [_Period(b) for b in all_budgets]
+        self._notified: dict[tuple[str, str], float] = {}
+        self._listeners: list[Callable[[list[BudgetStatus]], None]] = []
+        self._labels = LabelLimiter(max_label_values)
+        self._lock = threading.Lock()
+        self._reset_totals()
+
+    def _reset_totals(self) -> None:
+        self._total = 0.0
+        self._calls = 0
+        self._errors = 0
+        self._refused = 0
+        self._unpriced = 0
+        self._models: dict[str, ModelUsage] = {}
+        self._by_provider: dict[str, float] = {}
+        self._by_feature: dict[str, float] = {}
+        self._by_team: dict[str, float] = {}
+        self._by_operation: dict[str, float] = {}
+
+    # -- before the call ------------------------------------------------------------------
+    def reserve(
+        self,
+        provider: str,
+        model: str,
+        input_tokens: int,
+        max_output_tokens: int | None = None,
+    ) -> Reservation | None:
+        """Hold the estimated cost of a call against every budget, or refuse it.
+
+        Returns None when there is nothing to enforce (no budget, ``warn`` mode, or
+        a model with no price). Raises :class:`BudgetExceededError` when a budget
+        cannot take the estimate; nothing is held then.
+        """
+        if self.mode != "block" or not self._periods:
+            return None
+        out_tokens = (
+            self.default_max_output_tokens if max_output_tokens is None else max_output_tokens
+        )
+        estimate = self.pricing.estimate(provider, model, max(0, input_tokens), max(0, out_tokens))
+        if estimate is None:
+            return None
+        now = time.time()
+        held: list[tuple[_Period, str, str | None]] = []
+        for period in self._periods:
+            key = period.current(now)
+            rid = self.ledger.try_reserve(key, estimate, period.budget.limit_usd)
+            if rid is None:
+                for _p, k, r in held:
+                    self.ledger.settle(k, r, 0.0)
+                with self._lock:
+                    self._refused += 1
+                b = period.budget
+                raise BudgetExceededError(
+                    b.name,
+                    b.window,
+                    b.limit_usd,
+                    self.ledger.spent(key),
+                    self.ledger.reserved(key),
+                    estimate,
+                    model,
+                )
+            held.append((period, key, rid))
+        return Reservation(held, estimate)
+
+    def release(self, reservation: Reservation | None) -> None:
+        """Give back a reservation whose call never produced a record."""
+        if reservation is None or reservation.settled:
+            return
+        reservation.settled = True
+        for _, key, rid in reservation.ids:
+            self.ledger.settle(key, rid, 0.0)
+
+    # -- after the call -------------------------------------------------------------------
+    def on_record(self, record: CallRecord, reservation: Reservation | None = None) -> None:
+        """Charge a priced record: settle its reservation and add it to the totals."""
+        cost = record.cost_usd
+        amount = cost if cost is not None else 0.0
+        u = record.usage
+        labels = self._labels
+        model = labels.get("model", record.response_model or record.model)
+        tags = record.tags
+        with self._lock:
+            self._total += amount
+            self._calls += 1
+            m = self._models.get(model)
+            if m is None:
+                m = self._models[model] = ModelUsage()
+            m.calls += 1
+            m.cost_usd += amount
+            m.input_tokens += u.input_tokens
+            m.output_tokens += u.output_tokens
+            m.cache_read_tokens += u.cache_read_tokens
+            m.cache_write_tokens += u.cache_write_tokens
+            m.reasoning_tokens += u.reasoning_tokens
+            if record.status != "ok":
+                self._errors += 1
+                m.errors += 1
+            if cost is None:
+                self._unpriced += 1
+                m.unpriced_calls += 1
+            _add(self._by_provider, labels.get("provider", record.provider), amount)
+            if tags:
+                feature = tags.get("feature")
+                if feature is not None:
+                    _add(self._by_feature, labels.get("feature", feature), amount)
+                team = tags.get("team")
+                if team is not None:
+                    _add(self._by_team, labels.get("team", team), amount)
+            for op in record.operations:
+                _add(self._by_operation, labels.get("operation", op), amount)
+        if self._periods:
+            self._charge(amount, reservation, record.start_time)
+
+    def _charge(self, amount: float, reservation: Reservation | None, at: float) -> None:
+        if reservation is not None and not reservation.settled:
+            reservation.settled = True
+            spent = [self.ledger.settle(key, rid, amount) for _, key, rid in reservation.ids]
+            periods = [p for p, _, _ in reservation.ids]
+        else:
+            periods = self._periods
+            spent = [self.ledger.settle(p.current(at), None, amount) for p in periods]
+        if self._listeners or self.on_threshold or self.on_exceed:
+            statuses = [
+                BudgetStatus(p.budget.name, p.budget.window, p.label, p.budget.limit_usd, s, 0.0)
+                for p, s in zip(periods, spent, strict=True)
+            ]
+            self._after_charge(statuses)
+
+    def _after_charge(self, statuses: list[BudgetStatus]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(statuses)
+            except Exception:  # a listener must never break the call
+                log.exception("budget listener failed")
+        for st in statuses:
+            for kind, limit, cb in (
+                ("threshold", st.limit_usd * self.alert_threshold, self.on_threshold),
+                ("exceed", st.limit_usd, self.on_exceed),
+            ):
+                if cb is None or st.spent_usd < limit:
+                    continue
+                key = (f"{kind}:{st.name}", st.period)
+                with self._lock:
+                    if key in self._notified:
+                        continue
+                    if len(self._notified) > 1000:
+                        self._notified.clear()
+                    self._notified[key] = time.time()
+                try:
+                    cb(self, st)
+                except Exception:
+                    log.exception("budget %s callback failed", kind)
+
+    def add_listener(self, listener: Callable[[list[BudgetStatus]], None]) -> None:
+        """Call ``listener(statuses)`` after every charge (MetricsCollector uses this)."""
+        self._listeners.append(listener)
+
+    def record(
+        self,
+        provider: str,
+        model: str,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float | None = None,
+        **tags: str,
+    ) -> CallRecord:
+        """Record a call made elsewhere (rlm-toolkit's signature); priced if no cost given."""
+        rec = CallRecord(
+            model=model,
+            provider=provider,
+            usage=Usage(input_tokens=tokens_in, output_tokens=tokens_out),
+            tags=dict(tags),
+            cost_usd=cost_usd,
+        )
+        from aiscope.context import current_operations
+
+        rec.operations = current_operations()
+        rec.validate()
+        self.pricing.price_record(rec)
+        self.on_record(rec)
+        return rec
+
+    # -- questions ------------------------------------------------------------------------
+    def budget_statuses(self) -> list[BudgetStatus]:
+        """Every budget's state in its current period (read from the ledger)."""
+        out = []
+        for p in self._periods:
+            key = p.current()
+            out.append(
+                BudgetStatus(
+                    p.budget.name,
+                    p.budget.window,
+                    p.label,
+                    p.budget.limit_usd,
+                    self.ledger.spent(key),
+                    self.ledger.reserved(key),
+                )
+            )
+        return out
+
+    @property
+    def spent(self) -> float:
+        """USD spent in the primary budget's current window (total cost if no budget)."""
+        if not self._periods:
+            return self._total
+        return self.ledger.spent(self._periods[0].current())
+
+    @property
+    def remaining(self) -> float | None:
+        """USD left in the primary budget's current window (None without a budget)."""
+        if not self._periods:
+            return None
+        return max(0.0, self._periods[0].budget.limit_usd - self.spent)
+
+    @property
+    def total_cost(self) -> float:
+        """Everything this tracker has recorded, in USD."""
+        return self._total
+
+    def is_near_limit(self) -> bool:
+        """True once any budget's spend reaches ``alert_threshold`` of its limit."""
+        return any(
+            s.spent_usd >= s.limit_usd * self.alert_threshold for s in self.budget_statuses()
+        )
+
+    @property
+    def is_over_budget(self) -> bool:
+        """True once any budget's spend reaches its limit."""
+        return any(s.spent_usd >= s.limit_usd for s in self.budget_statuses())
+
+    def get_operation_cost(self, name: str) -> float:
+        """USD spent by calls made inside ``track(name)`` (nested ones included)."""
+        return self._by_operation.get(name, 0.0)
+
+    def track(self, operation: str) -> OperationContext:
+        """Attribute the calls made inside a block (``with``/``async with``) or a
+        decorated function to ``operation``. Blocks nest."""
+        return OperationContext(operation)
+
+    def get_report(self) -> CostReport:
+        """A consistent snapshot of totals, breakdowns and budget state."""
+        statuses = self.budget_statuses()
+        with self._lock:
+            models = {k: ModelUsage(**vars_of(v)) for k, v in self._models.items()}
+            report = CostReport(
+                total_cost=self._total,
+                remaining=None,
+                budget_usd=self.budget_usd,
+                spent=self._total,
+                window=self.window,
+                period=statuses[0].period if statuses else "all",
+                call_count=self._calls,
+                error_count=self._errors,
+                unpriced_calls=self._unpriced,
+                input_tokens=sum(m.input_tokens for m in models.values()),
+                output_tokens=sum(m.output_tokens for m in models.values()),
+                cache_read_tokens=sum(m.cache_read_tokens for m in models.values()),
+                cache_write_tokens=sum(m.cache_write_tokens for m in models.values()),
+                reasoning_tokens=sum(m.reasoning_tokens for m in models.values()),
+                refused_calls=self._refused,
+                by_model={k: v.cost_usd for k, v in models.items()},
+                by_provider=dict(self._by_provider),
+                by_feature=dict(self._by_feature),
+                by_team=dict(self._by_team),
+                by_operation=dict(self._by_operation),
+                models=models,
+                budgets=statuses,
+            )
+        if statuses:
+            report.budget_usd = statuses[0].limit_usd
+            report.spent = statuses[0].spent_usd
+            report.remaining = statuses[0].remaining_usd
+        return report
+
+    def reset(self) -> None:
+        """Forget this tracker's totals (the ledger's budget spend is kept)."""
+        with self._lock:
+            self._reset_totals()

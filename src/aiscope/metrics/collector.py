@@ -1,0 +1,388 @@
+"""MetricsCollector: every call as Prometheus metrics, plus in-process percentiles.
+
+Exposition is ``prometheus_client``'s own (so the text is valid Prometheus and
+OpenMetrics), on a registry of the collector's own unless told otherwise. Label
+children are cached per label set, so recording a call costs the handful of
+counter/histogram updates it must do anyway. Percentiles come from DDSketch:
+constant memory for any number of calls, 1% relative accuracy by default.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ddsketch import DDSketch
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client import multiprocess as prom_multiprocess
+
+from aiscope.cost.budget import BudgetStatus
+from aiscope.labels import LabelLimiter
+from aiscope.record import CallRecord
+
+#: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds).
+DURATION_BUCKETS = (
+    0.01,
+    0.02,
+    0.04,
+    0.08,
+    0.16,
+    0.32,
+    0.64,
+    1.28,
+    2.56,
+    5.12,
+    10.24,
+    20.48,
+    40.96,
+    81.92,
+)
+#: OpenTelemetry GenAI advice for time to first token (seconds).
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+
+_TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyPercentiles:
+    """Latency quantiles of the calls recorded so far, in milliseconds."""
+
+    model: str | None
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view."""
+        return {
+            "model": self.model,
+            "count": self.count,
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+        }
+
+
+class _Children:
+    """The metric children of one label set, looked up once and reused."""
+
+    __slots__ = ("cost", "duration", "errors", "requests", "tokens", "ttft")
+
+    def __init__(self, mc: MetricsCollector, base: tuple[str, ...], status: str, error: str):
+        self.requests = mc.requests.labels(*base, status)
+        self.duration = mc.duration.labels(*base)
+        self.ttft = mc.ttft.labels(*base)
+        self.tokens = tuple(mc.tokens.labels(*base, t) for t in _TOKEN_TYPES)
+        self.cost = mc.cost.labels(*base)
+        self.errors = mc.errors.labels(*base, error) if error else None
+
+
+class MetricsCollector:
+    """Prometheus metrics for LLM calls.
+
+    Names follow the ai-lib seed: ``ai_lib_requests_total``,
+    ``ai_lib_request_duration_seconds``, ``ai_lib_tokens_total``,
+    ``ai_lib_errors_total``; plus ``ai_lib_cost_usd_total``,
+    ``ai_lib_time_to_first_token_seconds``, ``ai_lib_inflight_requests`` and
+    budget gauges. Every series carries ``model``, ``provider`` and one label per
+    entry of ``tag_labels`` (tags ``feature`` and ``team`` by default). Label
+    values are bounded: at most ``max_label_values`` distinct values per label
+    (or only those in ``label_allowlist``); the rest become ``other``.
+
+    Under prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set
+    before import), :meth:`export_prometheus` aggregates every process's values.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        use_global_registry: bool = False,
+        namespace: str = "ai_lib",
+        tag_labels: Sequence[str] = ("feature", "team"),
+        max_label_values: int = 100,
+        label_allowlist: Mapping[str, Iterable[str]] | None = None,
+        duration_buckets: Sequence[float] = DURATION_BUCKETS,
+        ttft_buckets: Sequence[float] = TTFT_BUCKETS,
+        percentile_accuracy: float = 0.01,
+    ) -> None:
+        from prometheus_client import REGISTRY
+
+        if registry is not None and use_global_registry:
+            raise ValueError("give either registry or use_global_registry=True, not both")
+        for name in tag_labels:
+            if (
+                not isinstance(name, str)
+                or not name.isidentifier()
+                or name in ("model", "provider")
+            ):
+                raise ValueError(
+                    f"tag_labels must be identifiers other than model/provider: {name!r}"
+                )
+        if not 0.0 < percentile_accuracy < 1.0:
+            raise ValueError(f"percentile_accuracy must be in (0, 1), got {percentile_accuracy!r}")
+        self.registry = REGISTRY if use_global_registry else (registry or CollectorRegistry())
+        self.namespace = namespace
+        self.tag_labels = tuple(tag_labels)
+        self.labels = LabelLimiter(max_label_values, label_allowlist)
+        self._accuracy = percentile_accuracy
+        base = ("model", "provider", *self.tag_labels)
+        ns, reg = namespace, self.registry
+        self.requests = Counter(
+            f"{ns}_requests", "LLM calls, by outcome.", [*base, "status"], registry=reg
+        )
+        self.duration = Histogram(
+            f"{ns}_request_duration_seconds",
+            "LLM call latency.",
+            base,
+            buckets=duration_buckets,
+            registry=reg,
+        )
+        self.ttft = Histogram(
+            f"{ns}_time_to_first_token_seconds",
+            "Time to the first streamed token.",
+            base,
+            buckets=ttft_buckets,
+            registry=reg,
+        )
+        self.tokens = Counter(
+            f"{ns}_tokens",
+            "Tokens by type (input counts cached input; output counts reasoning).",
+            [*base, "type"],
+            registry=reg,
+        )
+        self.errors = Counter(
+            f"{ns}_errors", "Failed LLM calls, by error type.", [*base, "error_type"], registry=reg
+        )
+        self.cost = Counter(f"{ns}_cost_usd", "Cost of LLM calls in USD.", base, registry=reg)
+        self.unpriced = Counter(
+            f"{ns}_unpriced_requests",
+            "Calls whose cost is unknown, by reason.",
+            ["model", "provider", "reason"],
+            registry=reg,
+        )
+        self.inflight = Gauge(
+            f"{ns}_inflight_requests",
+            "LLM calls in flight.",
+            ["model", "provider"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+        self.label_overflow = Counter(
+            f"{ns}_label_overflow", "Label values folded into 'other'.", ["label"], registry=reg
+        )
+        self.budget_spent = Gauge(
+            f"{ns}_budget_spent_usd",
+            "Spent in the budget's current window.",
+            ["budget", "window"],
+            registry=reg,
+            multiprocess_mode="mostrecent",
+        )
+        self.budget_limit = Gauge(
+            f"{ns}_budget_limit_usd",
+            "The budget's limit.",
+            ["budget", "window"],
+            registry=reg,
+            multiprocess_mode="mostrecent",
+        )
+        self.budget_remaining = Gauge(
+            f"{ns}_budget_remaining_usd",
+            "Left in the budget's current window.",
+            ["budget", "window"],
+            registry=reg,
+            multiprocess_mode="mostrecent",
+        )
+        self._children: dict[tuple[str, ...], _Children] = {}
+        self._children_lock = threading.Lock()
+        self._sketch_lock = threading.Lock()
+        self._latency: dict[str, DDSketch] = {}
+        self._ttft_sketch: dict[str, DDSketch] = {}
+        self._overflow_seen: dict[str, int] = {}
+        self._model_tbl = self.labels.table("model")
+        self._provider_tbl = self.labels.table("provider")
+        self._tag_tbls = tuple(self.labels.table(t) for t in self.tag_labels)
+
+    # -- recording ----------------------------------------------------------------------
+    def _bounded(self, label: str, table: dict[str, str], value: str) -> str:
+        hit = table.get(value)
+        if hit is not None:
+            return hit
+        out = self.labels.get(label, value)
+        n = self.labels.overflow.get(label, 0)
+        if n != self._overflow_seen.get(label, 0):
+            self.label_overflow.labels(label).inc(n - self._overflow_seen.get(label, 0))
+            self._overflow_seen[label] = n
+        return out
+
+    def on_record(self, record: CallRecord) -> None:
+        """Count one call in every metric."""
+        model = record.model
+        m = self._model_tbl.get(model) or self._bounded("model", self._model_tbl, model)
+        provider = record.provider
+        p = self._provider_tbl.get(provider) or self._bounded(
+            "provider", self._provider_tbl, provider
+        )
+        tags = record.tags
+        if tags:
+            tag_values = tuple(
+                tbl.get(v) or self._bounded(name, tbl, v) if (v := tags.get(name)) else ""
+                for name, tbl in zip(self.tag_labels, self._tag_tbls, strict=True)
+            )
+        else:
+            tag_values = ("",) * len(self.tag_labels)
+        error = ""
+        if record.status != "ok":
+            error = record.error_type or "unknown"
+            error = self._bounded("error_type", self.labels.table("error_type"), error)
+        key = (m, p, *tag_values, record.status, error)
+        ch = self._children.get(key)
+        if ch is None:
+            ch = self._new_children(key, (m, p, *tag_values), record.status, error)
+        ch.requests.inc()
+        latency = record.latency_s
+        ch.duration.observe(latency)
+        ttft = record.time_to_first_token_s
+        if ttft is not None:
+            ch.ttft.observe(ttft)
+        u = record.usage
+        t_in, t_out, t_cr, t_cw, t_r = ch.tokens
+        if u.input_tokens:
+            t_in.inc(u.input_tokens)
+        if u.output_tokens:
+            t_out.inc(u.output_tokens)
+        if u.cache_read_tokens:
+            t_cr.inc(u.cache_read_tokens)
+        if u.cache_write_tokens:
+            t_cw.inc(u.cache_write_tokens)
+        if u.reasoning_tokens:
+            t_r.inc(u.reasoning_tokens)
+        cost = record.cost_usd
+        if cost is not None:
+            if cost:
+                ch.cost.inc(cost)
+        elif record.cost_status != "not_priced":
+            self.unpriced.labels(m, p, record.cost_status).inc()
+        if ch.errors is not None:
+            ch.errors.inc()
+        with self._sketch_lock:
+            sk = self._latency.get(m)
+            if sk is None:
+                sk = self._latency[m] = DDSketch(self._accuracy)
+            sk.add(latency)
+            if ttft is not None:
+                tk = self._ttft_sketch.get(m)
+                if tk is None:
+                    tk = self._ttft_sketch[m] = DDSketch(self._accuracy)
+                tk.add(ttft)
+
+    def _new_children(
+        self, key: tuple[str, ...], base: tuple[str, ...], status: str, error: str
+    ) -> _Children:
+        with self._children_lock:
+            ch = self._children.get(key)
+            if ch is None:
+                ch = _Children(self, base, status, error)
+                self._children[key] = ch
+            return ch
+
+    def call_started(self, model: str, provider: str) -> None:
+        """A call to ``model`` went out (in-flight gauge)."""
+        m = self._bounded("model", self._model_tbl, model)
+        p = self._bounded("provider", self._provider_tbl, provider)
+        self.inflight.labels(m, p).inc()
+
+    def call_finished(self, model: str, provider: str) -> None:
+        """A call started with :meth:`call_started` ended."""
+        m = self._bounded("model", self._model_tbl, model)
+        p = self._bounded("provider", self._provider_tbl, provider)
+        self.inflight.labels(m, p).dec()
+
+    def update_budget(self, statuses: Iterable[BudgetStatus]) -> None:
+        """Set the budget gauges (a CostTracker listener)."""
+        for st in statuses:
+            self.budget_spent.labels(st.name, st.window).set(st.spent_usd)
+            self.budget_limit.labels(st.name, st.window).set(st.limit_usd)
+            self.budget_remaining.labels(st.name, st.window).set(st.remaining_usd)
+
+    # -- reading ------------------------------------------------------------------------
+    def export_prometheus(self) -> str:
+        """The metrics in Prometheus text exposition format (version 0.0.4)."""
+        return generate_latest(self._exposition_registry()).decode("utf-8")
+
+    def _exposition_registry(self) -> CollectorRegistry:
+        mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not mp_dir:
+            return self.registry
+        registry = CollectorRegistry()
+        prom_multiprocess.MultiProcessCollector(registry, path=mp_dir)  # type: ignore[no-untyped-call]
+        return registry
+
+    def serve(self, port: int = 0, addr: str = "127.0.0.1") -> tuple[Any, int]:
+        """Serve ``/metrics`` over HTTP in a background thread; returns (server, port)."""
+        server, _thread = start_http_server(port, addr=addr, registry=self._exposition_registry())
+        return server, int(server.server_port)
+
+    def _quantiles(self, sketches: dict[str, DDSketch], model: str | None) -> LatencyPercentiles:
+        with self._sketch_lock:
+            if model is not None:
+                key = self._model_tbl.get(model, model)
+                found = sketches.get(key)
+                sk: DDSketch | None = None
+                if found is not None:
+                    sk = DDSketch(self._accuracy)
+                    sk.merge(found)
+            else:
+                sk = None
+                for s in sketches.values():
+                    if sk is None:
+                        sk = DDSketch(self._accuracy)
+                    sk.merge(s)
+        if sk is None or sk.count == 0:
+            return LatencyPercentiles(model, 0, None, None, None)
+
+        def q(x: float) -> float:
+            v = sk.get_quantile_value(x)
+            return 0.0 if v is None else float(v) * 1000.0
+
+        return LatencyPercentiles(model, int(sk.count), q(0.5), q(0.95), q(0.99))
+
+    def latency_percentiles(self, model: str | None = None) -> LatencyPercentiles:
+        """p50/p95/p99 latency (ms) of one model's calls, or of all calls."""
+        return self._quantiles(self._latency, model)
+
+    def ttft_percentiles(self, model: str | None = None) -> LatencyPercentiles:
+        """p50/p95/p99 time to first token (ms) of one model's streamed calls, or all."""
+        return self._quantiles(self._ttft_sketch, model)
+
+    def models(self) -> list[str]:
+        """The (bounded) model names seen so far."""
+        with self._sketch_lock:
+            return sorted(self._latency)

@@ -1,0 +1,241 @@
+"""Scope: the sinks a record flows through, the process default, and the current one.
+
+A capture adapter asks the current Scope to :meth:`~Scope.begin` a call (which
+reserves budget and counts it in flight), then hands it the finished record with
+:meth:`~Scope.emit`. The Scope validates the record, prices it once, and passes
+it through its sinks in a fixed order: cost, metrics, tracing, feedback, then any
+extra sinks. A failing sink is logged and counted; it never reaches the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from aiscope.context import current_operations, current_tags
+from aiscope.cost.pricing import Pricing, default_pricing
+from aiscope.cost.tracker import CostTracker, Reservation
+from aiscope.metrics.collector import MetricsCollector
+from aiscope.record import CallRecord
+
+log = logging.getLogger("aiscope")
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything that takes finished records."""
+
+    def on_record(self, record: CallRecord) -> None:
+        """Take one finished, validated, priced record. Must not keep it mutable."""
+
+
+@dataclass(slots=True)
+class PendingCall:
+    """A call between :meth:`Scope.begin` and :meth:`Scope.emit`."""
+
+    model: str
+    provider: str
+    reservation: Reservation | None
+    in_flight: bool
+    done: bool = False
+
+
+class Scope:
+    """The configured sinks, and the one path every record takes through them."""
+
+    def __init__(
+        self,
+        *,
+        metrics: MetricsCollector | None = None,
+        tracer: Sink | None = None,
+        cost_tracker: CostTracker | None = None,
+        feedback: Sink | None = None,
+        sinks: Sequence[Sink] = (),
+        pricing: Pricing | None = None,
+    ) -> None:
+        for name, sink in (
+            ("tracer", tracer),
+            ("feedback", feedback),
+            *(("sinks", s) for s in sinks),
+        ):
+            if sink is not None and not callable(getattr(sink, "on_record", None)):
+                raise TypeError(f"{name} must have an on_record(record) method, got {sink!r}")
+        if metrics is not None and not isinstance(metrics, MetricsCollector):
+            raise TypeError(f"metrics must be an aiscope.MetricsCollector, got {metrics!r}")
+        if cost_tracker is not None and not isinstance(cost_tracker, CostTracker):
+            raise TypeError(f"cost_tracker must be an aiscope.CostTracker, got {cost_tracker!r}")
+        self.metrics = metrics
+        self.tracer = tracer
+        self.cost_tracker = cost_tracker
+        self.feedback = feedback
+        self.extra_sinks = tuple(sinks)
+        if pricing is None:
+            pricing = cost_tracker.pricing if cost_tracker is not None else default_pricing()
+        self.pricing = pricing
+        self._others: tuple[tuple[str, Sink], ...] = tuple(
+            (name, s) for name, s in (("tracer", tracer), ("feedback", feedback)) if s is not None
+        ) + tuple((type(s).__name__, s) for s in sinks)
+        #: exceptions raised by sinks, by sink name (they never reach the caller)
+        self.sink_errors: dict[str, int] = {}
+        self._lock = threading.Lock()
+        if metrics is not None and cost_tracker is not None:
+            cost_tracker.add_listener(metrics.update_budget)
+            metrics.update_budget(cost_tracker.budget_statuses())
+
+    def begin(
+        self,
+        model: str,
+        provider: str,
+        input_tokens: int = 0,
+        max_output_tokens: int | None = None,
+    ) -> PendingCall:
+        """Start a call: reserve its estimated cost (or raise
+        :class:`~aiscope.BudgetExceededError` before anything is sent) and count it
+        in flight."""
+        reservation = None
+        if self.cost_tracker is not None:
+            reservation = self.cost_tracker.reserve(
+                provider, model, input_tokens, max_output_tokens
+            )
+        in_flight = False
+        if self.metrics is not None:
+            try:
+                self.metrics.call_started(model, provider)
+                in_flight = True
+            except Exception:
+                self._sink_failed("metrics")
+        return PendingCall(model, provider, reservation, in_flight)
+
+    def abandon(self, pending: PendingCall) -> None:
+        """End a call that will produce no record: release its reservation."""
+        if pending.done:
+            return
+        pending.done = True
+        if self.cost_tracker is not None:
+            self.cost_tracker.release(pending.reservation)
+        self._end_in_flight(pending)
+
+    def _end_in_flight(self, pending: PendingCall) -> None:
+        if pending.in_flight and self.metrics is not None:
+            try:
+                self.metrics.call_finished(pending.model, pending.provider)
+            except Exception:
+                self._sink_failed("metrics")
+
+    def emit(self, record: CallRecord, pending: PendingCall | None = None) -> CallRecord:
+        """Validate, price and pass ``record`` through every sink; returns it.
+
+        A bad record raises ``TypeError``/``ValueError`` naming the field before
+        any sink has seen it (the pending call's reservation is released).
+        """
+        try:
+            ctx_tags = current_tags()
+            if ctx_tags:
+                record.tags = {**ctx_tags, **record.tags} if record.tags else dict(ctx_tags)
+            if not record.operations:
+                record.operations = current_operations()
+            record.validate()
+        except (TypeError, ValueError):
+            if pending is not None:
+                self.abandon(pending)
+            raise
+        try:
+            self.pricing.price_record(record)
+        except Exception:
+            self._sink_failed("pricing")
+        if pending is not None:
+            if pending.done:
+                pending = None
+            else:
+                pending.done = True
+        tracker = self.cost_tracker
+        if tracker is not None:
+            try:
+                tracker.on_record(record, pending.reservation if pending is not None else None)
+            except Exception:
+                self._sink_failed("cost_tracker")
+        metrics = self.metrics
+        if metrics is not None:
+            try:
+                metrics.on_record(record)
+            except Exception:
+                self._sink_failed("metrics")
+            if pending is not None:
+                self._end_in_flight(pending)
+        for name, sink in self._others:
+            try:
+                sink.on_record(record)
+            except Exception:
+                self._sink_failed(name)
+        return record
+
+    def _sink_failed(self, name: str) -> None:
+        with self._lock:
+            n = self.sink_errors.get(name, 0) + 1
+            self.sink_errors[name] = n
+        if n == 1 or n % 1000 == 0:
+            log.warning(
+                "aiscope sink %r failed (%d so far); the call is unaffected", name, n, exc_info=True
+            )
+
+    def with_sinks(self, **changes: Any) -> Scope:
+        """A copy of this scope with some sinks replaced."""
+        kwargs: dict[str, Any] = {
+            "metrics": self.metrics,
+            "tracer": self.tracer,
+            "cost_tracker": self.cost_tracker,
+            "feedback": self.feedback,
+            "sinks": self.extra_sinks,
+            "pricing": self.pricing if self.cost_tracker is None else None,
+        }
+        kwargs.update(changes)
+        return Scope(**kwargs)
+
+
+_default_scope = Scope()
+_current: ContextVar[Scope | None] = ContextVar("aiscope_scope", default=None)
+
+
+def configure(
+    *,
+    metrics: MetricsCollector | None = None,
+    tracer: Sink | None = None,
+    cost_tracker: CostTracker | None = None,
+    feedback: Sink | None = None,
+    sinks: Sequence[Sink] = (),
+    pricing: Pricing | None = None,
+) -> Scope:
+    """Set the process-wide default scope (the same names as the client builder's)."""
+    global _default_scope
+    _default_scope = Scope(
+        metrics=metrics,
+        tracer=tracer,
+        cost_tracker=cost_tracker,
+        feedback=feedback,
+        sinks=sinks,
+        pricing=pricing,
+    )
+    return _default_scope
+
+
+def current_scope() -> Scope:
+    """The scope in force here: the innermost :func:`use_scope`, else the default."""
+    scope = _current.get()
+    return scope if scope is not None else _default_scope
+
+
+@contextmanager
+def use_scope(scope: Scope) -> Iterator[Scope]:
+    """Send the records made inside the block (this thread/task) to ``scope``."""
+    if not isinstance(scope, Scope):
+        raise TypeError(f"use_scope needs an aiscope.Scope, got {scope!r}")
+    token = _current.set(scope)
+    try:
+        yield scope
+    finally:
+        _current.reset(token)

@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests that need an external binary skip on a user's machine
+without it, but fail in CI (CI=true), where .ci/run installs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+import aiscope
+from aiscope.scope import Scope, use_scope
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_binary(name: str) -> str:
+    """The path of ``name``; skip without it (fail in CI)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install prometheus)"
+        if IN_CI:
+            pytest.fail(f"{message}: CI must run this test")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture
+def scope() -> Iterator[Scope]:
+    """A fresh scope with metrics and an unlimited cost tracker, current for the test."""
+    s = Scope(metrics=aiscope.MetricsCollector(), cost_tracker=aiscope.CostTracker())
+    with use_scope(s):
+        yield s

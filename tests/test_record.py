@@ -1,0 +1,83 @@
+"""The record and its validation: bad input is refused whole, naming the field."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import aiscope
+from aiscope import CallRecord, Usage
+from aiscope.scope import Scope
+
+
+def test_usage_rejects_negative_and_non_int() -> None:
+    with pytest.raises(ValueError, match="usage.input_tokens"):
+        Usage(input_tokens=-1)
+    with pytest.raises(TypeError, match="usage.output_tokens"):
+        Usage(output_tokens=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="usage.input_tokens"):
+        Usage(input_tokens=True)
+    with pytest.raises(ValueError, match="cache_read_tokens"):
+        Usage(input_tokens=10, cache_read_tokens=11)
+    with pytest.raises(ValueError, match="reasoning_tokens"):
+        Usage(output_tokens=3, reasoning_tokens=4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "field"),
+    [
+        ({"latency_s": math.nan}, ValueError, "latency_s"),
+        ({"latency_s": -0.1}, ValueError, "latency_s"),
+        ({"latency_s": "1"}, TypeError, "latency_s"),
+        ({"time_to_first_token_s": math.inf}, ValueError, "time_to_first_token_s"),
+        ({"tags": {"feature": 3}}, TypeError, "tags\\['feature'\\]"),
+        ({"tags": {"team": None}}, TypeError, "tags\\['team'\\]"),
+        ({"status": "weird"}, ValueError, "status"),
+        ({"model": ""}, ValueError, "model"),
+        ({"retry_count": -2}, ValueError, "retry_count"),
+        ({"cost_usd": math.nan}, ValueError, "cost_usd"),
+    ],
+)
+def test_bad_record_is_refused_and_nothing_recorded(
+    scope: Scope, kwargs: dict[str, object], exc: type[Exception], field: str
+) -> None:
+    record = CallRecord(model="gpt-4o", provider="openai", usage=Usage(10, 5))
+    for key, value in kwargs.items():
+        setattr(record, key, value)
+    with pytest.raises(exc, match=field):
+        scope.emit(record)
+    assert scope.cost_tracker is not None and scope.metrics is not None
+    assert scope.cost_tracker.get_report().call_count == 0
+    assert "ai_lib_requests_total{" not in scope.metrics.export_prometheus()
+
+
+def test_record_call_bad_input_names_field(scope: Scope) -> None:
+    with pytest.raises(ValueError, match="latency_s"):
+        aiscope.record_call("gpt-4o", "openai", input_tokens=1, latency_s=math.nan)
+    with pytest.raises(ValueError, match="usage.output_tokens"):
+        aiscope.record_call("gpt-4o", "openai", output_tokens=-5)
+    with pytest.raises(TypeError, match="tags\\['user'\\]"):
+        aiscope.record_call("gpt-4o", "openai", tags={"user": 42})  # type: ignore[dict-item]
+    assert scope.cost_tracker is not None
+    assert scope.cost_tracker.get_report().call_count == 0
+
+
+def test_stats_view_has_every_seed_field() -> None:
+    rec = CallRecord(
+        model="gpt-4o",
+        provider="openai",
+        response_model="gpt-4o-2024-08-06",
+        latency_s=1.25,
+        time_to_first_token_s=0.2,
+        usage=Usage(100, 40, cache_read_tokens=60, reasoning_tokens=10),
+        cost_usd=0.001,
+        retry_count=2,
+    )
+    st = rec.stats()
+    assert (st.model, st.provider) == ("gpt-4o-2024-08-06", "openai")
+    assert (st.prompt_tokens, st.completion_tokens, st.total_tokens) == (100, 40, 140)
+    assert st.latency_ms == pytest.approx(1250.0)
+    assert st.time_to_first_token_ms == pytest.approx(200.0)
+    assert (st.cost_usd, st.request_id, st.retry_count) == (0.001, rec.request_id, 2)
+    assert (st.cached_tokens, st.reasoning_tokens) == (60, 10)
