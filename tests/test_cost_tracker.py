@@ -17,7 +17,9 @@ def _scope(tracker: CostTracker) -> Scope:
 
 
 def _call(scope: Scope, model: str = "gpt-4o", i: int = 1000, o: int = 500, **tags: str) -> None:
-    aiscope.record_call(model, "openai", input_tokens=i, output_tokens=o, latency_s=0.5, tags=tags, scope=scope)
+    aiscope.record_call(
+        model, "openai", input_tokens=i, output_tokens=o, latency_s=0.5, tags=tags, scope=scope
+    )
 
 
 def test_report_breakdowns() -> None:
@@ -30,7 +32,10 @@ def test_report_breakdowns() -> None:
     report = tracker.get_report()
     assert report.total_cost == pytest.approx(0.0075 * 2 + 0.00045)
     assert report.remaining == pytest.approx(10.0 - report.total_cost)
-    assert report.by_model == {"gpt-4o": pytest.approx(0.015), "gpt-4o-mini": pytest.approx(0.00045)}
+    assert report.by_model == {
+        "gpt-4o": pytest.approx(0.015),
+        "gpt-4o-mini": pytest.approx(0.00045),
+    }
     assert report.by_feature == {"search": pytest.approx(0.015), "chat": pytest.approx(0.00045)}
     assert report.by_team == {"growth": pytest.approx(0.00795), "core": pytest.approx(0.0075)}
     assert report.by_operation == {"heavy_analysis": pytest.approx(0.0075)}
@@ -83,7 +88,9 @@ def test_block_mode_refuses_before_the_call() -> None:
     refused = 0
     for _ in range(10):
         try:
-            with aiscope.llm_call("gpt-4o", "openai", input_tokens=1000, max_output_tokens=500, scope=scope) as call:
+            with aiscope.llm_call(
+                "gpt-4o", "openai", input_tokens=1000, max_output_tokens=500, scope=scope
+            ) as call:
                 sent += 1
                 call.set_usage(1000, 500)
         except BudgetExceededError as exc:
@@ -113,7 +120,10 @@ def test_warn_mode_never_blocks_but_calls_back() -> None:
 def test_failed_call_releases_reservation() -> None:
     tracker = CostTracker(budget_usd=1.0)
     scope = _scope(tracker)
-    with pytest.raises(RuntimeError), aiscope.llm_call("gpt-4o", "openai", input_tokens=10, max_output_tokens=10, scope=scope):
+    with (
+        pytest.raises(RuntimeError),
+        aiscope.llm_call("gpt-4o", "openai", input_tokens=10, max_output_tokens=10, scope=scope),
+    ):
         raise RuntimeError("provider down")
     status = tracker.budget_statuses()[0]
     assert status.reserved_usd == 0.0 and status.spent_usd == 0.0
@@ -121,7 +131,9 @@ def test_failed_call_releases_reservation() -> None:
 
 
 def test_several_budgets_and_windows() -> None:
-    tracker = CostTracker(budgets=[Budget(1.0, "daily", name="day"), Budget(0.01, "monthly", name="month")])
+    tracker = CostTracker(
+        budgets=[Budget(1.0, "daily", name="day"), Budget(0.01, "monthly", name="month")]
+    )
     scope = _scope(tracker)
     _call(scope)
     with pytest.raises(BudgetExceededError, match="'month'"):
@@ -141,7 +153,9 @@ def test_period_bounds_are_utc() -> None:
 
 
 def test_bad_budget_input() -> None:
-    with pytest.raises(ValueError, match="budget window must be one of total, daily, monthly; got 'weekly'"):
+    with pytest.raises(
+        ValueError, match="budget window must be one of total, daily, monthly; got 'weekly'"
+    ):
         CostTracker(budget_usd=1, window="weekly")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="limit_usd"):
         CostTracker(budget_usd=-1)

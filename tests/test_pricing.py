@@ -19,7 +19,11 @@ CASES = [
     ("openai", "gpt-4o-mini", Usage(1000, 500)),
     ("openai", "gpt-4o-mini", Usage(123_457, 9_876)),
     ("anthropic", "claude-sonnet-4-5", Usage(1000, 500)),
-    ("anthropic", "claude-sonnet-4-5", Usage(2000, 700, cache_read_tokens=1500, cache_write_tokens=300)),
+    (
+        "anthropic",
+        "claude-sonnet-4-5",
+        Usage(2000, 700, cache_read_tokens=1500, cache_write_tokens=300),
+    ),
     ("anthropic", "claude-sonnet-4-5", Usage(300_000, 500)),  # above the 200k tier
     ("openai", "gpt-4o", Usage(1000, 500, cache_read_tokens=800)),  # cached input
     ("openai", "o3", Usage(1000, 900, reasoning_tokens=700)),
@@ -65,7 +69,10 @@ def test_price_at_call_time_uses_the_timestamp() -> None:
     for hour in (3, 18):
         at = datetime(2025, 3, 1, hour, 0, tzinfo=UTC)
         want = genai_prices.calc_price(
-            _gp(usage), model_ref="deepseek-chat", provider_id="deepseek", genai_request_timestamp=at
+            _gp(usage),
+            model_ref="deepseek-chat",
+            provider_id="deepseek",
+            genai_request_timestamp=at,
         ).total_price
         assert pricing.cost("deepseek", "deepseek-chat", usage, at=at.timestamp())[0] == float(want)
 
@@ -75,7 +82,10 @@ def test_unknown_model_is_none_with_one_warning_and_a_count() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for _ in range(3):
-            assert pricing.cost("openai", "no-such-model-xyz", Usage(10, 10)) == (None, "unknown_model")
+            assert pricing.cost("openai", "no-such-model-xyz", Usage(10, 10)) == (
+                None,
+                "unknown_model",
+            )
     assert len([w for w in caught if issubclass(w.category, UnknownModelWarning)]) == 1
     assert pricing.unknown_counts[("openai", "no-such-model-xyz")] == 3
 
@@ -88,7 +98,8 @@ def test_unknown_model_flows_as_none_through_the_scope() -> None:
     assert scope.cost_tracker is not None and scope.metrics is not None
     assert scope.cost_tracker.get_report().unpriced_calls == 1
     text = scope.metrics.export_prometheus()
-    assert 'ai_lib_unpriced_requests_total{model="my-finetune-zzz",provider="acme",reason="unknown_model"} 1.0' in text
+    labels = 'model="my-finetune-zzz",provider="acme",reason="unknown_model"'
+    assert f"ai_lib_unpriced_requests_total{{{labels}}} 1.0" in text
 
 
 def test_overrides_from_dict_and_files(tmp_path: Path) -> None:
@@ -96,9 +107,9 @@ def test_overrides_from_dict_and_files(tmp_path: Path) -> None:
     p = Pricing(spec)
     assert p.cost("any", "my-model", Usage(1_000_000, 0)) == (1.5, "override")
     # cached tokens at the cache price, the rest at the input price
-    assert p.cost_decimal("any", "my-model", Usage(1_000_000, 1_000_000, cache_read_tokens=500_000)) == (
-        Decimal("0.75") + Decimal("0.075") + Decimal("6")
-    )
+    assert p.cost_decimal(
+        "any", "my-model", Usage(1_000_000, 1_000_000, cache_read_tokens=500_000)
+    ) == (Decimal("0.75") + Decimal("0.075") + Decimal("6"))
     # an override wins over the bundled price
     p2 = Pricing({"openai/gpt-4o": {"input_mtok": 1, "output_mtok": 1}})
     assert p2.cost("openai", "gpt-4o", Usage(1_000_000, 1_000_000))[0] == 2.0
@@ -113,7 +124,9 @@ def test_overrides_from_dict_and_files(tmp_path: Path) -> None:
 def test_override_file_typo_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "prices.yaml"
     bad.write_text("my-model:\n  input_mtok: 1\n  ouput_mtok: 2\n")
-    with pytest.raises(ValueError, match=r"prices.yaml: unknown price key 'ouput_mtok'.*output_mtok"):
+    with pytest.raises(
+        ValueError, match=r"prices.yaml: unknown price key 'ouput_mtok'.*output_mtok"
+    ):
         Pricing(bad)
     bad.write_text("my-model:\n  input_mtok: cheap\n  output_mtok: 2\n")
     with pytest.raises(ValueError, match=r"my-model.input_mtok must be a number"):
@@ -132,7 +145,11 @@ def test_estimate_is_an_upper_bound() -> None:
     p = Pricing()
     est = p.estimate("anthropic", "claude-sonnet-4-5", 1000, 500)
     assert est is not None
-    for usage in (Usage(1000, 500), Usage(1000, 500, cache_write_tokens=1000), Usage(1000, 500, cache_read_tokens=900)):
+    for usage in (
+        Usage(1000, 500),
+        Usage(1000, 500, cache_write_tokens=1000),
+        Usage(1000, 500, cache_read_tokens=900),
+    ):
         cost = p.cost("anthropic", "claude-sonnet-4-5", usage)[0]
         assert cost is not None and cost <= est
     with pytest.warns(UnknownModelWarning):

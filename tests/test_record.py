@@ -12,11 +12,11 @@ from aiscope.scope import Scope
 
 
 def test_usage_rejects_negative_and_non_int() -> None:
-    with pytest.raises(ValueError, match="usage.input_tokens"):
+    with pytest.raises(ValueError, match=r"usage\.input_tokens"):
         Usage(input_tokens=-1)
-    with pytest.raises(TypeError, match="usage.output_tokens"):
+    with pytest.raises(TypeError, match=r"usage\.output_tokens"):
         Usage(output_tokens=1.5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="usage.input_tokens"):
+    with pytest.raises(TypeError, match=r"usage\.input_tokens"):
         Usage(input_tokens=True)
     with pytest.raises(ValueError, match="cache_read_tokens"):
         Usage(input_tokens=10, cache_read_tokens=11)
@@ -55,7 +55,7 @@ def test_bad_record_is_refused_and_nothing_recorded(
 def test_record_call_bad_input_names_field(scope: Scope) -> None:
     with pytest.raises(ValueError, match="latency_s"):
         aiscope.record_call("gpt-4o", "openai", input_tokens=1, latency_s=math.nan)
-    with pytest.raises(ValueError, match="usage.output_tokens"):
+    with pytest.raises(ValueError, match=r"usage\.output_tokens"):
         aiscope.record_call("gpt-4o", "openai", output_tokens=-5)
     with pytest.raises(TypeError, match="tags\\['user'\\]"):
         aiscope.record_call("gpt-4o", "openai", tags={"user": 42})  # type: ignore[dict-item]

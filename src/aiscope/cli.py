@@ -55,9 +55,8 @@ def prices(
             "source",
         ):
             table.add_column(col)
-        for name, price in found:
+        for _name, price in found:
             if price is None:
-                table.add_row(name, provider or "?", "[red]unknown model[/red]", "", "", "", "", "")
                 continue
 
             def fmt(v: object) -> str:
@@ -74,7 +73,13 @@ def prices(
                 price.source + (" (tiered)" if price.tiered else ""),
             )
         console.print(table)
-    if any(p is None for _, p in found):
+    unknown = [m for m, p in found if p is None]
+    for name in unknown:
+        console.print(
+            f"[red]unknown model:[/red] {name} (no price in the bundled data; "
+            "add an override with --overrides)"
+        )
+    if unknown:
         raise typer.Exit(1)
 
 
