@@ -67,6 +67,7 @@ TTFT_BUCKETS = (
     10.0,
 )
 
+_CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
@@ -220,6 +221,37 @@ class MetricsCollector:
             registry=reg,
             multiprocess_mode="mostrecent",
         )
+        self.retries = Counter(
+            f"{ns}_retries",
+            "Retried LLM requests, by the error that caused the retry.",
+            ["model", "provider", "reason"],
+            registry=reg,
+        )
+        self.circuit_transitions = Counter(
+            f"{ns}_circuit_transitions",
+            "Circuit breaker state changes.",
+            ["provider", "from_state", "to_state"],
+            registry=reg,
+        )
+        self.circuit_state = Gauge(
+            f"{ns}_circuit_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
+            ["provider"],
+            registry=reg,
+            multiprocess_mode="mostrecent",
+        )
+        self.rate_limit_waits = Counter(
+            f"{ns}_rate_limit_waits",
+            "Requests that waited for the client-side rate limiter.",
+            ["provider"],
+            registry=reg,
+        )
+        self.rate_limit_wait_seconds = Counter(
+            f"{ns}_rate_limit_wait_seconds",
+            "Time spent waiting for the client-side rate limiter.",
+            ["provider"],
+            registry=reg,
+        )
         self._children: dict[tuple[str, ...], _Children] = {}
         self._children_lock = threading.Lock()
         self._sketch_lock = threading.Lock()
@@ -324,6 +356,25 @@ class MetricsCollector:
         m = self._bounded("model", self._model_tbl, model)
         p = self._bounded("provider", self._provider_tbl, provider)
         self.inflight.labels(m, p).dec()
+
+    def count_retry(self, model: str, provider: str, reason: str) -> None:
+        """A request is retried because of ``reason`` (an error type)."""
+        m = self._bounded("model", self._model_tbl, model)
+        p = self._bounded("provider", self._provider_tbl, provider)
+        r = self._bounded("error_type", self.labels.table("error_type"), reason)
+        self.retries.labels(m, p, r).inc()
+
+    def circuit_transition(self, provider: str, old: str, new: str) -> None:
+        """A provider's circuit breaker moved from ``old`` to ``new``."""
+        p = self._bounded("provider", self._provider_tbl, provider)
+        self.circuit_transitions.labels(p, old, new).inc()
+        self.circuit_state.labels(p).set(_CIRCUIT_VALUES.get(new, 0))
+
+    def rate_limit_wait(self, provider: str, seconds: float) -> None:
+        """A request waited ``seconds`` for the client-side rate limiter."""
+        p = self._bounded("provider", self._provider_tbl, provider)
+        self.rate_limit_waits.labels(p).inc()
+        self.rate_limit_wait_seconds.labels(p).inc(seconds)
 
     def update_budget(self, statuses: Iterable[BudgetStatus]) -> None:
         """Set the budget gauges (a CostTracker listener)."""
