@@ -1,0 +1,138 @@
+"""Response mapping: text, finish reason, tool calls, ids and usage by JSONPath."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiscope.client.manifest import ProviderManifest, UsageMap
+from aiscope.record import Usage
+
+
+@dataclass(slots=True)
+class ToolCall:
+    """A function call the model asked for (arguments as a JSON string)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    """A provider-neutral chat response."""
+
+    text: str
+    finish_reason: str | None
+    usage: Usage
+    id: str | None = None
+    model: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    request_id: str | None = None
+    raw: Any = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def normalize_usage(umap: UsageMap, values: dict[str, int | None]) -> Usage | None:
+    """aiscope's usage from the provider's numbers (None if the provider gave none)."""
+    if values.get("input_tokens") is None and values.get("output_tokens") is None:
+        return None
+
+    def n(key: str) -> int:
+        v = values.get(key)
+        if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+            return 0
+        return int(v)
+
+    inp, out, cr, cw, rs = (
+        n(k)
+        for k in (
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+        )
+    )
+    if umap.input_excludes_cache:
+        inp += cr + cw
+    if umap.output_excludes_reasoning:
+        out += rs
+    # Defend the record's invariants against an odd provider report.
+    inp = max(inp, cr + cw)
+    out = max(out, rs)
+    return Usage(inp, out, cr, cw, rs)
+
+
+def estimate_usage(prompt: str, completion: str) -> Usage:
+    """Token counts when the provider reported none: about four characters a token."""
+    return Usage(
+        input_tokens=math.ceil(len(prompt) / 4),
+        output_tokens=math.ceil(len(completion) / 4),
+        estimated=True,
+    )
+
+
+def _tool_calls(items: list[Any]) -> list[ToolCall]:
+    out: list[ToolCall] = []
+    for i, item in enumerate(items):
+        if isinstance(item, list):
+            out.extend(_tool_calls(item))
+            continue
+        if not isinstance(item, dict):
+            continue
+        if "function" in item:  # OpenAI
+            fn = item["function"] or {}
+            args = fn.get("arguments") or ""
+            out.append(
+                ToolCall(
+                    item.get("id") or f"call_{i}",
+                    fn.get("name", ""),
+                    args if isinstance(args, str) else json.dumps(args),
+                )
+            )
+        elif "input" in item:  # Anthropic tool_use block
+            out.append(
+                ToolCall(
+                    item.get("id") or f"toolu_{i}", item.get("name", ""), json.dumps(item["input"])
+                )
+            )
+        else:  # Gemini functionCall
+            out.append(
+                ToolCall(
+                    item.get("id") or f"call_{i}",
+                    item.get("name", ""),
+                    json.dumps(item.get("args", {})),
+                )
+            )
+    return out
+
+
+def parse_response(manifest: ProviderManifest, data: Any, prompt: str) -> ChatResponse:
+    """Map a decoded JSON response body."""
+    r = manifest.response
+    texts = r["text"].all(data)
+    text = "".join(t for t in texts if isinstance(t, str))
+    finish = r["finish_reason"].first(data)
+    usage = normalize_usage(
+        manifest.usage, {k: p.first(data) for k, p in manifest.usage.paths.items()}
+    )
+    if usage is None:
+        usage = estimate_usage(prompt, text)
+    tool_path = r.get("tool_calls")
+    tools = _tool_calls(tool_path.all(data)) if tool_path is not None else []
+    rid = r["id"].first(data) if "id" in r else None
+    model = r["model"].first(data) if "model" in r else None
+    return ChatResponse(
+        text=text,
+        finish_reason=str(finish) if finish is not None else None,
+        usage=usage,
+        id=str(rid) if rid is not None else None,
+        model=str(model) if model is not None else None,
+        tool_calls=tools,
+        raw=data,
+    )
