@@ -390,6 +390,11 @@ class AiClient:
     def _request_tokens(self, req: ChatRequest) -> int:
         return estimate_tokens(req.prompt_text()) + (req.max_tokens or 0)
 
+    def _settle_limiter(self, req: ChatRequest, response: ChatResponse | None) -> None:
+        # The limiter took an estimate up front; correct it with what was really used.
+        if self.rate_limiter is not None and response is not None:
+            self.rate_limiter.adjust(self._request_tokens(req), response.usage.total_tokens)
+
     def _finish(
         self,
         record: CallRecord,
@@ -480,6 +485,7 @@ class AiClient:
                         permit.release()
                         raise
                     self._breaker_outcome(permit, None)
+                    self._settle_limiter(req, response)
                     return response, record
         except BaseException as exc:
             error = exc
@@ -573,6 +579,7 @@ class AiClient:
                         permit.release()
                         raise
                     self._breaker_outcome(permit, None)
+                    self._settle_limiter(req, response)
                     return response, record
         except BaseException as exc:
             error = exc

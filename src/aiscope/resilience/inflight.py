@@ -156,7 +156,7 @@ class InflightLimiter:
         with self._lock:
             granted = waiter.granted
             if not granted:
-                del self._waiters[waiter]
+                self._waiters.pop(waiter, None)
         if granted and not keep_granted:
             self.release()
         return granted and keep_granted
@@ -174,7 +174,10 @@ class InflightLimiter:
                 waiter.granted = True  # the slot passes on; the count stays
             if waiter.wake():
                 return
-            # The waiter's loop is closed; release the slot on its behalf.
+            # The waiter's loop is closed and will never run it: take the slot back
+            # and release it on the waiter's behalf.
+            with self._lock:
+                waiter.granted = False
 
     def slot(self, timeout: float | None = None) -> InflightSlot:
         """``with limiter.slot(timeout):`` holds a slot for the block (threads)."""
