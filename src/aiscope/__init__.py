@@ -6,6 +6,7 @@ traces, logs and feedback.
 """
 
 from aiscope.capture import LLMCall, estimate_tokens, llm_call, record_call
+from aiscope.client import AiClient
 from aiscope.context import current_operations, current_tags, tags
 from aiscope.cost import (
     Budget,
@@ -26,6 +27,7 @@ from aiscope.scope import PendingCall, Scope, configure, current_scope, use_scop
 __version__ = "0.1.0"
 
 __all__ = [
+    "AiClient",
     "Budget",
     "BudgetExceededError",
     "BudgetStatus",

@@ -74,6 +74,7 @@ class Scope:
         self.cost_tracker = cost_tracker
         self.feedback = feedback
         self.extra_sinks = tuple(sinks)
+        self._explicit_pricing = pricing
         if pricing is None:
             pricing = cost_tracker.pricing if cost_tracker is not None else default_pricing()
         self.pricing = pricing
@@ -191,7 +192,7 @@ class Scope:
             "cost_tracker": self.cost_tracker,
             "feedback": self.feedback,
             "sinks": self.extra_sinks,
-            "pricing": self.pricing if self.cost_tracker is None else None,
+            "pricing": self._explicit_pricing,
         }
         kwargs.update(changes)
         return Scope(**kwargs)

@@ -37,7 +37,13 @@ from aiscope.client.errors import (
     TransportError,
 )
 from aiscope.client.manifest import ProviderManifest, get_manifest
-from aiscope.client.request import ChatRequest, CompiledRequest, api_key_for, compile_request
+from aiscope.client.request import (
+    ChatRequest,
+    CompiledRequest,
+    api_key_for,
+    base_url_for,
+    compile_request,
+)
 from aiscope.client.response import ChatResponse, estimate_usage, parse_response
 from aiscope.client.streaming import EventMapper, SSEDecoder, StreamEvent, StreamState
 from aiscope.cost.tracker import CostTracker
@@ -294,7 +300,7 @@ class AiClient:
         return compiled
 
     def _new_record(self, req: ChatRequest, tags: dict[str, str], stream: bool) -> CallRecord:
-        url = httpx.URL(self._base_url or self.manifest.base_url)
+        url = httpx.URL(base_url_for(self.manifest, self._base_url))
         return CallRecord(
             model=self.model,
             provider=self.manifest.pricing_id,

@@ -116,6 +116,7 @@ class ProviderManifest:
     name: str
     source: str
     base_url: str
+    base_url_env: str | None
     pricing_id: str
     auth: Auth
     headers: Mapping[str, str]
@@ -213,6 +214,7 @@ _KNOWN_TOP = {
     "extends",
     "docs",
     "base_url",
+    "base_url_env",
     "pricing_id",
     "auth",
     "headers",
@@ -355,6 +357,7 @@ def parse_manifest(
         name=r.get("name", str, default=pid),
         source=source,
         base_url=base_url.rstrip("/"),
+        base_url_env=r.get("base_url_env", str, default=None),
         pricing_id=r.get("pricing_id", str, default=pid),
         auth=auth,
         headers={str(k): str(v) for k, v in r.get("headers", Mapping, default={}).items()},

@@ -223,6 +223,17 @@ def api_key_for(manifest: ProviderManifest, explicit: str | None) -> str | None:
     return None
 
 
+def base_url_for(manifest: ProviderManifest, explicit: str | None) -> str:
+    """The endpoint: the one given, else the manifest's environment override, else its default."""
+    if explicit:
+        return explicit
+    if manifest.base_url_env:
+        value = os.environ.get(manifest.base_url_env)
+        if value:
+            return value
+    return manifest.base_url
+
+
 def compile_request(
     manifest: ProviderManifest,
     req: ChatRequest,
@@ -271,7 +282,7 @@ def compile_request(
     path = manifest.stream_path if stream else manifest.chat_path
     if manifest.model_in_path:
         path = path.replace("{model}", quote(req.model, safe=""))
-    url = (base_url or manifest.base_url).rstrip("/") + path
+    url = base_url_for(manifest, base_url).rstrip("/") + path
     query = dict(manifest.stream_query) if stream else {}
     headers = {"content-type": "application/json", **manifest.headers}
     headers["accept"] = "text/event-stream" if stream else "application/json"

@@ -288,13 +288,19 @@ class CostTracker:
             reservation.settled = True
             spent = [self.ledger.settle(key, rid, amount) for _, key, rid in reservation.ids]
             periods = [p for p, _, _ in reservation.ids]
+            keys = [key for _, key, _ in reservation.ids]
         else:
             periods = self._periods
-            spent = [self.ledger.settle(p.current(at), None, amount) for p in periods]
+            keys = [p.current(at) for p in periods]
+            spent = [self.ledger.settle(key, None, amount) for key in keys]
         if self._listeners or self.on_threshold or self.on_exceed:
+            # The period charged is the key's ("name:window:label"), not p.label: a call
+            # admitted before a window boundary settles on the old period after it.
             statuses = [
-                BudgetStatus(p.budget.name, p.budget.window, p.label, p.budget.limit_usd, s, 0.0)
-                for p, s in zip(periods, spent, strict=True)
+                BudgetStatus(
+                    p.budget.name, p.budget.window, k.rpartition(":")[2], p.budget.limit_usd, s, 0.0
+                )
+                for p, k, s in zip(periods, keys, spent, strict=True)
             ]
             self._after_charge(statuses)
 
