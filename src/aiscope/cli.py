@@ -85,17 +85,17 @@ def prices(
 
 @app.command()
 def demo(
-    requests: Annotated[int, typer.Option(min=1, help="How many calls to simulate.")] = 50,
+    requests: Annotated[int, typer.Option(min=1, help="How many calls to send.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 7,
     budget: Annotated[float, typer.Option(min=0.0, help="Budget in USD (block mode).")] = 5.0,
     prometheus: Annotated[bool, typer.Option(help="Print the Prometheus text.")] = True,
 ) -> None:
-    """Run a simulated workload across two models and print cost, latency and metrics."""
+    """Send a workload through AiClient to the mock provider; print cost, latency and metrics."""
     from aiscope import demo as demo_mod
 
     with Progress(console=console, transient=False) as progress:
-        task = progress.add_task(f"Recording {requests} calls", total=requests)
-        _, result = demo_mod.run_workload(
+        task = progress.add_task(f"Sending {requests} calls to the mock provider", total=requests)
+        result = demo_mod.run_workload(
             requests=requests,
             seed=seed,
             budget_usd=budget,
@@ -103,19 +103,26 @@ def demo(
         )
     r = result.report
     summary = Table(title="Cost")
-    summary.add_column("total")
-    summary.add_column("budget")
-    summary.add_column("remaining")
-    summary.add_column("calls")
-    summary.add_column("errors")
-    summary.add_column("refused")
+    for col in (
+        "total",
+        "budget",
+        "remaining",
+        "calls",
+        "errors",
+        "retries",
+        "refused",
+        "HTTP requests",
+    ):
+        summary.add_column(col)
     summary.add_row(
         _usd(r.total_cost),
         _usd(r.budget_usd),
         _usd(r.remaining),
         str(r.call_count),
         str(r.error_count),
+        str(result.retries),
         str(result.refused),
+        str(result.requests_sent),
     )
     console.print(summary)
     for title, breakdown in (
@@ -132,17 +139,18 @@ def demo(
             t.add_row(key, _usd(cost), f"{share:.0%}")
         console.print(t)
     lat = Table(title="Latency by model (ms)")
-    for col in ("model", "calls", "p50", "p95", "p99"):
+    for col in ("model", "calls", "p50", "p95", "p99", "TTFT p50", "TTFT p95"):
         lat.add_column(col, justify="right" if col != "model" else "left")
-    for p in result.percentiles:
+    for p, f in zip(result.percentiles, result.ttft, strict=True):
         lat.add_row(
             p.model or "all",
             str(p.count),
             *(f"{v:,.0f}" if v is not None else "-" for v in (p.p50_ms, p.p95_ms, p.p99_ms)),
+            *(f"{v:,.0f}" if v is not None else "-" for v in (f.p50_ms, f.p95_ms)),
         )
     console.print(lat)
     if prometheus:
-        console.rule("Prometheus exposition (ai_lib_*)")
+        console.rule("Prometheus exposition (ai_lib_*, without buckets)")
         typer.echo(
             "\n".join(
                 line
@@ -150,6 +158,17 @@ def demo(
                 if not line.startswith("#") and "_created" not in line and "_bucket" not in line
             )
         )
+
+
+@app.command("mock-provider")
+def mock_provider(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8765,
+) -> None:
+    """Run the mock LLM provider (OpenAI, Anthropic and Gemini wire formats) until Ctrl-C."""
+    from aiscope.testing import serve
+
+    serve(host, port)
 
 
 def main() -> None:

@@ -1,9 +1,12 @@
-"""The demo workload: simulated calls across two models with feature/team tags.
+"""The demo workload: real AiClient calls to the mock provider, across two models.
 
-Until the AiClient and its mock provider exist, the demo records simulated calls
-(seeded, so every run prints the same figures) through manual capture; every sink
-is real: prices from genai-prices, a CostTracker with a budget, Prometheus text
-from prometheus_client, percentiles from DDSketch.
+``aiscope demo`` starts :class:`~aiscope.testing.MockProvider` on a loopback port and
+sends it a seeded workload (50 requests by default, as in the seed's metrics demo)
+through two AiClients — ``openai/gpt-4o`` and ``anthropic/claude-sonnet-4-5`` — with
+feature/team tags, some streamed, a few hit by rate limits and server errors that
+the client retries. Everything is real but the provider: HTTP on loopback, the
+providers' wire formats, prices from genai-prices, a CostTracker with a budget,
+Prometheus text from prometheus_client, percentiles from DDSketch.
 """
 
 from __future__ import annotations
@@ -12,18 +15,25 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiscope.client import AiClient, AiClientError
 from aiscope.cost.budget import BudgetExceededError
 from aiscope.cost.tracker import CostReport, CostTracker
 from aiscope.metrics.collector import LatencyPercentiles, MetricsCollector
-from aiscope.record import CallRecord, Usage
-from aiscope.scope import Scope
+from aiscope.resilience import RetryPolicy
+from aiscope.testing import MockProvider
 
 MODELS = (
-    # model, provider, median latency (s), typical input, typical output
-    ("gpt-4o", "openai", 1.4, 1200, 350),
-    ("claude-sonnet-4-5", "anthropic", 1.9, 1500, 420),
+    # provider/model, the mock's base path, median latency (s)
+    ("openai/gpt-4o", "openai", 0.09),
+    ("anthropic/claude-sonnet-4-5", "anthropic", 0.13),
 )
 FEATURES = (("search", "growth"), ("summarize", "platform"), ("chat", "support"))
+PROMPTS = (
+    "Summarize the quarterly report in three bullet points.",
+    "Which of these search results answers the question best?",
+    "Draft a friendly reply to this support ticket about billing.",
+    "Explain the difference between p95 and p99 latency.",
+)
 
 
 @dataclass
@@ -32,8 +42,12 @@ class DemoResult:
 
     report: CostReport
     percentiles: list[LatencyPercentiles]
+    ttft: list[LatencyPercentiles]
     prometheus_text: str
     refused: int
+    failed: int
+    requests_sent: int
+    retries: int
 
 
 def run_workload(
@@ -41,67 +55,74 @@ def run_workload(
     seed: int = 7,
     budget_usd: float = 5.0,
     on_progress: Callable[[], None] | None = None,
-) -> tuple[Scope, DemoResult]:
-    """Record ``requests`` simulated calls; return the scope and what it saw."""
+) -> DemoResult:
+    """Send ``requests`` calls through AiClient to a fresh mock provider."""
     rng = random.Random(seed)
     metrics = MetricsCollector()
     tracker = CostTracker(budget_usd=budget_usd, alert_threshold=0.8)
-    scope = Scope(metrics=metrics, cost_tracker=tracker)
-    refused = 0
-    for i in range(requests):
-        if on_progress is not None:
-            on_progress()
-        model, provider, median, typ_in, typ_out = MODELS[i % len(MODELS)]
-        feature, team = FEATURES[rng.randrange(len(FEATURES))]
-        input_tokens = max(1, int(rng.gauss(typ_in, typ_in / 4)))
-        output_tokens = max(1, int(rng.gauss(typ_out, typ_out / 3)))
-        cached = input_tokens // 2 if rng.random() < 0.3 else 0
-        latency = rng.lognormvariate(0, 0.45) * median
-        failed = rng.random() < 0.06
-        try:
-            pending = scope.begin(model, provider, input_tokens, 1024)
-        except BudgetExceededError:
-            refused += 1
-            continue
-        scope.emit(
-            _record(
-                model, provider, input_tokens, output_tokens, cached, latency, failed, feature, team
-            ),
-            pending,
-        )
-    result = DemoResult(
+    retry = RetryPolicy(max_retries=2, base_delay_s=0.02, max_delay_s=0.2, rng=random.Random(seed))
+    refused = failed = retries = 0
+    with MockProvider(api_key="demo-key") as mock:
+        clients = [
+            AiClient.builder()
+            .model(spec)
+            .api_key("demo-key")
+            .base_url(mock.base_url(base))
+            .metrics(metrics)
+            .cost_tracker(tracker)
+            .retry(retry)
+            .build()
+            for spec, base, _ in MODELS
+        ]
+        for i in range(requests):
+            if on_progress is not None:
+                on_progress()
+            which = i % len(MODELS)
+            client, median = clients[which], MODELS[which][2]
+            feature, team = FEATURES[rng.randrange(len(FEATURES))]
+            mock.behave(
+                reply_tokens=rng.randint(40, 400),
+                cache_read_tokens=rng.choice((0, 0, 8)),
+            )
+            mock.slow_first_byte(rng.lognormvariate(0, 0.5) * median)
+            roll = rng.random()
+            if roll < 0.06:
+                mock.rate_limit(retry_after=0.05)
+            elif roll < 0.10:
+                mock.fail_next(500)
+            chat = (
+                client.chat()
+                .system("You are a concise assistant.")
+                .user(
+                    PROMPTS[rng.randrange(len(PROMPTS))] + " " + "context " * rng.randint(50, 400)
+                )
+                .max_tokens(512)
+                .tags(feature=feature, team=team)
+            )
+            try:
+                if i % 3 == 2:
+                    events = list(chat.stream_sync())
+                    stats = events[-1].stats
+                else:
+                    _, stats = chat.execute_with_stats_sync()
+                retries += stats.retry_count if stats is not None else 0
+            except BudgetExceededError:
+                refused += 1
+            except AiClientError:
+                failed += 1
+        sent = len(mock.requests)
+        mock.clear_faults()
+        for c in clients:
+            c.close()
+    return DemoResult(
         report=tracker.get_report(),
-        percentiles=[metrics.latency_percentiles(m) for m, *_ in MODELS],
+        percentiles=[metrics.latency_percentiles(spec.split("/", 1)[1]) for spec, *_ in MODELS],
+        ttft=[metrics.ttft_percentiles(spec.split("/", 1)[1]) for spec, *_ in MODELS],
         prometheus_text=metrics.export_prometheus(),
         refused=refused,
-    )
-    return scope, result
-
-
-def _record(
-    model: str,
-    provider: str,
-    input_tokens: int,
-    output_tokens: int,
-    cached: int,
-    latency: float,
-    failed: bool,
-    feature: str,
-    team: str,
-) -> CallRecord:
-    return CallRecord(
-        model=model,
-        provider=provider,
-        latency_s=latency,
-        time_to_first_token_s=latency * 0.2,
-        status="error" if failed else "ok",
-        error_type="RateLimitError" if failed else None,
-        usage=Usage(
-            input_tokens=input_tokens,
-            output_tokens=0 if failed else output_tokens,
-            cache_read_tokens=cached,
-        ),
-        tags={"feature": feature, "team": team},
+        failed=failed,
+        requests_sent=sent,
+        retries=retries,
     )
 
 
