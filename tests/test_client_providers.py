@@ -295,3 +295,34 @@ def test_tools_roundtrip_openai_and_anthropic(mock: MockProvider) -> None:
             provider
         )
         assert json.loads(end.tool_calls[0].arguments) == {"city": "Paris"}
+
+
+def test_rate_limiter_waits_are_counted(mock: MockProvider) -> None:
+    from aiscope.resilience import RateLimiter
+
+    limiter = RateLimiter(requests_per_minute=600, request_capacity=1)  # one request per 0.1 s
+    client = _client(mock, "openai", "gpt-4o", circuit_breaker=CircuitBreaker("openai"))
+    client.rate_limiter = limiter
+    import time
+
+    t0 = time.perf_counter()
+    for _ in range(3):
+        client.chat().user("hi").execute_sync()
+    assert time.perf_counter() - t0 >= 0.18  # the 2nd and 3rd waited ~0.1 s each
+    text = client.scope.metrics.export_prometheus()  # type: ignore[union-attr]
+    assert 'ai_lib_rate_limit_waits_total{provider="openai"} 2.0' in text
+    assert client.signals_snapshot().rate_limiter is not None
+
+
+def test_max_inflight_limits_concurrency(mock: MockProvider) -> None:
+    mock.behave(latency_s=0.1)
+    client = _client(mock, "openai", "gpt-4o", max_inflight=2)
+
+    async def main() -> None:
+        await asyncio.gather(*(client.chat().user("x").execute() for _ in range(6)))
+
+    import time
+
+    t0 = time.perf_counter()
+    asyncio.run(main())
+    assert time.perf_counter() - t0 >= 0.3  # 6 calls, 2 at a time, 0.1 s each
