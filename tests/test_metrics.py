@@ -131,3 +131,17 @@ def test_a_failing_sink_never_reaches_the_caller(caplog: pytest.LogCaptureFixtur
     assert scope.sink_errors == {"Broken": 3}
     assert metrics.latency_percentiles().count == 3
     assert sum("Broken" in r.getMessage() for r in caplog.records) == 1  # logged once, not per call
+
+
+def test_label_combinations_are_capped() -> None:
+    metrics = MetricsCollector(max_label_values=50, max_series=10)
+    scope = Scope(metrics=metrics)
+    for i in range(40):
+        aiscope.record_call(
+            f"m{i % 8}", "acme", cost_usd=0.0, tags={"feature": f"f{i % 5}"}, scope=scope
+        )
+    s = _samples(metrics.export_prometheus())
+    series = [k for k in s if k[0] == "ai_lib_requests_total"]
+    assert len(series) == 11  # ten combinations, then everything else under "other"
+    assert sum(s[k] for k in series) == 40
+    assert s[("ai_lib_label_overflow_total", (("label", "series"),))] == 30  # calls folded

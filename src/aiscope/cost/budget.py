@@ -83,24 +83,33 @@ class Budget:
 
 
 class _Period:
-    """Caches the ledger key of a budget's current period (recomputed at the boundary)."""
+    """Caches the ledger key of a budget's current period (recomputed at the boundary).
 
-    __slots__ = ("budget", "end", "key", "label", "start")
+    The period is one immutable tuple swapped in a single assignment, so a thread
+    never sees the bounds of one period with the key of another.
+    """
+
+    __slots__ = ("_cur", "budget")
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
-        self.end = -1.0
-        self.start = 0.0
-        self.key = ""
-        self.label = ""
+        self._cur: tuple[float, float, str, str] = (0.0, -1.0, "", "")
 
     def current(self, now: float | None = None) -> str:
         t = time.time() if now is None else now
-        if t >= self.end or t < self.start:
+        start, end, key, _ = cur = self._cur
+        if t >= end or t < start:
             label, start, end = period_bounds(self.budget.window, t)
-            self.label, self.start, self.end = label, start, end
-            self.key = f"{self.budget.name}:{self.budget.window}:{label}"
-        return self.key
+            key = f"{self.budget.name}:{self.budget.window}:{label}"
+            cur = (start, end, key, label)
+            if t >= self._cur[0]:  # never move a newer period back
+                self._cur = cur
+        return key
+
+    @property
+    def label(self) -> str:
+        """The label of the period last computed ("all", "2026-11-23", "2026-11")."""
+        return self._cur[3]
 
 
 @dataclass(frozen=True, slots=True)

@@ -368,7 +368,7 @@ class CostTracker:
                 BudgetStatus(
                     p.budget.name,
                     p.budget.window,
-                    p.label,
+                    key.rpartition(":")[2],
                     p.budget.limit_usd,
                     self.ledger.spent(key),
                     self.ledger.reserved(key),

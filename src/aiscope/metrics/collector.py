@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 
 from aiscope.cost.budget import BudgetStatus
-from aiscope.labels import LabelLimiter
+from aiscope.labels import OTHER, LabelLimiter
 from aiscope.record import CallRecord
 
 #: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds).
@@ -116,7 +116,9 @@ class MetricsCollector:
     budget gauges. Every series carries ``model``, ``provider`` and one label per
     entry of ``tag_labels`` (tags ``feature`` and ``team`` by default). Label
     values are bounded: at most ``max_label_values`` distinct values per label
-    (or only those in ``label_allowlist``); the rest become ``other``.
+    (or only those in ``label_allowlist``); the rest become ``other``; and at most
+    ``max_series`` label combinations, beyond which calls are counted under
+    ``other`` for every label (``ai_lib_label_overflow_total{label="series"}``).
 
     Under prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set
     before import), :meth:`export_prometheus` aggregates every process's values.
@@ -134,6 +136,7 @@ class MetricsCollector:
         duration_buckets: Sequence[float] = DURATION_BUCKETS,
         ttft_buckets: Sequence[float] = TTFT_BUCKETS,
         percentile_accuracy: float = 0.01,
+        max_series: int = 10_000,
     ) -> None:
         from prometheus_client import REGISTRY
 
@@ -150,6 +153,9 @@ class MetricsCollector:
                 )
         if not 0.0 < percentile_accuracy < 1.0:
             raise ValueError(f"percentile_accuracy must be in (0, 1), got {percentile_accuracy!r}")
+        if isinstance(max_series, bool) or not isinstance(max_series, int) or max_series < 1:
+            raise ValueError(f"max_series must be an int >= 1, got {max_series!r}")
+        self.max_series = max_series
         self.registry = REGISTRY if use_global_registry else (registry or CollectorRegistry())
         self.namespace = namespace
         self.tag_labels = tuple(tag_labels)
@@ -297,7 +303,10 @@ class MetricsCollector:
         key = (m, p, *tag_values, record.status, error)
         ch = self._children.get(key)
         if ch is None:
-            ch = self._new_children(key, (m, p, *tag_values), record.status, error)
+            if len(self._children) >= self.max_series:
+                ch = self._overflow_children(record.status, error)
+            else:
+                ch = self._new_children(key, (m, p, *tag_values), record.status, error)
         ch.requests.inc()
         latency = record.latency_s
         ch.duration.observe(latency)
@@ -334,6 +343,18 @@ class MetricsCollector:
                 if tk is None:
                     tk = self._ttft_sketch[m] = DDSketch(self._accuracy)
                 tk.add(ttft)
+
+    def _overflow_children(self, status: str, error: str) -> _Children:
+        # Label values are capped one by one; their combinations are capped here, so
+        # a workload whose combinations never repeat still cannot grow the series.
+        base = (OTHER,) * (2 + len(self.tag_labels))
+        key = (*base, status, error)
+        ch = self._children.get(key)
+        if ch is None:
+            with self._children_lock:
+                ch = self._children.setdefault(key, _Children(self, base, status, error))
+        self.label_overflow.labels("series").inc()
+        return ch
 
     def _new_children(
         self, key: tuple[str, ...], base: tuple[str, ...], status: str, error: str
