@@ -85,8 +85,7 @@ class Scope:
         self.sink_errors: dict[str, int] = {}
         self._lock = threading.Lock()
         if metrics is not None and cost_tracker is not None:
-            cost_tracker.add_listener(metrics.update_budget)
-            metrics.update_budget(cost_tracker.budget_statuses())
+            metrics.watch_budget(cost_tracker)
 
     def begin(
         self,

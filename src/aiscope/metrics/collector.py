@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client import multiprocess as prom_multiprocess
 
 from aiscope.cost.budget import BudgetStatus
+from aiscope.cost.tracker import CostTracker
 from aiscope.labels import OTHER, LabelLimiter
 from aiscope.record import CallRecord
 
@@ -67,6 +68,11 @@ TTFT_BUCKETS = (
     10.0,
 )
 
+
+def _multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
 _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
@@ -90,6 +96,27 @@ class LatencyPercentiles:
             "p95_ms": self.p95_ms,
             "p99_ms": self.p99_ms,
         }
+
+
+class _BudgetReader:
+    """Reads one budget's state from its tracker when the gauges are scraped."""
+
+    __slots__ = ("name", "tracker")
+
+    def __init__(self, tracker: CostTracker, name: str) -> None:
+        self.tracker = tracker
+        self.name = name
+
+    def _status(self) -> BudgetStatus | None:
+        return next((s for s in self.tracker.budget_statuses() if s.name == self.name), None)
+
+    def spent(self) -> float:
+        st = self._status()
+        return st.spent_usd if st is not None else 0.0
+
+    def remaining(self) -> float:
+        st = self._status()
+        return st.remaining_usd if st is not None else 0.0
 
 
 class _Children:
@@ -259,6 +286,8 @@ class MetricsCollector:
             registry=reg,
         )
         self._children: dict[tuple[str, ...], _Children] = {}
+        self._budget_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._watched: list[CostTracker] = []
         self._children_lock = threading.Lock()
         self._sketch_lock = threading.Lock()
         self._latency: dict[str, DDSketch] = {}
@@ -397,12 +426,40 @@ class MetricsCollector:
         self.rate_limit_waits.labels(p).inc()
         self.rate_limit_wait_seconds.labels(p).inc(seconds)
 
+    def watch_budget(self, tracker: CostTracker) -> None:
+        """Expose ``tracker``'s budgets as the ``ai_lib_budget_*`` gauges.
+
+        In a single process the gauges read the tracker when scraped, so charging a
+        call costs nothing here. In multiprocess mode a scrape reads only what each
+        process wrote, so the tracker updates the gauges after every charge instead.
+        """
+        with self._children_lock:
+            if any(t is tracker for t in self._watched):
+                return
+            self._watched.append(tracker)
+        if _multiprocess_dir():
+            tracker.add_listener(self.update_budget)
+            self.update_budget(tracker.budget_statuses())
+            return
+        for budget in tracker.budgets:
+            self.budget_limit.labels(budget.name, budget.window).set(budget.limit_usd)
+            reader = _BudgetReader(tracker, budget.name)
+            self.budget_spent.labels(budget.name, budget.window).set_function(reader.spent)
+            self.budget_remaining.labels(budget.name, budget.window).set_function(reader.remaining)
+
     def update_budget(self, statuses: Iterable[BudgetStatus]) -> None:
-        """Set the budget gauges (a CostTracker listener)."""
+        """Set the budget gauges from ``statuses`` (the multiprocess-mode listener)."""
         for st in statuses:
-            self.budget_spent.labels(st.name, st.window).set(st.spent_usd)
-            self.budget_limit.labels(st.name, st.window).set(st.limit_usd)
-            self.budget_remaining.labels(st.name, st.window).set(st.remaining_usd)
+            children = self._budget_children.get((st.name, st.window))
+            if children is None:
+                children = (
+                    self.budget_spent.labels(st.name, st.window),
+                    self.budget_remaining.labels(st.name, st.window),
+                )
+                self.budget_limit.labels(st.name, st.window).set(st.limit_usd)
+                self._budget_children[(st.name, st.window)] = children
+            children[0].set(st.spent_usd)
+            children[1].set(st.remaining_usd)
 
     # -- reading ------------------------------------------------------------------------
     def export_prometheus(self) -> str:
@@ -410,7 +467,7 @@ class MetricsCollector:
         return generate_latest(self._exposition_registry()).decode("utf-8")
 
     def _exposition_registry(self) -> CollectorRegistry:
-        mp_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        mp_dir = _multiprocess_dir()
         if not mp_dir:
             return self.registry
         registry = CollectorRegistry()
