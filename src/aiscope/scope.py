@@ -44,7 +44,7 @@ class PendingCall:
     model: str
     provider: str
     reservation: Reservation | None
-    in_flight: bool
+    in_flight: Any  # the metrics' in-flight handle, None when not counted
     done: bool = False
 
 
@@ -105,11 +105,10 @@ class Scope:
             reservation = self.cost_tracker.reserve(
                 provider, model, input_tokens, max_output_tokens
             )
-        in_flight = False
+        in_flight = None
         if self.metrics is not None:
             try:
-                self.metrics.call_started(model, provider)
-                in_flight = True
+                in_flight = self.metrics.call_started(model, provider)
             except Exception:
                 self._sink_failed("metrics")
         return PendingCall(model, provider, reservation, in_flight)
@@ -124,9 +123,9 @@ class Scope:
         self._end_in_flight(pending)
 
     def _end_in_flight(self, pending: PendingCall) -> None:
-        if pending.in_flight and self.metrics is not None:
+        if pending.in_flight is not None and self.metrics is not None:
             try:
-                self.metrics.call_finished(pending.model, pending.provider)
+                self.metrics.call_finished(pending.model, pending.provider, pending.in_flight)
             except Exception:
                 self._sink_failed("metrics")
 

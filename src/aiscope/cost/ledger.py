@@ -60,7 +60,8 @@ class MemoryLedger:
 
     def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
         with self._lock:
-            self._touch(key)
+            if key not in self._spent:
+                self._touch(key)
             if self._spent[key] + self._reserved[key] + amount > limit:
                 return None
             self._reserved[key] += amount

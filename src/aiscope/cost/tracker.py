@@ -21,6 +21,7 @@ from aiscope.cost.budget import (
 )
 from aiscope.cost.ledger import Ledger, MemoryLedger
 from aiscope.cost.pricing import Pricing, default_pricing
+from aiscope.counters import zeros
 from aiscope.labels import LabelLimiter
 from aiscope.record import CallRecord, Usage
 
@@ -190,7 +191,8 @@ class CostTracker:
         self._refused = 0
         #: (model, provider, feature, team, operations), label values bounded ->
         #: [calls, errors, cost_usd, input, output, cache_read, cache_write, reasoning,
-        #: unpriced] (ModelUsage's field order); reports sum these up
+        #: unpriced] (ModelUsage's field order), all floats (see aiscope.counters);
+        #: reports sum these up
         self._acc: dict[tuple[Any, ...], list[Any]] = {}
         #: the same lists by the record's raw values, for keys admitted as they are
         self._raw: dict[tuple[Any, ...], list[Any]] = {}
@@ -219,9 +221,10 @@ class CostTracker:
             return None
         now = time.time()
         held: list[tuple[_Period, str, str | None]] = []
+        try_reserve = self.ledger.try_reserve
         for period in self._periods:
             key = period.current(now)
-            rid = self.ledger.try_reserve(key, estimate, period.budget.limit_usd)
+            rid = try_reserve(key, estimate, period.budget.limit_usd)
             if rid is None:
                 for _p, k, r in held:
                     self.ledger.settle(k, r, 0.0)
@@ -265,11 +268,11 @@ class CostTracker:
         cost = record.cost_usd
         u = record.usage
         with self._lock:
-            acc[0] += 1
+            acc[0] += 1.0
             if record.status != "ok":
-                acc[1] += 1
+                acc[1] += 1.0
             if cost is None:
-                acc[8] += 1
+                acc[8] += 1.0
             else:
                 acc[2] += cost
                 self._total += cost
@@ -284,18 +287,20 @@ class CostTracker:
         periods = self._periods
         if not periods or (not cost and reservation is None):
             return
-        if (
-            reservation is None
-            and not self._listeners
-            and self.on_threshold is None
-            and self.on_exceed is None
-        ):
-            settle = self.ledger.settle  # the common case, inline: nothing to build
+        if self._listeners or self.on_threshold is not None or self.on_exceed is not None:
+            self._charge(cost or 0.0, reservation, record.start_time)
+            return
+        # the common case, inline: nothing to build, nobody to tell
+        settle = self.ledger.settle
+        if reservation is None or reservation.settled:
             at = record.start_time
             for p in periods:
-                settle(p.current(at), None, cost)  # type: ignore[arg-type]
-            return
-        self._charge(cost or 0.0, reservation, record.start_time)
+                cur = p._cur  # the period's cached (start, end, key, label)
+                settle(cur[2] if cur[0] <= at < cur[1] else p.current(at), None, cost or 0.0)
+        else:
+            reservation.settled = True
+            for _p, key, rid in reservation.ids:
+                settle(key, rid, cost or 0.0)
 
     def _accumulator(self, raw: tuple[Any, ...]) -> list[Any]:
         """The totals a record with these raw labels adds to (label values bounded;
@@ -318,7 +323,7 @@ class CostTracker:
                     key = ("other", "other", None, None, ())
                     acc = self._acc.get(key)
                 if acc is None:
-                    acc = self._acc[key] = [0, 0, 0.0, 0, 0, 0, 0, 0, 0]
+                    acc = self._acc[key] = zeros(9)
             if exact and len(self._raw) < 4 * self.max_accumulators:
                 self._raw[raw] = acc
         return acc
@@ -471,7 +476,8 @@ class CostTracker:
         by_team: dict[str, float] = {}
         by_operation: dict[str, float] = {}
         sums: list[Any] = [0, 0, 0.0, 0, 0, 0, 0, 0, 0]
-        for (model, provider, feature, team, ops), v in snapshot:
+        for (model, provider, feature, team, ops), floats in snapshot:
+            v = [int(x) if i != 2 else x for i, x in enumerate(floats)]
             m = models.get(model)
             if m is None:
                 m = models[model] = ModelUsage()

@@ -410,13 +410,22 @@ class MetricsCollector:
         cost = record.cost_usd
         with self._lock:
             v = s.values
-            v[0] += 1
+            v[0] += 1.0
             v[1] += latency
-            v[2 + bisect_left(lay.duration_bounds, latency)] += 1
+            v[2 + bisect_left(lay.duration_bounds, latency)] += 1.0
             if ttft is not None:
                 v[lay.ttft_sum] += ttft
-                v[lay.ttft_bucket0 + bisect_left(lay.ttft_bounds, ttft)] += 1
-                self._add_bin(s.ttft_bins, ttft)
+                v[lay.ttft_bucket0 + bisect_left(lay.ttft_bounds, ttft)] += 1.0
+                b = s.ttft_bins
+                if ttft > self._bin_min:
+                    k = ceil(log(ttft) / LN2 * self._bin_multiplier)
+                    i = k - b.offset
+                    if 0 <= i < len(b.counts):
+                        b.counts[i] += 1.0
+                    else:
+                        b.add_key(k)
+                else:
+                    b.zeros += 1
             t = lay.tokens
             v[t] += u.input_tokens
             v[t + 1] += u.output_tokens
@@ -433,7 +442,7 @@ class MetricsCollector:
                 k = ceil(log(latency) / LN2 * self._bin_multiplier)
                 i = k - b.offset
                 if 0 <= i < len(b.counts):
-                    b.counts[i] += 1
+                    b.counts[i] += 1.0
                 else:
                     b.add_key(k)
             else:
@@ -562,18 +571,20 @@ class MetricsCollector:
                 return bounded
         return slot
 
-    def call_started(self, model: str, provider: str) -> None:
-        """A call to ``model`` went out (in-flight gauge)."""
+    def call_started(self, model: str, provider: str) -> Any:
+        """A call to ``model`` went out (in-flight gauge). Returns a handle to pass
+        to :meth:`call_finished`, which then skips looking the gauge up again."""
         slot = self._inflight_slot(model, provider)
         if self.native_metrics:
             slot.inc()
-            return
-        with self._lock:
-            slot[0] += 1
+        else:
+            with self._lock:
+                slot[0] += 1
+        return slot
 
-    def call_finished(self, model: str, provider: str) -> None:
+    def call_finished(self, model: str, provider: str, handle: Any = None) -> None:
         """A call started with :meth:`call_started` ended."""
-        slot = self._inflight_slot(model, provider)
+        slot = self._inflight_slot(model, provider) if handle is None else handle
         if self.native_metrics:
             slot.dec()
             return

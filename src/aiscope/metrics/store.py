@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +32,8 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 from prometheus_client.utils import floatToGoString
+
+from aiscope.counters import zeros
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
@@ -60,7 +61,8 @@ class Layout:
 class Bins:
     """DDSketch bins of one model's latencies (or times to first token).
 
-    A dense array of counts from bin ``offset`` on (8 bytes a bin). At most
+    A dense list of counts from bin ``offset`` on (a list, not an ``array``:
+    CPython specialises ``list[i] += 1``, which makes it twice as fast). At most
     ``limit`` bins are kept: past that the lowest ones are folded into the lowest
     kept bin, as DDSketch's ``LogCollapsingLowestDenseDDSketch`` does, so the high
     quantiles (p95, p99) keep their accuracy and memory has a hard bound.
@@ -69,7 +71,7 @@ class Bins:
     __slots__ = ("counts", "limit", "offset", "zeros")
 
     def __init__(self, limit: int = 2048) -> None:
-        self.counts = array("d")
+        self.counts: list[float] = []
         self.offset = 0
         self.zeros = 0
         self.limit = limit
@@ -79,28 +81,28 @@ class Bins:
         counts = self.counts
         i = key - self.offset
         if 0 <= i < len(counts):
-            counts[i] += 1
+            counts[i] += 1.0
             return
         if not counts:
-            self.offset, self.counts = key, array("d", [1.0])
+            self.offset, self.counts = key, [1.0]
             return
         if i < 0:
             grow = min(-i, self.limit - len(counts))
             if grow <= 0:  # full: the lowest kept bin takes it
-                counts[0] += 1
+                counts[0] += 1.0
                 return
-            self.counts = array("d", bytes(8 * grow)) + counts
+            self.counts = zeros(grow) + counts
             self.offset -= grow
             self.add_key(key)
             return
-        counts.extend(array("d", bytes(8 * (i + 1 - len(counts)))))
+        counts.extend(zeros(i + 1 - len(counts)))
         excess = len(counts) - self.limit
         if excess > 0:  # fold the lowest bins into the lowest one kept
             folded = sum(counts[: excess + 1])
             del counts[:excess]
             counts[0] = folded
             self.offset += excess
-        counts[key - self.offset] += 1
+        counts[key - self.offset] += 1.0
 
     def merge_into(self, counts: dict[int, float]) -> None:
         """Add these bins' counts to ``counts`` (bin key -> count)."""
@@ -143,8 +145,7 @@ class Series:
         self.base = base
         self.status = status
         self.error = error
-        # doubles: 8 bytes a value, and exact for any count below 2**53
-        self.values = array("d", bytes(8 * layout.size))
+        self.values: list[float] = zeros(layout.size)
         self.created = time.time()
         self.latency_bins = latency_bins
         self.ttft_bins = ttft_bins
@@ -203,7 +204,7 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         """Every family, from a consistent copy of the values."""
         with self._lock:
-            snapshot = [(s, s.values.tolist()) for s in list(self._series)]
+            snapshot = [(s, list(s.values)) for s in list(self._series)]
             inflight = [(k, v[0]) for k, v in self._inflight.items()]
         yield from self._families(snapshot, inflight)
 
