@@ -163,3 +163,28 @@ def test_track_operation_snippet(
     assert tracker.get_operation_cost("heavy_analysis") > 0
     assert tracker.get_operation_cost("heavy_analysis") == tracker.get_report().total_cost
     assert "Стоимость анализа: $" in capsys.readouterr().out
+
+
+def test_health_checker_snippet(provider: MockProvider, capsys: pytest.CaptureFixture[str]) -> None:
+    (block,) = {b for b in _blocks("HealthChecker()")}
+    _run(block, {})
+    out = capsys.readouterr().out
+    assert "Healthy: True" in out
+    assert "'sinks': {'status': 'healthy'" in out
+
+
+def test_feedback_collector_snippet(provider: MockProvider) -> None:
+    (block,) = {b for b in _blocks("FeedbackCollector()")}
+    metrics = aiscope.MetricsCollector()
+    # "After getting a response": a real call, made while the snippet's collector is
+    # in the scope (the snippet creates it first, then the call, then the feedback).
+    before, after = block.split("# After getting a response")
+    ns = _run(before, {})
+    client = aiscope.AiClient("openai/gpt-4o", metrics=metrics, feedback=ns["feedback"])
+    _, stats = client.chat().user("Hello").execute_with_stats_sync()
+    ns["stats"] = stats
+    _run(after, ns)
+    (fb,) = ns["feedback"].feedback()
+    assert fb.request_id == stats.request_id and fb.joined
+    assert (fb.model, fb.provider, fb.rating, fb.score) == ("gpt-4o", "openai", 5, 1.0)
+    assert fb.comment == "Helpful response"

@@ -19,6 +19,8 @@ from aiscope.cost import (
     SQLiteLedger,
     UnknownModelWarning,
 )
+from aiscope.feedback import Feedback, FeedbackCollector
+from aiscope.health import CheckResult, HealthChecker, HealthStatus
 from aiscope.labels import LabelLimiter
 from aiscope.metrics import LatencyPercentiles, MetricsCollector
 from aiscope.record import CallRecord, CallStats, Usage
@@ -33,8 +35,13 @@ __all__ = [
     "BudgetStatus",
     "CallRecord",
     "CallStats",
+    "CheckResult",
     "CostReport",
     "CostTracker",
+    "Feedback",
+    "FeedbackCollector",
+    "HealthChecker",
+    "HealthStatus",
     "LLMCall",
     "LabelLimiter",
     "LatencyPercentiles",

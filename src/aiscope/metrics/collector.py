@@ -58,6 +58,8 @@ DURATION_BUCKETS = (
     40.96,
     81.92,
 )
+#: Buckets of ``ai_lib_quality_score`` (scores are in [0, 1]).
+QUALITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 #: OpenTelemetry GenAI advice for time to first token (seconds).
 TTFT_BUCKETS = (
     0.001,
@@ -644,6 +646,31 @@ class MetricsCollector:
                 self._budget_children[(st.name, st.window)] = children
             children[0].set(st.spent_usd)
             children[1].set(st.remaining_usd)
+
+    # -- quality (fed by FeedbackCollector) ------------------------------------------------
+    def observe_quality(
+        self, score: float, model: str, feature: str = "", source: str = ""
+    ) -> None:
+        """Count one quality score in [0, 1] in ``ai_lib_quality_score`` (by model,
+        feature and feedback source). The histogram is registered on first use."""
+        hist = getattr(self, "_quality", None)
+        if hist is None:
+            with self._lock:
+                hist = getattr(self, "_quality", None)
+                if hist is None:
+                    hist = Histogram(
+                        f"{self.namespace}_quality_score",
+                        "Quality scores of LLM responses (0 worst, 1 best), from feedback.",
+                        ["model", "feature", "source"],
+                        buckets=QUALITY_BUCKETS,
+                        registry=self.registry,
+                    )
+                    self._quality = hist
+        m = self._bounded("model", self._model_tbl, model)
+        f = self._bounded("feature", self.labels.table("feature"), feature) if feature else ""
+        hist.labels(m, f, self._bounded("source", self.labels.table("source"), source)).observe(
+            score
+        )
 
     # -- reading ------------------------------------------------------------------------
     def export_prometheus(self) -> str:

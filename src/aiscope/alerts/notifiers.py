@@ -1,0 +1,307 @@
+"""Where alert events go: the log, a generic JSON webhook, Slack, PagerDuty.
+
+A notifier's :meth:`~Notifier.send` delivers one event and raises if it could
+not. :class:`Delivery` wraps a notifier in a bounded queue and a background
+thread that retries with exponential backoff, so an evaluator (and therefore the
+application) never waits for a slow or dead receiver; what cannot be queued or
+delivered is counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import socket
+import threading
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from aiscope.alerts.events import AlertEvent, _iso
+
+log = logging.getLogger("aiscope.alerts")
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+_PD_SEVERITY = {"info": "info", "warning": "warning", "error": "error", "critical": "critical"}
+
+
+class DeliveryError(Exception):
+    """A receiver refused an event; ``retryable`` says whether trying again may help."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Delivers alert events (synchronously; :class:`Delivery` makes it background)."""
+
+    name: str
+
+    def send(self, event: AlertEvent) -> None:
+        """Deliver ``event`` or raise."""
+
+
+class LogNotifier:
+    """Writes events to the ``aiscope.alerts`` logger (critical at ERROR level)."""
+
+    name = "log"
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or log
+
+    def send(self, event: AlertEvent) -> None:
+        """Log one line."""
+        if event.state == "resolved":
+            level = logging.INFO
+        elif event.severity in ("critical", "error"):
+            level = logging.ERROR
+        else:
+            level = logging.WARNING
+        self.logger.log(level, "alert %s", event.summary, extra={"alert": event.as_dict()})
+
+
+class WebhookNotifier:
+    """POSTs each event as JSON (:meth:`payload`) to ``url``."""
+
+    name = "webhook"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must be an http(s) URL, got {url!r}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+            raise ValueError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+        self.url = url
+        self.headers = dict(headers or {})
+        self._client = httpx.Client(timeout=timeout_s, transport=transport)
+
+    def payload(self, event: AlertEvent) -> dict[str, Any]:
+        """The JSON body for ``event``."""
+        return event.as_dict()
+
+    def send(self, event: AlertEvent) -> None:
+        """POST the payload; 429 and 5xx are retryable, other 4xx are not."""
+        try:
+            resp = self._client.post(self.url, json=self.payload(event), headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}", True) from exc
+        if resp.status_code >= 400:
+            retryable = resp.status_code == 429 or resp.status_code >= 500
+            raise DeliveryError(f"{self.name}: HTTP {resp.status_code}", retryable)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+
+class SlackNotifier(WebhookNotifier):
+    """Posts to a Slack incoming webhook (``text`` plus Block Kit ``blocks``)."""
+
+    name = "slack"
+
+    def payload(self, event: AlertEvent) -> dict[str, Any]:
+        """Slack's incoming-webhook message."""
+        icon = (
+            ":white_check_mark:"
+            if event.state == "resolved"
+            else (":rotating_light:" if event.severity == "critical" else ":warning:")
+        )
+        value = "no data" if event.value is None else f"{event.value:.4g}"
+        fields = [
+            {"type": "mrkdwn", "text": f"*Severity*\n{event.severity}"},
+            {"type": "mrkdwn", "text": f"*State*\n{event.state}"},
+            {"type": "mrkdwn", "text": f"*{event.signal}*\n{value}"},
+            {
+                "type": "mrkdwn",
+                "text": f"*Threshold*\n{event.comparison} {event.threshold:g} over {event.window}",
+            },
+            *({"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in sorted(event.labels.items())),
+        ]
+        return {
+            "text": f"{icon} {event.summary}",
+            "blocks": [
+                {
+                    "type": "header",
+                    "text": {"type": "plain_text", "text": f"{event.rule} {event.state}"[:150]},
+                },
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"{icon} {event.description or event.summary}",
+                    },
+                    "fields": fields[:10],  # Slack's limit per section
+                },
+                {
+                    "type": "context",
+                    "elements": [{"type": "mrkdwn", "text": f"aiscope · {_iso(event.at)}"}],
+                },
+            ],
+        }
+
+
+class PagerDutyNotifier(WebhookNotifier):
+    """Sends PagerDuty Events API v2 events: ``trigger`` when firing, ``resolve``
+    when resolved, with the alert's ``dedup_key`` so the two meet."""
+
+    name = "pagerduty"
+
+    def __init__(
+        self,
+        routing_key: str,
+        *,
+        url: str = PAGERDUTY_EVENTS_URL,
+        source: str | None = None,
+        timeout_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not isinstance(routing_key, str) or not routing_key:
+            raise ValueError("routing_key must be a non-empty str (the integration key)")
+        super().__init__(url, timeout_s=timeout_s, transport=transport)
+        self.routing_key = routing_key
+        self.source = source or socket.gethostname()
+
+    def payload(self, event: AlertEvent) -> dict[str, Any]:
+        """The Events API v2 body."""
+        if event.state == "resolved":
+            return {
+                "routing_key": self.routing_key,
+                "event_action": "resolve",
+                "dedup_key": event.dedup_key,
+            }
+        return {
+            "routing_key": self.routing_key,
+            "event_action": "trigger",
+            "dedup_key": event.dedup_key,
+            "payload": {
+                "summary": event.summary[:1024],
+                "source": self.source,
+                "severity": _PD_SEVERITY[event.severity],
+                "timestamp": _iso(event.at),
+                "component": event.labels.get("model", "llm"),
+                "group": event.labels.get("feature", "aiscope"),
+                "class": event.signal,
+                "custom_details": event.as_dict(),
+            },
+            "client": "aiscope",
+        }
+
+
+class Delivery:
+    """Delivers a notifier's events from a background thread.
+
+    :meth:`submit` never blocks: a full queue drops the event (``dropped``). Each
+    event is tried up to ``1 + max_retries`` times, waiting ``backoff_s``,
+    doubling up to ``max_backoff_s``, between tries (not retrying what the
+    receiver refused for good).
+    """
+
+    def __init__(
+        self,
+        notifier: Notifier,
+        *,
+        max_queue: int = 1000,
+        max_retries: int = 3,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        if not callable(getattr(notifier, "send", None)):
+            raise TypeError(f"notifier must have a send(event) method, got {notifier!r}")
+        self.notifier = notifier
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._queue: queue.Queue[AlertEvent | None] = queue.Queue(maxsize=max_queue)
+        self._stop = threading.Event()
+        self.delivered = 0
+        self.failed = 0
+        self.dropped = 0
+        self.retries = 0
+        self._thread = threading.Thread(
+            target=self._run,
+            name=f"aiscope-alerts-{getattr(notifier, 'name', 'notifier')}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def submit(self, event: AlertEvent) -> bool:
+        """Queue ``event``; False (and counted in ``dropped``) if the queue is full."""
+        try:
+            self._queue.put_nowait(event)
+            return True
+        except queue.Full:
+            self.dropped += 1
+            return False
+
+    def _run(self) -> None:
+        while True:
+            event = self._queue.get()
+            try:
+                if event is None:
+                    return
+                self._deliver(event)
+            finally:
+                self._queue.task_done()
+
+    def _deliver(self, event: AlertEvent) -> None:
+        delay = self.backoff_s
+        name = getattr(self.notifier, "name", "notifier")
+        for attempt in range(self.max_retries + 1):
+            try:
+                self.notifier.send(event)
+                self.delivered += 1
+                return
+            except Exception as exc:
+                retryable = getattr(exc, "retryable", True)
+                if not retryable or attempt == self.max_retries or self._stop.is_set():
+                    self.failed += 1
+                    log.warning("alert notifier %s failed to deliver %s: %s", name, event.rule, exc)
+                    return
+                self.retries += 1
+                if self._stop.wait(delay):
+                    self.failed += 1
+                    return
+                delay = min(delay * 2, self.max_backoff_s)
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the queue is empty (True) or ``timeout_s`` passes (False)."""
+        done = threading.Event()
+
+        def waiter() -> None:
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=waiter, daemon=True).start()
+        return done.wait(timeout_s)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is queued (within ``timeout_s``), then stop the thread."""
+        self.flush(timeout_s)
+        self._stop.set()
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+        self._thread.join(timeout_s)
+        close = getattr(self.notifier, "close", None)
+        if callable(close):
+            close()
+
+
+__all__ = [
+    "PAGERDUTY_EVENTS_URL",
+    "Delivery",
+    "DeliveryError",
+    "LogNotifier",
+    "Notifier",
+    "PagerDutyNotifier",
+    "SlackNotifier",
+    "WebhookNotifier",
+]

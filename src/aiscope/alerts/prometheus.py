@@ -1,0 +1,124 @@
+"""The alert rules as a Prometheus rules file, over the metrics aiscope emits.
+
+Each rule's signal becomes a PromQL expression over ``ai_lib_cost_usd_total``,
+``ai_lib_requests_total``, ``ai_lib_errors_total``, ``ai_lib_tokens_total``,
+``ai_lib_request_duration_seconds_bucket`` and ``ai_lib_quality_score`` (see
+:class:`~aiscope.metrics.MetricsCollector`), summed by the rule's ``group_by``.
+A ``"day"`` window becomes ``[1d]``: Prometheus has no calendar windows, so there
+the daily budget is the last 24 hours, where the in-process evaluator counts
+since midnight UTC (the two agree within one UTC day).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from aiscope.alerts.rules import AlertRule, default_rules, format_duration, latency_quantile
+
+#: labels of ai_lib_quality_score (it has no provider/team)
+_QUALITY_LABELS = ("model", "feature")
+
+
+def signal_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
+    """The PromQL expression of ``rule``'s signal (without the comparison)."""
+    if not isinstance(rule.signal, str):
+        raise ValueError(
+            f"rule {rule.name!r}: a custom signal function cannot be exported to Prometheus"
+        )
+    ns = namespace
+    w = "1d" if rule.daily else format_duration(rule.window_s)
+    by = f" by ({', '.join(rule.group_by)})" if rule.group_by else ""
+
+    def total(metric: str, fn: str = "increase") -> str:
+        return f"sum{by} ({fn}({metric}[{w}]))"
+
+    s = rule.signal
+    if s == "cost_usd":
+        return total(f"{ns}_cost_usd_total")
+    if s == "cost_per_request_usd":
+        return f"{total(f'{ns}_cost_usd_total')} / {total(f'{ns}_requests_total')}"
+    if s == "tokens":
+        return total(f'{ns}_tokens_total{{type=~"input|output"}}')
+    if s == "requests":
+        return total(f"{ns}_requests_total")
+    if s == "error_rate":
+        failed = total(f'{ns}_requests_total{{status!="ok"}}')
+        return f"{failed} / {total(f'{ns}_requests_total')}"
+    if s == "quality":
+        bad = [g for g in rule.group_by if g not in _QUALITY_LABELS]
+        if bad:
+            raise ValueError(
+                f"rule {rule.name!r}: {ns}_quality_score has no label {bad[0]!r} to group by"
+            )
+        return (
+            f"{total(f'{ns}_quality_score_sum', 'rate')} / "
+            f"{total(f'{ns}_quality_score_count', 'rate')}"
+        )
+    q = latency_quantile(s)
+    if q is None:  # pragma: no cover - AlertRule validates signals
+        raise ValueError(f"rule {rule.name!r}: unknown signal {s!r}")
+    le = ", ".join([*rule.group_by, "le"])
+    return (
+        f"histogram_quantile({q:g}, sum by ({le}) "
+        f"(rate({ns}_request_duration_seconds_bucket[{w}]))) * 1000"
+    )
+
+
+def alert_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
+    """The alert expression: the signal compared with the threshold."""
+    return f"{signal_promql(rule, namespace)} {rule.comparison} {float(rule.threshold)!r}"
+
+
+def prometheus_rule(rule: AlertRule, namespace: str = "ai_lib") -> dict[str, Any]:
+    """One alerting rule of a Prometheus rules file."""
+    where = "".join(f" {g}={{{{ $labels.{g} }}}}" for g in rule.group_by)
+    out: dict[str, Any] = {"alert": rule.name, "expr": alert_promql(rule, namespace)}
+    if rule.for_s:
+        out["for"] = format_duration(rule.for_s)
+    out["labels"] = {"severity": rule.severity}
+    out["annotations"] = {
+        "summary": f"{rule.name}{where}: {rule.signal_name} {rule.comparison} {rule.threshold:g}",
+        "description": rule.description or rule.name,
+    }
+    return out
+
+
+def prometheus_rules(
+    rules: Iterable[AlertRule] | None = None,
+    *,
+    group: str = "aiscope",
+    interval: str | None = None,
+    namespace: str = "ai_lib",
+) -> dict[str, Any]:
+    """A Prometheus rules file (as a dict) holding ``rules`` (the defaults if None)."""
+    chosen = list(default_rules() if rules is None else rules)
+    grp: dict[str, Any] = {"name": group}
+    if interval is not None:
+        grp["interval"] = interval
+    grp["rules"] = [prometheus_rule(r, namespace) for r in chosen]
+    return {"groups": [grp]}
+
+
+def export_prometheus_rules(
+    path: str | Path | None = None,
+    rules: Iterable[AlertRule] | None = None,
+    **kwargs: Any,
+) -> str:
+    """The rules file as YAML; also written to ``path`` if given."""
+    text = yaml.safe_dump(prometheus_rules(rules, **kwargs), sort_keys=False, width=1000)
+    if path is not None:
+        Path(path).write_text(text, encoding="utf-8")
+    return text
+
+
+__all__ = [
+    "alert_promql",
+    "export_prometheus_rules",
+    "prometheus_rule",
+    "prometheus_rules",
+    "signal_promql",
+]

@@ -1,0 +1,247 @@
+"""Rolling-window aggregates of the recorded calls, for the in-process evaluator.
+
+Calls and quality scores are added to fixed-size time buckets (``resolution_s``)
+per label combination (model, provider, feature, team; values bounded by a
+:class:`~aiscope.labels.LabelLimiter`); buckets older than the longest window
+are dropped, so memory is bounded by windows x combinations, not by calls. The
+UTC day so far is kept as its own running total, reset at midnight. Latencies
+are counted in the same buckets as ``ai_lib_request_duration_seconds`` and
+percentiles computed as Prometheus' ``histogram_quantile`` does, so an alert
+here and its exported Prometheus rule see the same number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiscope.labels import LabelLimiter
+from aiscope.metrics.collector import DURATION_BUCKETS
+from aiscope.record import CallRecord
+
+Key = tuple[str, str, str, str]  # model, provider, feature, team
+_LABEL_INDEX = {"model": 0, "provider": 1, "feature": 2, "team": 3}
+# offsets in an aggregate
+_COUNT, _ERRORS, _COST, _TOKENS, _QSUM, _QCOUNT, _LAT0 = range(7)
+
+
+def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float | None:
+    """Prometheus' ``histogram_quantile`` (promql/quantile.go ``bucketQuantile``) over
+    per-bucket (not cumulative) ``counts``; the last count is the +Inf bucket.
+    None where Prometheus gives NaN (no observations)."""
+    cumulative: list[float] = []
+    acc = 0.0
+    for c in counts:
+        acc += c
+        cumulative.append(acc)
+    observations = cumulative[-1] if cumulative else 0.0
+    if len(cumulative) < 2 or observations <= 0:
+        return None
+    upper = [*bounds, math.inf]
+    rank = q * observations
+    last = len(cumulative) - 1
+    b = next((i for i in range(last) if cumulative[i] >= rank), last)
+    if b == last:
+        return float(upper[last - 1])
+    if b == 0 and upper[0] <= 0:
+        return float(upper[0])
+    start, end, count = 0.0, upper[b], cumulative[b]
+    if b > 0:
+        start = upper[b - 1]
+        count -= cumulative[b - 1]
+        rank -= cumulative[b - 1]
+    return float(start + (end - start) * (rank / count))
+
+
+@dataclass(frozen=True, slots=True)
+class WindowStats:
+    """What the calls of one group did in one window (a custom signal's input)."""
+
+    requests: float
+    errors: float
+    cost_usd: float
+    tokens: float
+    quality_sum: float
+    quality_count: float
+    latency_counts: tuple[float, ...]
+    latency_bounds: tuple[float, ...]
+
+    def latency_quantile_ms(self, q: float) -> float | None:
+        """The ``q`` latency percentile in ms, as Prometheus computes it from buckets."""
+        v = histogram_quantile(q, self.latency_bounds, self.latency_counts)
+        return None if v is None else v * 1000.0
+
+    @property
+    def cost_per_request_usd(self) -> float | None:
+        """Mean cost of a call (None without calls)."""
+        return self.cost_usd / self.requests if self.requests else None
+
+    @property
+    def quality(self) -> float | None:
+        """Mean quality score (None without scores)."""
+        return self.quality_sum / self.quality_count if self.quality_count else None
+
+    @property
+    def error_rate(self) -> float | None:
+        """Failed calls / calls (None without calls)."""
+        return self.errors / self.requests if self.requests else None
+
+
+class WindowStore:
+    """Time-bucketed aggregates of calls and quality scores (thread-safety is the
+    caller's: the evaluator holds its lock around every method)."""
+
+    def __init__(
+        self,
+        retention_s: float,
+        resolution_s: float = 10.0,
+        duration_buckets: Sequence[float] = DURATION_BUCKETS,
+        max_label_values: int = 100,
+    ) -> None:
+        if not resolution_s > 0:
+            raise ValueError(f"resolution_s must be > 0, got {resolution_s!r}")
+        self.resolution_s = float(resolution_s)
+        self.retention_s = float(retention_s)
+        self.bounds = tuple(float(b) for b in duration_buckets)
+        self._size = _LAT0 + len(self.bounds) + 1
+        self._labels = LabelLimiter(max_label_values)
+        #: bucket index -> key -> aggregate
+        self._buckets: dict[int, dict[Key, list[float]]] = {}
+        self._day = -1
+        self._day_aggs: dict[Key, list[float]] = {}
+
+    def _key(self, model: str, provider: str, feature: str, team: str) -> Key:
+        get = self._labels.get
+        return (
+            get("model", model),
+            get("provider", provider),
+            get("feature", feature),
+            get("team", team),
+        )
+
+    def _aggs(self, at: float) -> Iterable[dict[Key, list[float]]]:
+        index = int(at // self.resolution_s)
+        bucket = self._buckets.get(index)
+        if bucket is None:
+            bucket = self._buckets[index] = {}
+        day = int(at // 86400)
+        if day > self._day:
+            self._day, self._day_aggs = day, {}
+        return (bucket, self._day_aggs) if day == self._day else (bucket,)
+
+    def _agg(self, into: dict[Key, list[float]], key: Key) -> list[float]:
+        agg = into.get(key)
+        if agg is None:
+            agg = into[key] = [0.0] * self._size
+        return agg
+
+    def add_call(self, record: CallRecord) -> None:
+        """Count one finished call at its end time."""
+        tags = record.tags
+        key = self._key(
+            record.model, record.provider, tags.get("feature", ""), tags.get("team", "")
+        )
+        latency = record.latency_s
+        lat_index = _LAT0 + _bucket_index(self.bounds, latency)
+        u = record.usage
+        for into in self._aggs(record.start_time + latency):
+            a = self._agg(into, key)
+            a[_COUNT] += 1.0
+            if record.status != "ok":
+                a[_ERRORS] += 1.0
+            a[_COST] += record.cost_usd or 0.0
+            a[_TOKENS] += u.input_tokens + u.output_tokens
+            a[lat_index] += 1.0
+
+    def add_quality(
+        self, score: float, at: float, model: str, provider: str, feature: str, team: str
+    ) -> None:
+        """Count one quality score."""
+        key = self._key(model, provider, feature, team)
+        for into in self._aggs(at):
+            a = self._agg(into, key)
+            a[_QSUM] += score
+            a[_QCOUNT] += 1.0
+
+    def prune(self, now: float) -> None:
+        """Drop buckets older than the retention."""
+        oldest = int((now - self.retention_s) // self.resolution_s)
+        for index in [i for i in self._buckets if i < oldest]:
+            del self._buckets[index]
+
+    def stats(
+        self, now: float, window_s: float, daily: bool, group_by: Sequence[str]
+    ) -> dict[tuple[str, ...], WindowStats]:
+        """Per group (label values in ``group_by`` order) over the window ending at
+        ``now``: the UTC day so far when ``daily``, else the last ``window_s``."""
+        sources: list[dict[Key, list[float]]]
+        if daily:
+            sources = [self._day_aggs] if int(now // 86400) == self._day else []
+        else:
+            first = int((now - window_s) // self.resolution_s)
+            # a bucket counts when it starts inside (now - window, now]
+            if first * self.resolution_s < now - window_s:
+                first += 1
+            last = int(now // self.resolution_s)
+            sources = [b for i, b in self._buckets.items() if first <= i <= last]
+        idx = [_LABEL_INDEX[g] for g in group_by]
+        sums: dict[tuple[str, ...], list[float]] = {}
+        for source in sources:
+            for key, agg in source.items():
+                group = tuple(key[i] for i in idx)
+                acc = sums.get(group)
+                if acc is None:
+                    sums[group] = list(agg)
+                else:
+                    for i, v in enumerate(agg):
+                        acc[i] += v
+        return {g: self._stats(a) for g, a in sums.items()}
+
+    def _stats(self, a: list[float]) -> WindowStats:
+        return WindowStats(
+            requests=a[_COUNT],
+            errors=a[_ERRORS],
+            cost_usd=a[_COST],
+            tokens=a[_TOKENS],
+            quality_sum=a[_QSUM],
+            quality_count=a[_QCOUNT],
+            latency_counts=tuple(a[_LAT0:]),
+            latency_bounds=self.bounds,
+        )
+
+    def size(self) -> int:
+        """Aggregates held (for memory checks)."""
+        return sum(len(b) for b in self._buckets.values()) + len(self._day_aggs)
+
+
+def _bucket_index(bounds: Sequence[float], value: float) -> int:
+    from bisect import bisect_left
+
+    return bisect_left(bounds, value)
+
+
+def signal_value(signal: Any, stats: WindowStats) -> float | None:
+    """The value of a rule's signal for one group's window."""
+    from aiscope.alerts.rules import latency_quantile
+
+    if callable(signal):
+        v = signal(stats)
+        return None if v is None else float(v)
+    if signal == "cost_usd":
+        return stats.cost_usd
+    if signal == "cost_per_request_usd":
+        return stats.cost_per_request_usd
+    if signal == "quality":
+        return stats.quality
+    if signal == "tokens":
+        return stats.tokens
+    if signal == "requests":
+        return stats.requests
+    if signal == "error_rate":
+        return stats.error_rate
+    q = latency_quantile(signal)
+    if q is None:
+        raise ValueError(f"unknown signal {signal!r}")
+    return stats.latency_quantile_ms(q)

@@ -1,0 +1,159 @@
+"""HealthChecker: built-in and custom checks, per-check timeouts, probes. Providers are
+the mock provider over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import aiscope
+from aiscope import CheckResult, HealthChecker
+from aiscope.resilience import CircuitBreaker
+from aiscope.testing import MockProvider
+
+
+@pytest.fixture
+def mock() -> Iterator[MockProvider]:
+    with MockProvider(api_key="k") as m:
+        yield m
+
+
+async def test_provider_check_reaches_the_manifest_health_path(mock: MockProvider) -> None:
+    client = aiscope.AiClient("openai/gpt-4o", api_key="k", base_url=mock.base_url("openai"))
+    health = HealthChecker(clients=[client])
+    status = await health.check()
+    assert status.is_healthy, status.details
+    assert status.details["provider:openai"]["status"] == "healthy"
+    assert status.details["circuit:openai"]["status"] == "healthy"
+    assert any(r.path.endswith("/models") for r in mock.requests)
+    # a wrong key: the provider answers 401, the check says so
+    bad = aiscope.AiClient("openai/gpt-4o", api_key="wrong", base_url=mock.base_url("openai"))
+    status = await HealthChecker(clients=[bad]).check()
+    assert not status.is_healthy
+    assert "401" in status.details["provider:openai"]["message"]
+
+
+async def test_provider_down_is_unhealthy_but_liveness_is_not_affected() -> None:
+    with MockProvider(api_key="k") as m:
+        url = m.base_url("anthropic")
+    client = aiscope.AiClient("anthropic/claude-x", api_key="k", base_url=url)  # nothing there
+    health = HealthChecker(clients=[client], timeout_s=1.0)
+    ready = await health.readiness()
+    assert ready.status == "unhealthy" and not ready.is_healthy
+    assert ready.checks["provider:anthropic"].status == "unhealthy"
+    live = await health.liveness()
+    assert live.is_healthy and "provider:anthropic" not in live.checks
+
+
+async def test_a_hung_check_times_out_alone() -> None:
+    release = threading.Event()
+    health = HealthChecker()
+    health.add_check("hung_sync", lambda: release.wait(30), timeout_s=0.3)
+
+    async def hung_async() -> bool:
+        await asyncio.sleep(30)
+        return True
+
+    health.add_check("hung_async", hung_async, timeout_s=0.3)
+    health.add_check("fine", lambda: ("healthy", "all good"))
+    t0 = time.perf_counter()
+    status = await health.check()
+    elapsed = time.perf_counter() - t0
+    release.set()
+    assert elapsed < 2.0
+    assert status.checks["hung_sync"].status == "unhealthy"
+    assert "timed out after 0.3s" in status.checks["hung_async"].message
+    assert status.checks["fine"] == CheckResult(
+        "fine", "healthy", status.checks["fine"].latency_ms, "all good"
+    )
+    assert status.status == "unhealthy"
+
+
+async def test_custom_check_outcomes() -> None:
+    health = HealthChecker()
+
+    def raises() -> bool:
+        raise ConnectionError("redis unreachable")
+
+    health.add_check("db", lambda: True)
+    health.add_check("cache", raises)
+    health.add_check("queue", lambda: "degraded")
+    health.add_check("weird", lambda: 42)
+    status = await health.check()
+    assert status.checks["db"].status == "healthy"
+    assert status.checks["cache"].message == "ConnectionError: redis unreachable"
+    assert status.checks["queue"].status == "degraded"
+    assert (
+        status.checks["weird"].status == "unhealthy"
+        and "expected a bool" in status.checks["weird"].message
+    )
+    assert all(r.latency_ms >= 0 for r in status.checks.values())
+    with pytest.raises(ValueError, match="timeout_s"):
+        health.add_check("x", lambda: True, timeout_s=0)
+    with pytest.raises(TypeError, match="must be callable"):
+        health.add_check("x", 3)  # type: ignore[arg-type]
+
+
+async def test_circuit_breaker_states() -> None:
+    breaker = CircuitBreaker("openai", failure_threshold=1, recovery_timeout_s=60)
+    health = HealthChecker(breakers=[breaker])
+    assert (await health.check()).checks["circuit:openai"].status == "healthy"
+    breaker.record_failure()
+    status = await health.check()
+    assert status.checks["circuit:openai"].status == "unhealthy"
+    assert "circuit open" in status.checks["circuit:openai"].message
+
+
+async def test_exporter_dropping_spans_is_degraded() -> None:
+    class Exporter:
+        name = "otlp"
+
+        def __init__(self) -> None:
+            self.dropped_spans = 0
+
+    exp = Exporter()
+    health = HealthChecker(exporters=[exp, type("Q", (), {"dropped_spans": lambda self: 0})()])
+    assert (await health.check()).checks["exporter:otlp"].status == "healthy"
+    exp.dropped_spans = 12
+    status = await health.check()
+    assert status.checks["exporter:otlp"].status == "degraded"
+    assert "12" in status.checks["exporter:otlp"].message
+    assert status.checks["exporter:Q"].status == "healthy"
+    assert (await health.check()).checks["exporter:otlp"].status == "healthy"  # stopped dropping
+    with pytest.raises(TypeError, match="dropped_spans"):
+        HealthChecker(exporters=[object()])
+
+
+async def test_budget_state() -> None:
+    tracker = aiscope.CostTracker(budget_usd=1.0, alert_threshold=0.5)
+    health = HealthChecker(cost_tracker=tracker)
+    assert (await health.check()).checks["budget"].status == "healthy"
+    tracker.record("openai", "gpt-4o", 0, 0, 0.6)
+    assert (await health.check()).checks["budget"].status == "degraded"
+    tracker.record("openai", "gpt-4o", 0, 0, 0.5)
+    status = await health.check()
+    assert status.checks["budget"].status == "unhealthy"
+    assert "$1.1000 of $1.00" in status.checks["budget"].message
+
+
+def test_sink_errors_degrade_and_sync_api() -> None:
+    class Broken:
+        def on_record(self, record: object) -> None:
+            raise RuntimeError("nope")
+
+    scope = aiscope.Scope(sinks=[Broken()])
+    aiscope.record_call("gpt-4o", "openai", scope=scope)
+    status = HealthChecker(scope=scope).check_sync()
+    assert status.checks["sinks"].status == "degraded" and status.is_healthy
+    assert status.as_dict()["checks"]["sinks"]["message"].startswith(
+        "sink errors so far (Broken: 1)"
+    )
+
+
+def test_unknown_provider_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="providers: unknown provider 'nope'"):
+        HealthChecker(providers=["nope"])
