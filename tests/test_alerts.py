@@ -237,6 +237,13 @@ def test_memory_is_bounded_by_window_not_calls() -> None:
     assert ev._store.size() <= 8  # 1-minute window, 10-s buckets (+ the day's total)
 
 
+def test_memory_is_bounded_without_evaluations() -> None:
+    ev = AlertEvaluator([AlertRule("r", "info", "requests", ">", 1e12, window="1m")])
+    for i in range(5_000):
+        ev.on_record(_call(1000.0 + i * 2.0))
+    assert ev._store.size() <= 9
+
+
 def test_histogram_quantile_matches_prometheus_edge_cases() -> None:
     bounds = [1.0, 2.0]
     assert histogram_quantile(0.5, bounds, [0, 0, 0]) is None  # NaN in Prometheus

@@ -5,6 +5,7 @@ current :class:`Scope`: cost (with budgets that block), Prometheus metrics,
 traces, logs and feedback.
 """
 
+from aiscope.alerts import AlertEvaluator, AlertRule
 from aiscope.capture import LLMCall, estimate_tokens, llm_call, record_call
 from aiscope.client import AiClient
 from aiscope.context import current_operations, current_tags, tags
@@ -30,6 +31,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AiClient",
+    "AlertEvaluator",
+    "AlertRule",
     "Budget",
     "BudgetExceededError",
     "BudgetStatus",

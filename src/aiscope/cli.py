@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,6 +15,12 @@ app = typer.Typer(
     help="aiscope: observability and cost control for LLM calls.", no_args_is_help=True
 )
 console = Console()
+
+
+alerts_app = typer.Typer(help="Alert rules: check them on a workload, export them.")
+dashboard_app = typer.Typer(help="Dashboards over aiscope's metrics.")
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(dashboard_app, name="dashboard")
 
 
 def _usd(value: float | None) -> str:
@@ -149,6 +156,7 @@ def demo(
             *(f"{v:,.0f}" if v is not None else "-" for v in (f.p50_ms, f.p95_ms)),
         )
     console.print(lat)
+    _print_alerts(result.alerts)
     if prometheus:
         console.rule("Prometheus exposition (ai_lib_*, without buckets)")
         typer.echo(
@@ -158,6 +166,77 @@ def demo(
                 if not line.startswith("#") and "_created" not in line and "_bucket" not in line
             )
         )
+
+
+def _print_alerts(alerts: list[Any]) -> None:
+    if not alerts:
+        console.print("No alert rule holds on this workload.")
+        return
+    t = Table(title="Alerts (default rules; pending ones fire once held for their duration)")
+    for col in ("rule", "severity", "labels", "value", "state"):
+        t.add_column(col, overflow="fold")
+    for a in alerts:
+        labels = " ".join(f"{k}={v}" for k, v in a.labels.items()) or "(all)"
+        value = "-" if a.value is None else f"{a.value:,.4g}"
+        t.add_row(a.rule, a.severity, labels, value, a.state)
+    console.print(t)
+
+
+@alerts_app.command("check")
+def alerts_check(
+    requests: Annotated[int, typer.Option(min=1, help="How many demo calls to send.")] = 50,
+    seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Run the demo workload (mock provider) and print the alert rules it sets off."""
+    from aiscope import demo as demo_mod
+
+    result = demo_mod.run_workload(requests=requests, seed=seed, budget_usd=1e9)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(a) for a in result.alerts], indent=2))
+    else:
+        _print_alerts(result.alerts)
+
+
+@alerts_app.command("export-prometheus")
+def alerts_export_prometheus(
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    group: Annotated[str, typer.Option(help="Rule group name.")] = "aiscope",
+    namespace: Annotated[str, typer.Option(help="Metric name prefix.")] = "ai_lib",
+) -> None:
+    """Write the default alert rules as a Prometheus rules file."""
+    from aiscope.alerts import export_prometheus_rules
+
+    text = export_prometheus_rules(output, group=group, namespace=namespace)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        console.print(f"wrote {output}")
+
+
+@dashboard_app.command("export")
+def dashboard_export(
+    fmt: Annotated[str, typer.Option("--format", help="Dashboard format (grafana).")] = "grafana",
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="Metric name prefix.")] = "ai_lib",
+) -> None:
+    """Write an importable dashboard (Grafana JSON) over aiscope's metrics."""
+    from aiscope.dashboards import export_grafana_dashboard
+
+    if fmt != "grafana":
+        console.print(f"[red]error:[/red] unknown --format {fmt!r} (supported: grafana)")
+        raise typer.Exit(2)
+    text = export_grafana_dashboard(namespace=namespace)
+    if output is None:
+        typer.echo(text)
+    else:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        console.print(f"wrote {output}")
 
 
 @app.command("mock-provider")

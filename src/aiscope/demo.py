@@ -15,17 +15,20 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from aiscope.alerts import ActiveAlert, AlertEvaluator
 from aiscope.client import AiClient, AiClientError
 from aiscope.cost.budget import BudgetExceededError
 from aiscope.cost.tracker import CostReport, CostTracker
+from aiscope.feedback import FeedbackCollector
 from aiscope.metrics.collector import LatencyPercentiles, MetricsCollector
 from aiscope.resilience import RetryPolicy
+from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
 
 MODELS = (
-    # provider/model, the mock's base path, median latency (s)
-    ("openai/gpt-4o", "openai", 0.09),
-    ("anthropic/claude-sonnet-4-5", "anthropic", 0.13),
+    # provider/model, the mock's base path, median latency (s), the simulated judge's scores
+    ("openai/gpt-4o", "openai", 0.09, (0.75, 1.0)),
+    ("anthropic/claude-sonnet-4-5", "anthropic", 0.13, (0.3, 0.6)),
 )
 FEATURES = (("search", "growth"), ("summarize", "platform"), ("chat", "support"))
 PROMPTS = (
@@ -48,6 +51,7 @@ class DemoResult:
     failed: int
     requests_sent: int
     retries: int
+    alerts: list[ActiveAlert]
 
 
 def run_workload(
@@ -62,7 +66,11 @@ def run_workload(
     tracker = CostTracker(budget_usd=budget_usd, alert_threshold=0.8)
     retry = RetryPolicy(max_retries=2, base_delay_s=0.02, max_delay_s=0.2, rng=random.Random(seed))
     refused = failed = retries = 0
-    with MockProvider(api_key="demo-key") as mock:
+    # the default alert rules watch the calls (an extra sink of the scope the clients
+    # inherit) and the quality scores a simulated LLM judge gives every answer
+    alerts = AlertEvaluator()
+    feedback = FeedbackCollector(metrics, listeners=[alerts.on_feedback])
+    with MockProvider(api_key="demo-key") as mock, use_scope(Scope(sinks=[alerts])):
         clients = [
             AiClient.builder()
             .model(spec)
@@ -70,9 +78,10 @@ def run_workload(
             .base_url(mock.base_url(base))
             .metrics(metrics)
             .cost_tracker(tracker)
+            .feedback(feedback)
             .retry(retry)
             .build()
-            for spec, base, _ in MODELS
+            for spec, base, *_ in MODELS
         ]
         for i in range(requests):
             if on_progress is not None:
@@ -106,6 +115,10 @@ def run_workload(
                 else:
                     _, stats = chat.execute_with_stats_sync()
                 retries += stats.retry_count if stats is not None else 0
+                if stats is not None:
+                    feedback.record(
+                        stats.request_id, score=rng.uniform(*MODELS[which][3]), source="llm-judge"
+                    )
             except BudgetExceededError:
                 refused += 1
             except AiClientError:
@@ -123,6 +136,7 @@ def run_workload(
         failed=failed,
         requests_sent=sent,
         retries=retries,
+        alerts=alerts.check(),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -105,6 +106,31 @@ def _result(name: str, outcome: Any, latency_ms: float) -> CheckResult:
             "(status, message) or a CheckResult",
         )
     return CheckResult(name, outcome, latency_ms, str(message))
+
+
+def _in_daemon_thread(fn: CheckFn) -> asyncio.Future[Any]:
+    """Run a sync check in a daemon thread of its own: a hung one then neither stalls
+    the event loop, nor holds a worker of the loop's executor, nor delays shutdown."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+
+    def run() -> None:
+        try:
+            result: tuple[bool, Any] = (True, fn())
+        except Exception as exc:
+            result = (False, exc)
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(settle, *result)
+
+    threading.Thread(target=run, name="aiscope-health-check", daemon=True).start()
+    return future
 
 
 class HealthChecker:
@@ -275,8 +301,7 @@ class HealthChecker:
             if inspect.iscoroutinefunction(check.fn):
                 pending: Awaitable[Any] = check.fn()
             else:
-                # a sync check runs in a thread, so a hung one cannot stall the event loop
-                pending = asyncio.to_thread(check.fn)
+                pending = _in_daemon_thread(check.fn)
             outcome = await asyncio.wait_for(pending, check.timeout_s)
             if inspect.isawaitable(outcome):
                 outcome = await asyncio.wait_for(outcome, check.timeout_s)
@@ -312,7 +337,11 @@ class HealthChecker:
 
     def check_sync(self) -> HealthStatus:
         """:meth:`check` for code without an event loop."""
-        return asyncio.run(self.check())
+        loop = asyncio.new_event_loop()
+        try:
+            return loop.run_until_complete(self.check())
+        finally:
+            loop.close()
 
 
 __all__ = ["STATUSES", "CheckResult", "HealthChecker", "HealthStatus"]

@@ -190,6 +190,31 @@ class AlertEvaluator:
             renotify=renotify,
         )
 
+    def check(self, now: float | None = None) -> list[ActiveAlert]:
+        """A one-shot evaluation: every (rule, group) whose condition holds at ``now``,
+        without changing any state or notifying. ``state`` is ``"firing"`` for rules
+        without a ``for_`` duration, ``"pending"`` for those that would fire once the
+        condition has held that long."""
+        t = self._clock() if now is None else now
+        out = []
+        with self._lock:
+            for rule in self.rules:
+                stats = self._store.stats(t, rule.window_s, rule.daily, rule.group_by)
+                for group, s in stats.items():
+                    value = signal_value(rule.signal, s)
+                    if rule.holds(value):
+                        out.append(
+                            ActiveAlert(
+                                rule=rule.name,
+                                severity=rule.severity,
+                                labels=dict(zip(rule.group_by, group, strict=True)),
+                                state="pending" if rule.for_s else "firing",
+                                value=value,
+                                active_since=t,
+                            )
+                        )
+        return out
+
     def active(self) -> list[ActiveAlert]:
         """Alerts pending or firing now (as of the last :meth:`evaluate`)."""
         by_name = {r.name: r for r in self.rules}

@@ -125,6 +125,9 @@ class WindowStore:
         index = int(at // self.resolution_s)
         bucket = self._buckets.get(index)
         if bucket is None:
+            # a new bucket at most once per resolution_s: drop the expired ones here too,
+            # so memory stays bounded even if nobody evaluates
+            self.prune(at)
             bucket = self._buckets[index] = {}
         day = int(at // 86400)
         if day > self._day:
