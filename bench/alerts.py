@@ -42,10 +42,10 @@ def _records(n: int) -> list[CallRecord]:
 def _pass(scope: aiscope.Scope, n: int) -> float:
     records = _records(n)
     emit = scope.emit
-    t0 = time.perf_counter()
+    t0 = time.thread_time()  # CPU time of this thread: other processes on the box do not count
     for r in records:
         emit(r)
-    return time.perf_counter() - t0
+    return time.thread_time() - t0
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -57,12 +57,8 @@ class Feedback:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-@dataclass(frozen=True, slots=True)
-class _Call:
-    model: str
-    provider: str
-    feature: str
-    team: str
+#: what the collector remembers of a call: (model, provider, feature, team)
+_Call = tuple[str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +137,8 @@ class FeedbackCollector:
         self.metrics = metrics
         self.rating_scale = rating_scale
         self.max_calls = max_calls
-        self._calls: OrderedDict[str, _Call] = OrderedDict()
+        self._calls: dict[str, _Call] = {}
+        self._order: deque[str] = deque()  # request ids, oldest first
         self._feedback: deque[Feedback] = deque(maxlen=max_feedback)
         self._listeners = list(listeners)
         self._lock = threading.Lock()
@@ -154,12 +151,14 @@ class FeedbackCollector:
     def on_record(self, record: CallRecord) -> None:
         """Remember a finished call so later feedback on its request id is joined."""
         tags = record.tags
-        call = _Call(record.model, record.provider, tags.get("feature", ""), tags.get("team", ""))
+        call = (record.model, record.provider, tags.get("feature", ""), tags.get("team", ""))
+        rid = record.request_id
         with self._lock:
-            calls = self._calls
-            calls[record.request_id] = call
-            if len(calls) > self.max_calls:
-                calls.popitem(last=False)
+            self._calls[rid] = call
+            order = self._order
+            order.append(rid)
+            if len(order) > self.max_calls:  # forget the oldest call
+                self._calls.pop(order.popleft(), None)
 
     def add_listener(self, listener: Callable[[Feedback], None]) -> None:
         """Call ``listener(feedback)`` for every piece of feedback recorded."""
@@ -202,10 +201,10 @@ class FeedbackCollector:
             comment=comment,
             source=source,
             joined=call is not None,
-            model=call.model if call else None,
-            provider=call.provider if call else None,
-            feature=call.feature if call else None,
-            team=call.team if call else None,
+            model=call[0] if call else None,
+            provider=call[1] if call else None,
+            feature=call[2] if call else None,
+            team=call[3] if call else None,
         )
         with self._lock:
             if len(self._feedback) == self._feedback.maxlen:

@@ -13,7 +13,8 @@ here and its exported Prometheus rule see the same number.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,18 +112,33 @@ class WindowStore:
         self._buckets: dict[int, dict[Key, list[float]]] = {}
         self._day = -1
         self._day_aggs: dict[Key, list[float]] = {}
+        #: raw label values -> bounded key (the hot path's cache)
+        self._keys: dict[Key, Key] = {}
+        self._max_keys = 4 * max_label_values
+        #: the latest bucket index and the aggregates a call in it goes to
+        self._cur_index = -1
+        self._cur: tuple[dict[Key, list[float]], ...] = ()
 
     def _key(self, model: str, provider: str, feature: str, team: str) -> Key:
+        raw = (model, provider, feature, team)
+        hit = self._keys.get(raw)
+        if hit is not None:
+            return hit
         get = self._labels.get
-        return (
+        key = (
             get("model", model),
             get("provider", provider),
             get("feature", feature),
             get("team", team),
         )
+        if len(self._keys) < self._max_keys:  # the cache is bounded too
+            self._keys[raw] = key
+        return key
 
-    def _aggs(self, at: float) -> Iterable[dict[Key, list[float]]]:
+    def _aggs(self, at: float) -> tuple[dict[Key, list[float]], ...]:
         index = int(at // self.resolution_s)
+        if index == self._cur_index:  # the common case: same bucket as the last call
+            return self._cur
         bucket = self._buckets.get(index)
         if bucket is None:
             # a new bucket at most once per resolution_s: drop the expired ones here too,
@@ -132,13 +148,10 @@ class WindowStore:
         day = int(at // 86400)
         if day > self._day:
             self._day, self._day_aggs = day, {}
-        return (bucket, self._day_aggs) if day == self._day else (bucket,)
-
-    def _agg(self, into: dict[Key, list[float]], key: Key) -> list[float]:
-        agg = into.get(key)
-        if agg is None:
-            agg = into[key] = [0.0] * self._size
-        return agg
+        out = (bucket, self._day_aggs) if day == self._day else (bucket,)
+        if index > self._cur_index:
+            self._cur_index, self._cur = index, out
+        return out
 
     def add_call(self, record: CallRecord) -> None:
         """Count one finished call at its end time."""
@@ -147,15 +160,20 @@ class WindowStore:
             record.model, record.provider, tags.get("feature", ""), tags.get("team", "")
         )
         latency = record.latency_s
-        lat_index = _LAT0 + _bucket_index(self.bounds, latency)
+        lat_index = _LAT0 + bisect_left(self.bounds, latency)
         u = record.usage
+        tokens = u.input_tokens + u.output_tokens
+        cost = record.cost_usd or 0.0
+        failed = record.status != "ok"
         for into in self._aggs(record.start_time + latency):
-            a = self._agg(into, key)
+            a = into.get(key)
+            if a is None:
+                a = into[key] = [0.0] * self._size
             a[_COUNT] += 1.0
-            if record.status != "ok":
+            if failed:
                 a[_ERRORS] += 1.0
-            a[_COST] += record.cost_usd or 0.0
-            a[_TOKENS] += u.input_tokens + u.output_tokens
+            a[_COST] += cost
+            a[_TOKENS] += tokens
             a[lat_index] += 1.0
 
     def add_quality(
@@ -164,7 +182,9 @@ class WindowStore:
         """Count one quality score."""
         key = self._key(model, provider, feature, team)
         for into in self._aggs(at):
-            a = self._agg(into, key)
+            a = into.get(key)
+            if a is None:
+                a = into[key] = [0.0] * self._size
             a[_QSUM] += score
             a[_QCOUNT] += 1.0
 
@@ -173,6 +193,8 @@ class WindowStore:
         oldest = int((now - self.retention_s) // self.resolution_s)
         for index in [i for i in self._buckets if i < oldest]:
             del self._buckets[index]
+        if self._cur_index < oldest:
+            self._cur_index, self._cur = -1, ()
 
     def stats(
         self, now: float, window_s: float, daily: bool, group_by: Sequence[str]
@@ -217,12 +239,6 @@ class WindowStore:
     def size(self) -> int:
         """Aggregates held (for memory checks)."""
         return sum(len(b) for b in self._buckets.values()) + len(self._day_aggs)
-
-
-def _bucket_index(bounds: Sequence[float], value: float) -> int:
-    from bisect import bisect_left
-
-    return bisect_left(bounds, value)
 
 
 def signal_value(signal: Any, stats: WindowStats) -> float | None:
