@@ -5,11 +5,7 @@ returns data (a non-empty result with a number in it) through Prometheus' HTTP A
 from __future__ import annotations
 
 import math
-import signal
-import subprocess
-import textwrap
 import time
-import urllib.error
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,14 +18,12 @@ from aiscope.client import AiClientError
 from aiscope.dashboards import dashboard_queries, expand_variables, grafana_dashboard
 from aiscope.resilience import CircuitBreaker, CircuitOpenError, RetryPolicy
 from aiscope.testing import MockProvider
-from conftest import require_binary
 from test_prometheus_e2e import (
-    SCRAPE_JOB,
     TIMEOUT_S,
     PromServer,
-    _free_port,
     _wait_for,
     _wait_for_scrape_after,
+    run_prometheus,
 )
 
 pytestmark = pytest.mark.prometheus
@@ -74,71 +68,16 @@ def _workload(
 
 
 @pytest.fixture
-def prometheus_with_rules(
-    tmp_path: Path,
-) -> Iterator[tuple[PromServer, int, aiscope.MetricsCollector]]:
-    binary = require_binary("prometheus")
+def prometheus_with_rules(tmp_path: Path) -> Iterator[tuple[PromServer, aiscope.MetricsCollector]]:
+    """A collector served on a free port, scraped by a Prometheus that evaluates the
+    exported rules."""
     mc = aiscope.MetricsCollector()
     server, target_port = mc.serve(port=0, addr="127.0.0.1")
     export_prometheus_rules(tmp_path / "rules.yml")
-    (tmp_path / "prometheus.yml").write_text(
-        textwrap.dedent(
-            f"""\
-            global:
-              scrape_interval: 1s
-              evaluation_interval: 1s
-            rule_files: [rules.yml]
-            scrape_configs:
-              - job_name: {SCRAPE_JOB}
-                scrape_interval: 1s
-                scrape_timeout: 1s
-                static_configs:
-                  - targets: ["127.0.0.1:{target_port}"]
-            """
-        )
-    )
-    port = _free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-        )
-    prom = PromServer(f"http://127.0.0.1:{port}", log, proc)
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"prometheus exited with {proc.returncode}\n{prom.log_tail()}")
-            try:
-                return "Ready" in prom.get("/-/ready")
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                return False
-
-        _wait_for("prometheus /-/ready", ready, TIMEOUT_S, prom.log_tail)
-        _wait_for(
-            "the aiscope target to be up",
-            lambda: prom.by(f'up{{job="{SCRAPE_JOB}"}}', "job") == {SCRAPE_JOB: 1.0},
-            TIMEOUT_S,
-            prom.log_tail,
-        )
-        yield prom, target_port, mc
+        with run_prometheus(tmp_path, target_port, rule_files="[rules.yml]") as prom:
+            yield prom, mc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
         server.shutdown()
         server.server_close()
 
@@ -149,9 +88,9 @@ def _has_number(result: list[dict[str, object]]) -> bool:
 
 @pytest.mark.slow
 def test_every_dashboard_and_rule_expression_returns_data(
-    prometheus_with_rules: tuple[PromServer, int, aiscope.MetricsCollector],
+    prometheus_with_rules: tuple[PromServer, aiscope.MetricsCollector],
 ) -> None:
-    prom, _, mc = prometheus_with_rules
+    prom, mc = prometheus_with_rules
     tracker = aiscope.CostTracker(budget_usd=10_000.0, window="daily")
     feedback = aiscope.FeedbackCollector(mc)
     scope = aiscope.Scope(metrics=mc, cost_tracker=tracker, feedback=feedback)

@@ -53,3 +53,59 @@ def test_dashboard_export(tmp_path: Path) -> None:
     assert dashboard["uid"] == "aiscope-llm" and dashboard["schemaVersion"] >= 39
     bad = runner.invoke(app, ["dashboard", "export", "--format", "datadog"])
     assert bad.exit_code == 2 and "unknown --format 'datadog'" in bad.output
+
+
+RULES_YAML = """\
+rules:
+  - name: judge_unhappy
+    severity: critical
+    signal: quality
+    comparison: "<"
+    threshold: 0.6
+    window: 1h
+    group_by: [model]
+  - name: any_traffic
+    severity: info
+    signal: requests
+    comparison: ">"
+    threshold: 5
+    window: 10m
+    for: 1m
+"""
+
+
+def test_rules_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(RULES_YAML)
+    result = runner.invoke(
+        app, ["alerts", "check", "--requests", "12", "--json", "--rules", str(path)]
+    )
+    assert result.exit_code == 0, result.output
+    found = {
+        (a["rule"], a["labels"].get("model", ""), a["state"]) for a in json.loads(result.output)
+    }
+    assert found == {
+        ("judge_unhappy", "claude-sonnet-4-5", "firing"),
+        ("any_traffic", "", "pending"),
+    }
+    out = tmp_path / "out.yml"
+    result = runner.invoke(
+        app, ["alerts", "export-prometheus", "--rules", str(path), "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    (group,) = yaml.safe_load(out.read_text())["groups"]
+    assert [r["alert"] for r in group["rules"]] == ["judge_unhappy", "any_traffic"]
+    assert group["rules"][1]["for"] == "1m"
+
+
+def test_a_bad_rules_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(RULES_YAML.replace("window: 10m", "windw: 10m"))
+    result = runner.invoke(app, ["alerts", "check", "--rules", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "rules.yml: rules[1]: unknown key 'windw'" in result.output
+    path.write_text(RULES_YAML.replace("threshold: 0.6", "threshold: high"))
+    result = runner.invoke(
+        app, ["alerts", "export-prometheus", "--rules", str(path)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 2 and "rules[0]: threshold must be a finite number" in result.output

@@ -123,8 +123,17 @@ async def test_exporter_dropping_spans_is_degraded() -> None:
     assert status.checks["exporter:otlp"].status == "degraded"
     assert "12" in status.checks["exporter:otlp"].message
     assert status.checks["exporter:Q"].status == "healthy"
+    dropped = [0]
+
+    def otlp_dropped() -> int:
+        return dropped[0]
+
+    by_function = HealthChecker(exporters=[otlp_dropped])
+    assert (await by_function.check()).checks["exporter:otlp_dropped"].status == "healthy"
+    dropped[0] = 3
+    assert (await by_function.check()).checks["exporter:otlp_dropped"].status == "degraded"
     assert (await health.check()).checks["exporter:otlp"].status == "healthy"  # stopped dropping
-    with pytest.raises(TypeError, match="dropped_spans"):
+    with pytest.raises(TypeError, match=r"exporters\[0\] must have a dropped_spans count"):
         HealthChecker(exporters=[object()])
 
 

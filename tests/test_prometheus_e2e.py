@@ -17,6 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,8 +230,15 @@ def target() -> Iterator[Target]:
 @pytest.fixture(scope="module")
 def prometheus(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromServer]:
     """A real Prometheus scraping ``target`` every second, ready and with the target up."""
+    with run_prometheus(tmp_path_factory.mktemp("prometheus"), target.port) as server:
+        yield server
+
+
+@contextmanager
+def run_prometheus(tmp: Path, target_port: int, rule_files: str = "[]") -> Iterator[PromServer]:
+    """Prometheus on a free loopback port, scraping ``target_port`` (and evaluating
+    ``rule_files``, paths relative to ``tmp``) every second; stopped on exit."""
     binary = require_binary("prometheus")
-    tmp = tmp_path_factory.mktemp("prometheus")
     config = tmp / "prometheus.yml"
     config.write_text(
         textwrap.dedent(
@@ -238,12 +246,13 @@ def prometheus(target: Target, tmp_path_factory: pytest.TempPathFactory) -> Iter
             global:
               scrape_interval: 1s
               evaluation_interval: 1s
+            rule_files: {rule_files}
             scrape_configs:
               - job_name: {SCRAPE_JOB}
                 scrape_interval: 1s
                 scrape_timeout: 1s
                 static_configs:
-                  - targets: ["127.0.0.1:{target.port}"]
+                  - targets: ["127.0.0.1:{target_port}"]
             """
         )
     )

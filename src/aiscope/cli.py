@@ -182,16 +182,33 @@ def _print_alerts(alerts: list[Any]) -> None:
     console.print(t)
 
 
+def _load_rules(path: str | None) -> list[Any] | None:
+    """The rules of a YAML file (None: the defaults); a bad file exits 2 saying why."""
+    if path is None:
+        return None
+    from aiscope.alerts import load_rules
+
+    try:
+        return load_rules(path)
+    except (TypeError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 @alerts_app.command("check")
 def alerts_check(
     requests: Annotated[int, typer.Option(min=1, help="How many demo calls to send.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    rules: Annotated[
+        str | None, typer.Option(help="YAML file of alert rules (default: the built-in 16).")
+    ] = None,
 ) -> None:
     """Run the demo workload (mock provider) and print the alert rules it sets off."""
     from aiscope import demo as demo_mod
 
-    result = demo_mod.run_workload(requests=requests, seed=seed, budget_usd=1e9)
+    chosen = _load_rules(rules)
+    result = demo_mod.run_workload(requests=requests, seed=seed, budget_usd=1e9, rules=chosen)
     if as_json:
         typer.echo(json.dumps([dataclasses.asdict(a) for a in result.alerts], indent=2))
     else:
@@ -205,11 +222,19 @@ def alerts_export_prometheus(
     ] = None,
     group: Annotated[str, typer.Option(help="Rule group name.")] = "aiscope",
     namespace: Annotated[str, typer.Option(help="Metric name prefix.")] = "ai_lib",
+    rules: Annotated[
+        str | None, typer.Option(help="YAML file of alert rules (default: the built-in 16).")
+    ] = None,
 ) -> None:
-    """Write the default alert rules as a Prometheus rules file."""
+    """Write the alert rules as a Prometheus rules file."""
     from aiscope.alerts import export_prometheus_rules
 
-    text = export_prometheus_rules(output, group=group, namespace=namespace)
+    chosen = _load_rules(rules)
+    try:
+        text = export_prometheus_rules(output, chosen, group=group, namespace=namespace)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     if output is None:
         typer.echo(text, nl=False)
     else:

@@ -12,10 +12,10 @@ Prometheus text from prometheus_client, percentiles from DDSketch.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aiscope.alerts import ActiveAlert, AlertEvaluator
+from aiscope.alerts import ActiveAlert, AlertEvaluator, AlertRule
 from aiscope.client import AiClient, AiClientError
 from aiscope.cost.budget import BudgetExceededError
 from aiscope.cost.tracker import CostReport, CostTracker
@@ -59,8 +59,10 @@ def run_workload(
     seed: int = 7,
     budget_usd: float = 5.0,
     on_progress: Callable[[], None] | None = None,
+    rules: Sequence[AlertRule] | None = None,
 ) -> DemoResult:
-    """Send ``requests`` calls through AiClient to a fresh mock provider."""
+    """Send ``requests`` calls through AiClient to a fresh mock provider (``rules``:
+    the alert rules to check, the defaults if None)."""
     rng = random.Random(seed)
     metrics = MetricsCollector()
     tracker = CostTracker(budget_usd=budget_usd, alert_threshold=0.8)
@@ -68,7 +70,7 @@ def run_workload(
     refused = failed = retries = 0
     # the default alert rules watch the calls (an extra sink of the scope the clients
     # inherit) and the quality scores a simulated LLM judge gives every answer
-    alerts = AlertEvaluator()
+    alerts = AlertEvaluator(rules)
     feedback = FeedbackCollector(metrics, listeners=[alerts.on_feedback])
     with MockProvider(api_key="demo-key") as mock, use_scope(Scope(sinks=[alerts])):
         clients = [

@@ -158,7 +158,7 @@ class HealthChecker:
         self._checks: dict[str, _Check] = {}
         self._scope = scope
         self._tracker = cost_tracker
-        self._dropped_seen: dict[int, float] = {}
+        self._dropped_seen: dict[str, float] = {}
         self.add_check("sinks", self._sinks, liveness=True)
         self.add_check("budget", self._budget)
         for client in clients:
@@ -177,10 +177,7 @@ class HealthChecker:
         for breaker in breakers:
             self.add_breaker(breaker)
         for i, exporter in enumerate(exporters):
-            if not hasattr(exporter, "dropped_spans"):
-                raise TypeError(f"exporters[{i}] has no dropped_spans attribute: {exporter!r}")
-            name = f"exporter:{getattr(exporter, 'name', type(exporter).__name__)}"
-            self.add_check(name, self._exporter_check(exporter))
+            self._add_exporter(i, exporter)
 
     # -- registration ---------------------------------------------------------------------
     def add_check(
@@ -282,12 +279,30 @@ class HealthChecker:
                 worst = (status, "")
         return worst[0], "; ".join(parts)
 
-    def _exporter_check(self, exporter: object) -> Callable[[], tuple[str, str]]:
+    def _add_exporter(self, i: int, exporter: object) -> None:
+        """An exporter with a ``dropped_spans`` count (attribute or method), or a
+        function returning the count (so tracing need not be imported here)."""
+        if hasattr(exporter, "dropped_spans"):
+            name = getattr(exporter, "name", type(exporter).__name__)
+
+            def read() -> Any:
+                raw = exporter.dropped_spans
+                return raw() if callable(raw) else raw
+
+        elif callable(exporter):
+            name, read = getattr(exporter, "__name__", f"exporter{i}"), exporter
+        else:
+            raise TypeError(
+                f"exporters[{i}] must have a dropped_spans count or be a function "
+                f"returning it, got {exporter!r}"
+            )
+        self.add_check(f"exporter:{name}", self._exporter_check(name, read))
+
+    def _exporter_check(self, name: str, read: Callable[[], Any]) -> Callable[[], tuple[str, str]]:
         def exporter_queue() -> tuple[str, str]:
-            raw = exporter.dropped_spans  # type: ignore[attr-defined]
-            dropped = float(raw() if callable(raw) else raw)
-            before = self._dropped_seen.get(id(exporter))
-            self._dropped_seen[id(exporter)] = dropped
+            dropped = float(read())
+            before = self._dropped_seen.get(name)
+            self._dropped_seen[name] = dropped
             if before is not None and dropped > before:
                 return "degraded", f"dropping spans: {dropped - before:g} since last check"
             return "healthy", f"{dropped:g} spans dropped in total"

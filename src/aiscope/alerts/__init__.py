@@ -18,7 +18,14 @@ from aiscope.alerts.prometheus import (
     prometheus_rules,
     signal_promql,
 )
-from aiscope.alerts.rules import DAY, SEED_RULES, AlertRule, default_rules
+from aiscope.alerts.rules import (
+    DAY,
+    SEED_RULES,
+    AlertRule,
+    default_rules,
+    load_rules,
+    rule_from_dict,
+)
 from aiscope.alerts.window import WindowStats, histogram_quantile
 
 __all__ = [
@@ -40,6 +47,8 @@ __all__ = [
     "default_rules",
     "export_prometheus_rules",
     "histogram_quantile",
+    "load_rules",
     "prometheus_rules",
+    "rule_from_dict",
     "signal_promql",
 ]

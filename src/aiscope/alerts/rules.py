@@ -12,8 +12,9 @@ alerting rule (:mod:`aiscope.alerts.prometheus`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
 Severity = Literal["info", "warning", "error", "critical"]
@@ -259,6 +260,60 @@ def default_rules() -> list[AlertRule]:
     return [r for rule in SEED_RULES for r in (rule, rule.by("model"))]
 
 
+_FIELDS = (
+    "name",
+    "severity",
+    "signal",
+    "comparison",
+    "threshold",
+    "window",
+    "for",
+    "group_by",
+    "description",
+    "cooldown",
+)
+
+
+def rule_from_dict(data: Mapping[str, Any], where: str = "rule") -> AlertRule:
+    """An AlertRule from a mapping with the keys of :data:`_FIELDS` (``for`` is the
+    rule's ``for_``); an unknown or missing key is a ValueError naming it."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"{where} must be a mapping, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(_FIELDS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(_FIELDS)})")
+    missing = [
+        k for k in ("name", "severity", "signal", "comparison", "threshold") if k not in data
+    ]
+    if missing:
+        raise ValueError(f"{where}: missing key {missing[0]!r}")
+    kwargs = {("for_" if k == "for" else k): v for k, v in data.items()}
+    if isinstance(kwargs.get("group_by"), list):
+        kwargs["group_by"] = tuple(kwargs["group_by"])
+    try:
+        return AlertRule(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{where}: {exc}") from None
+
+
+def load_rules(path: str | Path) -> list[AlertRule]:
+    """Rules from a YAML (or JSON) file: a list of rule mappings, or ``{"rules": [...]}``."""
+    import yaml
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read rules file {p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"rules file {p} is not valid YAML: {exc}") from None
+    if isinstance(data, Mapping):
+        data = data.get("rules")
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"rules file {p} must hold a non-empty list of rules (or rules: [...])")
+    return [rule_from_dict(d, f"{p.name}: rules[{i}]") for i, d in enumerate(data)]
+
+
 __all__ = [
     "COMPARISONS",
     "DAY",
@@ -270,5 +325,7 @@ __all__ = [
     "default_rules",
     "format_duration",
     "latency_quantile",
+    "load_rules",
     "parse_duration",
+    "rule_from_dict",
 ]
