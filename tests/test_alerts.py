@@ -393,3 +393,31 @@ def test_bad_notifier_config() -> None:
         PagerDutyNotifier("")
     with pytest.raises(TypeError, match="send"):
         AlertEvaluator([SLOW], [object()])  # type: ignore[list-item]
+
+
+def test_recording_from_many_threads_while_evaluating() -> None:
+    rule = AlertRule("volume", "info", "requests", ">", 1e9, window="1h", group_by=("model",))
+    ev = AlertEvaluator([rule])
+    now = time.time()
+    stop = threading.Event()
+
+    def evaluate() -> None:
+        while not stop.is_set():
+            ev.evaluate(now)
+
+    def record(model: str) -> None:
+        for i in range(2000):
+            ev.on_record(_call(now - 1 - (i % 100), model=model, cost=0.001))
+
+    checker = threading.Thread(target=evaluate)
+    checker.start()
+    workers = [threading.Thread(target=record, args=(f"m{k % 2}",)) for k in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    checker.join()
+    stats = ev._store.stats(now, 3600, False, ("model",))
+    assert {g: s.requests for g, s in stats.items()} == {("m0",): 4000.0, ("m1",): 4000.0}
+    assert sum(s.cost_usd for s in stats.values()) == pytest.approx(8.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -27,7 +27,6 @@ class AlertEvent:
     started_at: float
     at: float
     renotify: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def dedup_key(self) -> str:

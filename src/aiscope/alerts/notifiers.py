@@ -222,6 +222,7 @@ class Delivery:
         self.max_backoff_s = max_backoff_s
         self._queue: queue.Queue[AlertEvent | None] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
+        self._count_lock = threading.Lock()
         self.delivered = 0
         self.failed = 0
         self.dropped = 0
@@ -239,7 +240,8 @@ class Delivery:
             self._queue.put_nowait(event)
             return True
         except queue.Full:
-            self.dropped += 1
+            with self._count_lock:  # submitters may be many threads
+                self.dropped += 1
             return False
 
     def _run(self) -> None:
