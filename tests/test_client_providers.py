@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -40,12 +39,6 @@ OVERRIDES = {
     "ollama/llama3.2": {"input_mtok": 0.1, "output_mtok": 0.2},
     "vllm/meta-llama/llama-3.1-8b-instruct": {"input_mtok": 0.1, "output_mtok": 0.2},
 }
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockProvider]:
-    with MockProvider() as m:
-        yield m
 
 
 @pytest.fixture(autouse=True)
