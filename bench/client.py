@@ -429,66 +429,37 @@ def worker_main() -> int:
 
         return one
 
-    # key -> (factory of the one-call coroutine function, expected reply, calls per pass)
-    plan: dict[str, tuple[Callable[[], Callable[[], Coroutine[Any, Any, str]]], str, int]] = {
-        "ip.peer.bare": (
-            lambda: bare_chat_async(
-                httpx.AsyncClient(timeout=TIMEOUT_S, transport=inproc_chat), reqs["ip"]
-            ),
-            want["chat"],
-            calls["ip"],
-        ),
-        "ip.peer.ailib": (
-            lambda: ailib_chat(loop.run_until_complete(ailib_client(INPROC_BASE, inproc_chat))),
-            want["chat"],
-            calls["ip"],
-        ),
-        "lb.peer.bare": (
-            lambda: bare_chat_async(httpx.AsyncClient(timeout=TIMEOUT_S), reqs["lb"]),
-            want["chat"],
-            calls["lb"],
-        ),
-        "lb.peer.ailib": (
-            lambda: ailib_chat(loop.run_until_complete(ailib_client(cfg["chat_base"], None))),
-            want["chat"],
-            calls["lb"],
-        ),
-        "is.peer.bare": (
-            lambda: bare_stream_async(
-                httpx.AsyncClient(timeout=TIMEOUT_S, transport=inproc_sse), reqs["is"]
-            ),
-            want["stream"],
-            calls["is"],
-        ),
-        "is.peer.ailib": (
-            lambda: ailib_stream(loop.run_until_complete(ailib_client(INPROC_BASE, inproc_sse))),
-            want["stream"],
-            calls["is"],
-        ),
-        "ls.peer.bare": (
-            lambda: bare_stream_async(httpx.AsyncClient(timeout=TIMEOUT_S), reqs["ls"]),
-            want["stream"],
-            calls["ls"],
-        ),
-        "ls.peer.ailib": (
-            lambda: ailib_stream(loop.run_until_complete(ailib_client(cfg["stream_base"], None))),
-            want["stream"],
-            calls["ls"],
-        ),
+    def client(base: str, transport: httpx.MockTransport | None) -> Any:
+        return loop.run_until_complete(ailib_client(base, transport))
+
+    def bare(transport: httpx.MockTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=TIMEOUT_S, transport=transport)
+
+    # key -> factory of the one-call coroutine function
+    plan: dict[str, Callable[[], Callable[[], Coroutine[Any, Any, str]]]] = {
+        "ip.peer.bare": lambda: bare_chat_async(bare(inproc_chat), reqs["ip"]),
+        "ip.peer.ailib": lambda: ailib_chat(client(INPROC_BASE, inproc_chat)),
+        "lb.peer.bare": lambda: bare_chat_async(bare(None), reqs["lb"]),
+        "lb.peer.ailib": lambda: ailib_chat(client(cfg["chat_base"], None)),
+        "is.peer.bare": lambda: bare_stream_async(bare(inproc_sse), reqs["is"]),
+        "is.peer.ailib": lambda: ailib_stream(client(INPROC_BASE, inproc_sse)),
+        "ls.peer.bare": lambda: bare_stream_async(bare(None), reqs["ls"]),
+        "ls.peer.ailib": lambda: ailib_stream(client(cfg["stream_base"], None)),
     }
     runs: dict[str, Callable[[], float]] = {}
     skipped: dict[str, str] = {}
-    for key, (make, expected, n) in plan.items():
-        if key.split(".")[0] not in cfg["sections"]:
+    for key, make in plan.items():
+        section = key.split(".")[0]
+        if section not in cfg["sections"]:
             continue
         try:
             one = make()
             got = loop.run_until_complete(one())
-            check(key, got, expected)
+            check(key, got, want["stream" if section in ("is", "ls") else "chat"])
         except Exception as exc:
             skipped[key] = f"{type(exc).__name__}: {exc}"
             continue
-        runs[key] = async_runner(one, loop, n)
+        runs[key] = async_runner(one, loop, calls[section])
     reply(
         {
             "ok": True,

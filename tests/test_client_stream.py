@@ -5,6 +5,8 @@ retry before the first byte, and exactly one record per stream in every case."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -173,3 +175,41 @@ def test_sync_stream_keeps_one_connection_and_needs_no_event_loop(mock: MockProv
     assert len({r.client for r in mock.requests}) == 1  # keep-alive on the client's httpx.Client
     assert client._async_http is None
     assert [r.status for r in sink.records] == ["ok"] * 4
+
+
+class SpanNames:
+    """A tracer sink with the ``span(name)`` hook the client's stages open."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def on_record(self, record: CallRecord) -> None:
+        self.names.append("record")
+
+    @contextmanager
+    def span(self, name: str) -> Iterator[None]:
+        self.names.append(name)
+        yield
+
+
+def test_stages_open_spans_when_a_tracer_is_set(mock: MockProvider) -> None:
+    tracer = SpanNames()
+    client = (
+        AiClient.builder()
+        .model("openai/gpt-4o")
+        .api_key("test-key-123456")
+        .base_url(mock.base_url("openai"))
+        .tracer(tracer)
+        .build()
+    )
+    client.chat().user("hi").execute_sync()
+    assert tracer.names == [
+        "request_compilation",
+        "http_transport",
+        "pipeline_processing",
+        "event_mapping",
+        "record",
+    ]
+    tracer.names.clear()
+    assert _stream(client, "sync")[-1].kind == "end"
+    assert tracer.names == ["request_compilation", "http_transport", "record"]
