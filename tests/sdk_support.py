@@ -4,9 +4,14 @@ a socket."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import httpx2
 
+import aiscope
 from aiscope.record import CallRecord
+from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
 from aiscope.testing.dispatch import Dispatcher
 from aiscope.testing.frames import Incoming
@@ -25,6 +30,21 @@ class Records:
     def one(self) -> CallRecord:
         assert len(self.items) == 1, f"expected exactly one record, got {len(self.items)}"
         return self.items[0]
+
+
+@contextmanager
+def instrumented(**options: bool) -> Iterator[Records]:
+    """The SDKs instrumented, into a fresh scope (metrics, cost tracker, recording sink)."""
+    sink = Records()
+    scope = Scope(
+        metrics=aiscope.MetricsCollector(), cost_tracker=aiscope.CostTracker(), sinks=[sink]
+    )
+    aiscope.instrument(**options)
+    try:
+        with use_scope(scope):
+            yield sink
+    finally:
+        aiscope.uninstrument()
 
 
 def mock_transport(mock: MockProvider) -> httpx2.MockTransport:

@@ -14,7 +14,7 @@ from anthropic.types import Message
 import aiscope
 from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
-from sdk_support import Records
+from sdk_support import Records, instrumented
 
 MODEL = "claude-haiku-4-5"
 MSG = [{"role": "user", "content": "Tell me about budgets."}]
@@ -29,16 +29,8 @@ def mock() -> Iterator[MockProvider]:
 @pytest.fixture
 def records(mock: MockProvider) -> Iterator[Records]:
     mock.reset()
-    sink = Records()
-    scope = Scope(
-        metrics=aiscope.MetricsCollector(), cost_tracker=aiscope.CostTracker(), sinks=[sink]
-    )
-    aiscope.instrument()
-    try:
-        with use_scope(scope):
-            yield sink
-    finally:
-        aiscope.uninstrument()
+    with instrumented() as sink:
+        yield sink
 
 
 def client(mock: MockProvider, **kw: object) -> anthropic.Anthropic:

@@ -15,7 +15,7 @@ from openai.types.chat import ChatCompletion
 import aiscope
 from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
-from sdk_support import Records
+from sdk_support import Records, instrumented
 
 MSG = [{"role": "user", "content": "Say something about observability."}]
 
@@ -29,16 +29,8 @@ def mock() -> Iterator[MockProvider]:
 @pytest.fixture
 def records(mock: MockProvider) -> Iterator[Records]:
     mock.reset()
-    sink = Records()
-    scope = Scope(
-        metrics=aiscope.MetricsCollector(), cost_tracker=aiscope.CostTracker(), sinks=[sink]
-    )
-    aiscope.instrument()
-    try:
-        with use_scope(scope):
-            yield sink
-    finally:
-        aiscope.uninstrument()
+    with instrumented() as sink:
+        yield sink
 
 
 def client(mock: MockProvider, **kw: object) -> openai.OpenAI:

@@ -10,24 +10,16 @@ import httpx2
 import openai
 import pytest
 
-import aiscope
-from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
-from sdk_support import Records, mock_transport
+from sdk_support import Records, instrumented, mock_transport
 
 MSG = [{"role": "user", "content": "Count the tokens of this."}]
 
 
 @pytest.fixture
 def setup() -> Iterator[tuple[MockProvider, Records]]:
-    mock = MockProvider()  # never started: answered in process
-    sink = Records()
-    aiscope.instrument()
-    try:
-        with use_scope(Scope(cost_tracker=aiscope.CostTracker(), sinks=[sink])):
-            yield mock, sink
-    finally:
-        aiscope.uninstrument()
+    with instrumented() as sink:
+        yield MockProvider(), sink  # never started: answered in process
 
 
 def test_openai_sync_and_stream(setup: tuple[MockProvider, Records]) -> None:

@@ -154,3 +154,9 @@ def set_counts(
     cr = min(count(cache_read), i)
     cw = min(count(cache_write), i - cr)
     call.set_usage(i, o, cr, cw, min(count(reasoning), o), estimated)
+
+
+def set_estimated(call: LLMCall, input_tokens: int, texts: list[str]) -> None:
+    """Usage for a stream that reported none: the prompt's estimate and the text seen."""
+    out = estimate_tokens("".join(texts)) if texts else 0
+    set_counts(call, input_tokens, out, estimated=True)

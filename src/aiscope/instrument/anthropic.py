@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiscope.capture import LLMCall, estimate_tokens
-from aiscope.instrument._calls import set_counts
+from aiscope.instrument._calls import set_counts, set_estimated
 from aiscope.instrument._endpoint import Endpoint, count, messages_text, text_of
 from aiscope.instrument._patch import Target
 
@@ -88,11 +88,11 @@ class MessageEvents:
         if self._start_usage is not None and self._out is not None:
             set_usage(call, self._start_usage, self._out)
         else:
-            out = estimate_tokens("".join(self._text)) if self._text else 0
             if self._start_usage is not None:
+                out = estimate_tokens("".join(self._text)) if self._text else 0
                 set_usage(call, self._start_usage, out, estimated=True)
             else:
-                set_counts(call, self._est_in, out, estimated=True)
+                set_estimated(call, self._est_in, self._text)
 
 
 MESSAGES = Endpoint(

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiscope.capture import LLMCall, estimate_tokens
-from aiscope.instrument._calls import set_counts
+from aiscope.capture import LLMCall
+from aiscope.instrument._calls import set_counts, set_estimated
 from aiscope.instrument._endpoint import Endpoint, messages_text, text_of
 from aiscope.instrument._patch import Target
 
@@ -96,8 +96,7 @@ class ChatChunks:
         if self._usage is not None:
             set_chat_usage(call, self._usage)
         else:
-            out = estimate_tokens("".join(self._text)) if self._text else 0
-            set_counts(call, self._est_in, out, estimated=True)
+            set_estimated(call, self._est_in, self._text)
 
 
 CHAT = Endpoint(
@@ -162,8 +161,7 @@ class ResponseEvents:
             _read_response(call, final)
             call.upstream_request_id = rid
         else:
-            out = estimate_tokens("".join(self._text)) if self._text else 0
-            set_counts(call, self._est_in, out, estimated=True)
+            set_estimated(call, self._est_in, self._text)
 
 
 RESPONSES = Endpoint(
