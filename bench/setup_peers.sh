@@ -25,6 +25,7 @@ declare -A PEERS=(
 # installed after the rest, over the peer's own pins
 declare -A FORCE=([openlit]="$openai_pin")
 
+failed=0
 names=("$@")
 [[ ${#names[@]} -eq 0 ]] && names=(otel_v2 openllmetry openlit langfuse)
 
@@ -40,10 +41,15 @@ for name in "${names[@]}"; do
     echo "setup_peers: installing $name into $venv" >&2
     "$py" -m venv "$venv"
     # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q $spec
+    if ! "$venv/bin/pip" install -q $spec; then
+        echo "setup_peers: $name did not install; the benchmark skips it" >&2
+        failed=1
+        continue
+    fi
     if [[ -n "${FORCE[$name]:-}" ]]; then
         # shellcheck disable=SC2086
         "$venv/bin/pip" install -q --no-deps ${FORCE[$name]} httpx2
     fi
     echo "$want" >"$stamp"
 done
+exit "$failed"

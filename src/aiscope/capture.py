@@ -69,6 +69,7 @@ class LLMCall:
         self._usage_from = usage_from
         self._tags = tags
         self._reset()
+        self._clean = True  # just reset: the first __enter__ need not reset again
 
     def _reset(self) -> None:
         self._usage = Usage()
@@ -127,7 +128,9 @@ class LLMCall:
 
     # -- context manager ----------------------------------------------------------------
     def __enter__(self) -> LLMCall:
-        self._reset()
+        if not self._clean:
+            self._reset()
+        self._clean = False
         scope = self._scope or current_scope()
         self._pending = scope.begin(self.model, self.provider, self._estimate_in, self._max_out)
         self._active_scope = scope

@@ -9,7 +9,9 @@ application except :class:`~aiscope.BudgetExceededError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import weakref
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -28,14 +30,33 @@ log = logging.getLogger("aiscope.instrument")
 inside_call: ContextVar[bool] = ContextVar("aiscope_inside_sdk_call", default=False)
 
 
+_servers: weakref.WeakKeyDictionary[Any, tuple[Any, str | None, int | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _server(resource: Any) -> tuple[str | None, int | None]:
-    url = getattr(getattr(resource, "_client", None), "base_url", None)
+    """The host and port a resource's client sends to (cached per client and base URL)."""
+    client = getattr(resource, "_client", None)
+    if client is None:
+        return None, None
+    url = getattr(client, "_base_url", None)
+    try:
+        cached = _servers.get(client)
+    except TypeError:  # not weak-referenceable
+        cached = None
+    if cached is not None and url is not None and cached[0] is url:
+        return cached[1], cached[2]
+    if url is None:
+        url = getattr(client, "base_url", None)
     host = getattr(url, "host", None)
     if not isinstance(host, str) or not host:
         return None, None
     port = getattr(url, "port", None)
     if not isinstance(port, int):
         port = 443 if getattr(url, "scheme", "") == "https" else 80
+    with contextlib.suppress(TypeError):
+        _servers[client] = (url, host, port)
     return host, port
 
 
@@ -160,3 +181,13 @@ def set_estimated(call: LLMCall, input_tokens: int, texts: list[str]) -> None:
     """Usage for a stream that reported none: the prompt's estimate and the text seen."""
     out = estimate_tokens("".join(texts)) if texts else 0
     set_counts(call, input_tokens, out, estimated=True)
+
+
+def request_id_of(model: Any) -> str | None:
+    """The SDK's ``_request_id`` of a response model (read from pydantic's private
+    attributes directly: ``getattr`` on a private name takes pydantic's slow path)."""
+    private = getattr(model, "__pydantic_private__", None)
+    rid = private.get("_request_id") if isinstance(private, dict) else None
+    if rid is None and not isinstance(private, dict):
+        rid = getattr(model, "_request_id", None)
+    return rid if isinstance(rid, str) else None

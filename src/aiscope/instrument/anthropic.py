@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiscope.capture import LLMCall, estimate_tokens
-from aiscope.instrument._calls import set_counts, set_estimated
+from aiscope.instrument._calls import request_id_of, set_counts, set_estimated
 from aiscope.instrument._endpoint import Endpoint, count, messages_text, text_of
 from aiscope.instrument._patch import Target
 
@@ -44,7 +44,7 @@ def _read_message(call: LLMCall, msg: Any) -> None:
     reason = getattr(msg, "stop_reason", None)
     call.set_response(
         getattr(msg, "model", None),
-        getattr(msg, "_request_id", None),
+        request_id_of(msg),
         [reason] if isinstance(reason, str) else [],
     )
 

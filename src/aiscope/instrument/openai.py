@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiscope.capture import LLMCall
-from aiscope.instrument._calls import set_counts, set_estimated
+from aiscope.instrument._calls import request_id_of, set_counts, set_estimated
 from aiscope.instrument._endpoint import Endpoint, messages_text, text_of
 from aiscope.instrument._patch import Target
 
@@ -58,7 +58,7 @@ def _read_chat(call: LLMCall, resp: Any) -> None:
     if usage is not None:
         set_chat_usage(call, usage)
     reasons = [c.finish_reason for c in getattr(resp, "choices", None) or () if c.finish_reason]
-    call.set_response(getattr(resp, "model", None), getattr(resp, "_request_id", None), reasons)
+    call.set_response(getattr(resp, "model", None), request_id_of(resp), reasons)
 
 
 class ChatChunks:
@@ -128,7 +128,7 @@ def _read_response(call: LLMCall, resp: Any) -> None:
     status = getattr(resp, "status", None)
     call.set_response(
         getattr(resp, "model", None),
-        getattr(resp, "_request_id", None),
+        request_id_of(resp),
         [status] if isinstance(status, str) else [],
     )
 
@@ -188,7 +188,7 @@ def _read_embeddings(call: LLMCall, resp: Any) -> None:
     usage = getattr(resp, "usage", None)
     if usage is not None:
         set_counts(call, getattr(usage, "prompt_tokens", 0), 0)
-    call.set_response(getattr(resp, "model", None), getattr(resp, "_request_id", None))
+    call.set_response(getattr(resp, "model", None), request_id_of(resp))
 
 
 EMBEDDINGS = Endpoint(
