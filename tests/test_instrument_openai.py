@@ -343,3 +343,22 @@ def test_metrics_see_sdk_calls(mock: MockProvider) -> None:
         aiscope.uninstrument()
     text = metrics.export_prometheus()
     assert 'model="gpt-4o"' in text and 'provider="openai"' in text
+
+
+def test_failing_sink_never_reaches_the_application(mock: MockProvider) -> None:
+    class Broken:
+        def on_record(self, record: object) -> None:
+            raise RuntimeError("sink down")
+
+    scope = Scope(sinks=[Broken()])
+    aiscope.instrument()
+    try:
+        with use_scope(scope):
+            resp = client(mock).chat.completions.create(model="gpt-4o", messages=MSG)
+            chunks = list(
+                client(mock).chat.completions.create(model="gpt-4o", messages=MSG, stream=True)
+            )
+    finally:
+        aiscope.uninstrument()
+    assert type(resp) is ChatCompletion and chunks
+    assert scope.sink_errors == {"Broken": 2}

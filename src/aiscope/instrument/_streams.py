@@ -37,11 +37,12 @@ class ChunkReader(Protocol):
 class StreamRecord:
     """One streamed call's record, finished exactly once (thread-safe)."""
 
-    __slots__ = ("__weakref__", "_done", "_lock", "call", "reader")
+    __slots__ = ("__weakref__", "_done", "_lock", "call", "finalizer", "reader")
 
     def __init__(self, call: LLMCall, reader: ChunkReader) -> None:
         self.call = call
         self.reader = reader
+        self.finalizer: weakref.finalize[Any, Any] | None = None
         self._done = False
         self._lock = threading.Lock()
 
@@ -57,6 +58,8 @@ class StreamRecord:
             if self._done:
                 return
             self._done = True
+        if self.finalizer is not None:
+            self.finalizer.detach()  # finished: nothing left for the collector to do
         try:
             self.reader.on_end(self.call)
         except Exception:
@@ -143,5 +146,5 @@ def observe_stream(stream: Any, call: LLMCall, reader: ChunkReader, *, is_async:
     stream._iterator = _watch_async(inner, rec) if is_async else _watch_sync(inner, rec)
     _shadow_close(stream, rec, is_async)
     # Abandoned without close(): emit with what was seen when the stream is collected.
-    weakref.finalize(stream, rec.finish)
+    rec.finalizer = weakref.finalize(stream, rec.finish)
     return True
