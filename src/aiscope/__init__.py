@@ -19,6 +19,7 @@ from aiscope.cost import (
     SQLiteLedger,
     UnknownModelWarning,
 )
+from aiscope.instrument import instrument, is_instrumented, observe, uninstrument, wrap
 from aiscope.labels import LabelLimiter
 from aiscope.metrics import LatencyPercentiles, MetricsCollector
 from aiscope.record import CallRecord, CallStats, Usage
@@ -52,8 +53,13 @@ __all__ = [
     "current_scope",
     "current_tags",
     "estimate_tokens",
+    "instrument",
+    "is_instrumented",
     "llm_call",
+    "observe",
     "record_call",
     "tags",
+    "uninstrument",
     "use_scope",
+    "wrap",
 ]
