@@ -62,7 +62,15 @@ from typing import IO, Any
 
 import httpx
 
-from _timing import Contender, one_pass, paired_differences, progress, quartiles, time_rounds
+from _timing import (
+    Contender,
+    one_pass,
+    paired_differences,
+    print_table,
+    progress,
+    quartiles,
+    time_rounds,
+)
 
 MODEL = "openai/gpt-4o"
 API_KEY = "sk-bench-0000"
@@ -421,66 +429,37 @@ def worker_main() -> int:
 
         return one
 
-    # key -> (factory of the one-call coroutine function, expected reply, calls per pass)
-    plan: dict[str, tuple[Callable[[], Callable[[], Coroutine[Any, Any, str]]], str, int]] = {
-        "ip.peer.bare": (
-            lambda: bare_chat_async(
-                httpx.AsyncClient(timeout=TIMEOUT_S, transport=inproc_chat), reqs["ip"]
-            ),
-            want["chat"],
-            calls["ip"],
-        ),
-        "ip.peer.ailib": (
-            lambda: ailib_chat(loop.run_until_complete(ailib_client(INPROC_BASE, inproc_chat))),
-            want["chat"],
-            calls["ip"],
-        ),
-        "lb.peer.bare": (
-            lambda: bare_chat_async(httpx.AsyncClient(timeout=TIMEOUT_S), reqs["lb"]),
-            want["chat"],
-            calls["lb"],
-        ),
-        "lb.peer.ailib": (
-            lambda: ailib_chat(loop.run_until_complete(ailib_client(cfg["chat_base"], None))),
-            want["chat"],
-            calls["lb"],
-        ),
-        "is.peer.bare": (
-            lambda: bare_stream_async(
-                httpx.AsyncClient(timeout=TIMEOUT_S, transport=inproc_sse), reqs["is"]
-            ),
-            want["stream"],
-            calls["is"],
-        ),
-        "is.peer.ailib": (
-            lambda: ailib_stream(loop.run_until_complete(ailib_client(INPROC_BASE, inproc_sse))),
-            want["stream"],
-            calls["is"],
-        ),
-        "ls.peer.bare": (
-            lambda: bare_stream_async(httpx.AsyncClient(timeout=TIMEOUT_S), reqs["ls"]),
-            want["stream"],
-            calls["ls"],
-        ),
-        "ls.peer.ailib": (
-            lambda: ailib_stream(loop.run_until_complete(ailib_client(cfg["stream_base"], None))),
-            want["stream"],
-            calls["ls"],
-        ),
+    def client(base: str, transport: httpx.MockTransport | None) -> Any:
+        return loop.run_until_complete(ailib_client(base, transport))
+
+    def bare(transport: httpx.MockTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=TIMEOUT_S, transport=transport)
+
+    # key -> factory of the one-call coroutine function
+    plan: dict[str, Callable[[], Callable[[], Coroutine[Any, Any, str]]]] = {
+        "ip.peer.bare": lambda: bare_chat_async(bare(inproc_chat), reqs["ip"]),
+        "ip.peer.ailib": lambda: ailib_chat(client(INPROC_BASE, inproc_chat)),
+        "lb.peer.bare": lambda: bare_chat_async(bare(None), reqs["lb"]),
+        "lb.peer.ailib": lambda: ailib_chat(client(cfg["chat_base"], None)),
+        "is.peer.bare": lambda: bare_stream_async(bare(inproc_sse), reqs["is"]),
+        "is.peer.ailib": lambda: ailib_stream(client(INPROC_BASE, inproc_sse)),
+        "ls.peer.bare": lambda: bare_stream_async(bare(None), reqs["ls"]),
+        "ls.peer.ailib": lambda: ailib_stream(client(cfg["stream_base"], None)),
     }
     runs: dict[str, Callable[[], float]] = {}
     skipped: dict[str, str] = {}
-    for key, (make, expected, n) in plan.items():
-        if key.split(".")[0] not in cfg["sections"]:
+    for key, make in plan.items():
+        section = key.split(".")[0]
+        if section not in cfg["sections"]:
             continue
         try:
             one = make()
             got = loop.run_until_complete(one())
-            check(key, got, expected)
+            check(key, got, want["stream" if section in ("is", "ls") else "chat"])
         except Exception as exc:
             skipped[key] = f"{type(exc).__name__}: {exc}"
             continue
-        runs[key] = async_runner(one, loop, n)
+        runs[key] = async_runner(one, loop, calls[section])
     reply(
         {
             "ok": True,
@@ -708,59 +687,48 @@ class Section:
     chunks: int = 0  # > 0: a streaming section (per-chunk column)
 
 
+def chat_rows(sec: str, private: str) -> list[Row]:
+    """A chat section's rows: bare and aiscope (without and with sinks), sync and async,
+    then the peer worker's bare client and ai-lib (``private``: how it was pointed)."""
+    rows: list[Row] = []
+    for mode, bare, call in (
+        ("sync", "httpx.Client", "execute_sync()"),
+        ("async", "httpx.AsyncClient", "await execute()"),
+    ):
+        base = f"{sec}.bare.{mode}"
+        rows.append(Row(base, f"bare {bare}.post + .json()"))
+        rows.append(Row(f"{sec}.ai.{mode}", f"aiscope {call}, no sinks", base))
+        rows.append(Row(f"{sec}.ai.{mode}.sinks", f"aiscope {call}, metrics+cost", base))
+    rows.append(Row(f"{sec}.peer.bare", "worker: bare httpx.AsyncClient.post"))
+    rows.append(Row(f"{sec}.peer.ailib", f"ai-lib await execute(){private}", f"{sec}.peer.bare"))
+    return rows
+
+
+def stream_rows(sec: str, private: str) -> list[Row]:
+    """A streaming section's rows, as :func:`chat_rows` (no sinks)."""
+    return [
+        Row(f"{sec}.bare.sync", "bare Client.stream + SSE split + loads"),
+        Row(f"{sec}.ai.sync", "aiscope stream_sync()", f"{sec}.bare.sync"),
+        Row(f"{sec}.bare.async", "bare AsyncClient.stream + split + loads"),
+        Row(f"{sec}.ai.async", "aiscope async for ... stream()", f"{sec}.bare.async"),
+        Row(f"{sec}.peer.bare", "worker: bare AsyncClient.stream"),
+        Row(f"{sec}.peer.ailib", f"ai-lib async for ... stream(){private}", f"{sec}.peer.bare"),
+    ]
+
+
 SECTIONS = [
     Section(
         "ip",
         "1. in-process: httpx.MockTransport, canned OpenAI chat completion",
-        [
-            Row("ip.bare.sync", "bare httpx.Client.post + .json()"),
-            Row("ip.ai.sync", "aiscope execute_sync(), no sinks", "ip.bare.sync"),
-            Row("ip.ai.sync.sinks", "aiscope execute_sync(), metrics+cost", "ip.bare.sync"),
-            Row("ip.bare.async", "bare httpx.AsyncClient.post + .json()"),
-            Row("ip.ai.async", "aiscope await execute(), no sinks", "ip.bare.async"),
-            Row("ip.ai.async.sinks", "aiscope await execute(), metrics+cost", "ip.bare.async"),
-            Row("ip.peer.bare", "worker: bare httpx.AsyncClient.post"),
-            Row("ip.peer.ailib", "ai-lib await execute() [private _client]", "ip.peer.bare"),
-        ],
+        chat_rows("ip", " [private _client]"),
     ),
-    Section(
-        "lb",
-        "2. loopback: MockProvider over HTTP/1.1, keep-alive",
-        [
-            Row("lb.bare.sync", "bare httpx.Client.post + .json()"),
-            Row("lb.ai.sync", "aiscope execute_sync(), no sinks", "lb.bare.sync"),
-            Row("lb.ai.sync.sinks", "aiscope execute_sync(), metrics+cost", "lb.bare.sync"),
-            Row("lb.bare.async", "bare httpx.AsyncClient.post + .json()"),
-            Row("lb.ai.async", "aiscope await execute(), no sinks", "lb.bare.async"),
-            Row("lb.ai.async.sinks", "aiscope await execute(), metrics+cost", "lb.bare.async"),
-            Row("lb.peer.bare", "worker: bare httpx.AsyncClient.post"),
-            Row("lb.peer.ailib", "ai-lib await execute()", "lb.peer.bare"),
-        ],
-    ),
+    Section("lb", "2. loopback: MockProvider over HTTP/1.1, keep-alive", chat_rows("lb", "")),
     Section(
         "is",
         "3a. streaming in-process: captured SSE body, one frame per chunk",
-        [
-            Row("is.bare.sync", "bare Client.stream + SSE split + loads"),
-            Row("is.ai.sync", "aiscope stream_sync()", "is.bare.sync"),
-            Row("is.bare.async", "bare AsyncClient.stream + split + loads"),
-            Row("is.ai.async", "aiscope async for ... stream()", "is.bare.async"),
-            Row("is.peer.bare", "worker: bare AsyncClient.stream"),
-            Row("is.peer.ailib", "ai-lib async for ... stream() [private]", "is.peer.bare"),
-        ],
+        stream_rows("is", " [private]"),
     ),
-    Section(
-        "ls",
-        "3b. streaming over loopback: MockProvider, keep-alive",
-        [
-            Row("ls.bare.sync", "bare Client.stream + SSE split + loads"),
-            Row("ls.ai.sync", "aiscope stream_sync()", "ls.bare.sync"),
-            Row("ls.bare.async", "bare AsyncClient.stream + split + loads"),
-            Row("ls.ai.async", "aiscope async for ... stream()", "ls.bare.async"),
-            Row("ls.peer.bare", "worker: bare AsyncClient.stream"),
-            Row("ls.peer.ailib", "ai-lib async for ... stream()", "ls.peer.bare"),
-        ],
-    ),
+    Section("ls", "3b. streaming over loopback: MockProvider, keep-alive", stream_rows("ls", "")),
 ]
 
 
@@ -836,37 +804,30 @@ def report(
 ) -> dict[str, float]:
     """Print the table; returns the median overhead (seconds) of each row with a baseline."""
     overheads: dict[str, float] = {}
-    w = max(len(r.label) for sec in sections for r in sec.rows)
     for sec in sections:
         print()
         print(sec.title)
-        chunk_col = f"  {'µs/chunk':>8}" if sec.chunks else ""
-        header = (
-            f"  {'contender':<{w}}  {'median µs':>10}  {'p25..p75':>17}  "
-            f"{'overhead µs':>11}  {'p25..p75':>17}  {'x base':>6}{chunk_col}"
-        )
-        print(header)
-        print("  " + "-" * (len(header) - 2))
+        header = ["contender", "median µs", "p25..p75", "overhead µs", "p25..p75", "x base"]
+        header += ["µs/chunk"] if sec.chunks else []
+        rows: list[list[str]] = []
         for row in sec.rows:
             if row.key not in per_call:
-                why = missing.get(row.key, "not run")
-                print(f"  {row.label:<{w}}  n/a: {why}")
+                rows.append([row.label, "n/a: " + missing.get(row.key, "not run")])
                 continue
             vals = per_call[row.key]
             med = statistics.median(vals)
             lo, hi = quartiles(vals)
-            line = f"  {row.label:<{w}}  {fmt_us(med):>10}  {fmt_us(lo) + '..' + fmt_us(hi):>17}"
+            cells = [row.label, fmt_us(med), f"{fmt_us(lo)}..{fmt_us(hi)}"]
             if row.baseline is not None and row.baseline in per_call:
                 diffs = paired_differences(vals, per_call[row.baseline])
-                over = statistics.median(diffs)
-                overheads[row.key] = over
+                over = overheads[row.key] = statistics.median(diffs)
                 dlo, dhi = quartiles(diffs)
                 ratio = med / statistics.median(per_call[row.baseline])
-                spread = f"{fmt_us(dlo, True)}..{fmt_us(dhi, True)}"
-                line += f"  {fmt_us(over, True):>11}  {spread:>17}  {ratio:6.2f}"
-                if sec.chunks:
-                    line += f"  {over / sec.chunks * 1e6:8.2f}"
-            print(line)
+                cells += [fmt_us(over, True), f"{fmt_us(dlo, True)}..{fmt_us(dhi, True)}"]
+                cells += [f"{ratio:.2f}"]
+                cells += [f"{over / sec.chunks * 1e6:.2f}"] if sec.chunks else []
+            rows.append(cells + [""] * (len(header) - len(cells)))
+        print_table(header, rows, indent="  ")
     return overheads
 
 
@@ -881,16 +842,14 @@ def summary(
 
     print()
     print("summary (medians; overhead = median of per-round differences from the bare row)")
-    print(
-        f"  per-call overhead, in-process: sync {us('ip.ai.sync')} (metrics+cost "
-        f"{us('ip.ai.sync.sinks')}), async {us('ip.ai.async')} (metrics+cost "
-        f"{us('ip.ai.async.sinks')})"
-    )
-    print(
-        f"  per-call overhead, loopback:   sync {us('lb.ai.sync')} (metrics+cost "
-        f"{us('lb.ai.sync.sinks')}), async {us('lb.ai.async')} (metrics+cost "
-        f"{us('lb.ai.async.sinks')})"
-    )
+    for sec, name in (("ip", "in-process:"), ("lb", "loopback:  ")):
+        print(
+            f"  per-call overhead, {name} "
+            + ", ".join(
+                f"{mode} {us(f'{sec}.ai.{mode}')} (metrics+cost {us(f'{sec}.ai.{mode}.sinks')})"
+                for mode in ("sync", "async")
+            )
+        )
     for sec, name in (("is", "in-process"), ("ls", "loopback")):
         parts = []
         for mode in ("sync", "async"):
@@ -1033,18 +992,6 @@ def run_profiles(s: Setup, n: int) -> None:
         aiscope_stream_sync(aiscope_client(INPROC_BASE, sse_t, False)),
         max(10, n // 50),
         12,
-    )
-    # stream_sync() builds (and closes) an httpx.AsyncClient per stream; without a
-    # transport given, that means a new SSL context and a new connection each time.
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        httpx.AsyncClient(timeout=TIMEOUT_S)
-        times.append(time.perf_counter() - t0)
-    print()
-    print(
-        "  httpx.AsyncClient(timeout=60) construction, as stream_sync() does per stream: "
-        f"median {statistics.median(times) * 1e3:.1f} ms of 15"
     )
 
 
