@@ -96,6 +96,7 @@ def test_mask_secrets_shapes() -> None:
         f"plain {KEY} in text",
         "sk-ant-api03-LOGSECRET0123456789",
         "secret_key='LOGSECRET0123456789'",
+        "AIzaLOGSECRET0123456789",
     ):
         assert "LOGSECRET" not in mask_secrets(text), text
     assert mask_secrets("the skeleton key-value is fine") == "the skeleton key-value is fine"

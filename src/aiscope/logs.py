@@ -29,8 +29,9 @@ _SECRET = re.compile(
     r"|key=|secret[_-]?key[\"'=:\s]+)"
     r"([A-Za-z0-9_\-\.+/=]{6,})"
 )
-# Provider key shapes that are secret wherever they appear (OpenAI, Anthropic, Langfuse...).
-_BARE_KEY = re.compile(r"\b(sk-(?:ant-|proj-|lf-)?)([A-Za-z0-9_\-]{8,})")
+# Provider key shapes that are secret wherever they appear (OpenAI, Anthropic, Langfuse,
+# Google).
+_BARE_KEY = re.compile(r"\b(sk-(?:ant-|proj-|lf-)?|AIza)([A-Za-z0-9_\-]{8,})")
 
 
 def mask_secrets(text: str) -> str:
