@@ -101,16 +101,12 @@ def call_start_attributes(operation: str, model: str, provider: str) -> dict[str
 def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
     """Every span attribute of a finished call."""
     u = record.usage
-    attrs: dict[str, AttributeValue] = {
-        OPERATION_NAME: record.operation,
-        PROVIDER_NAME: provider_name(record.provider),
-        REQUEST_MODEL: record.model,
-        REQUEST_STREAM: record.streaming,
-        USAGE_INPUT_TOKENS: u.input_tokens,
-        USAGE_OUTPUT_TOKENS: u.output_tokens,
-        REQUEST_ID: record.request_id,
-        COST_STATUS: record.cost_status,
-    }
+    attrs = metric_attributes(record)
+    attrs[REQUEST_STREAM] = record.streaming
+    attrs[USAGE_INPUT_TOKENS] = u.input_tokens
+    attrs[USAGE_OUTPUT_TOKENS] = u.output_tokens
+    attrs[REQUEST_ID] = record.request_id
+    attrs[COST_STATUS] = record.cost_status
     if u.cache_read_tokens:
         attrs[USAGE_CACHE_READ_INPUT_TOKENS] = u.cache_read_tokens
     if u.cache_write_tokens:
@@ -119,8 +115,6 @@ def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
         attrs[USAGE_REASONING_OUTPUT_TOKENS] = u.reasoning_tokens
     if u.estimated:
         attrs[USAGE_ESTIMATED] = True
-    if record.response_model:
-        attrs[RESPONSE_MODEL] = record.response_model
     if record.upstream_request_id:
         attrs[RESPONSE_ID] = record.upstream_request_id
     if record.finish_reasons:
@@ -129,10 +123,6 @@ def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
         attrs[RESPONSE_TIME_TO_FIRST_CHUNK] = record.time_to_first_token_s
     if record.status == "error":
         attrs[ERROR_TYPE] = record.error_type or "_OTHER"
-    if record.server_address:
-        attrs[SERVER_ADDRESS] = record.server_address
-        if record.server_port:
-            attrs[SERVER_PORT] = record.server_port
     if record.cost_usd is not None:
         attrs[COST_USD] = record.cost_usd
     if record.retry_count:
@@ -145,7 +135,8 @@ def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
 
 
 def metric_attributes(record: CallRecord) -> dict[str, AttributeValue]:
-    """The attributes of the GenAI client metrics (low cardinality: no ids, no tags)."""
+    """The attributes of the GenAI client metrics (low cardinality: no ids, no tags);
+    also the first ones of the span."""
     attrs: dict[str, AttributeValue] = {
         OPERATION_NAME: record.operation,
         PROVIDER_NAME: provider_name(record.provider),

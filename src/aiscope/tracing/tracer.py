@@ -210,24 +210,14 @@ class Tracer:
         outgoing requests carry its trace)."""
         if span is None:
             return _NULL
-        return trace.use_span(
-            span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        )
+        return _Active(span)
 
     def end_call(self, record: CallRecord, span: Span) -> None:
         """Set a finished call's attributes on its span and end it."""
-        ctx = span.get_span_context()
-        if ctx.is_valid:
-            record.trace_id = format(ctx.trace_id, "032x")
-            record.span_id = format(ctx.span_id, "016x")
-        if span.is_recording():
-            span.update_name(A.span_name(record.operation, record.model))
-            span.set_attributes(A.record_attributes(record))
-            if record.status == "error":
-                span.set_status(Status(StatusCode.ERROR, record.error_type or None))
-            span.end()
-        if self._metrics is not None:
-            self._metrics.record(record)
+        name = A.span_name(record.operation, record.model)
+        if span.is_recording() and getattr(span, "name", name) != name:
+            span.update_name(name)  # begin assumed a chat call
+        self._finish(record, span, None)
 
     def abandon_call(self, span: Span) -> None:
         """End the span of a call that produced no record."""
@@ -245,6 +235,9 @@ class Tracer:
             attributes=A.call_start_attributes(record.operation, record.model, record.provider),
             start_time=start_ns,
         )
+        self._finish(record, span, start_ns + int(record.latency_s * 1e9))
+
+    def _finish(self, record: CallRecord, span: Span, end_ns: int | None) -> None:
         ctx = span.get_span_context()
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
@@ -253,7 +246,7 @@ class Tracer:
             span.set_attributes(A.record_attributes(record))
             if record.status == "error":
                 span.set_status(Status(StatusCode.ERROR, record.error_type or None))
-            span.end(end_time=start_ns + int(record.latency_s * 1e9))
+            span.end(end_time=end_ns)
         if self._metrics is not None:
             self._metrics.record(record)
 
@@ -449,6 +442,23 @@ class _SpanScope:
         finally:
             otel_context.detach(self._token)
             span.end()
+
+
+class _Active:
+    """Makes a span current in a block without ending it (``trace.use_span`` is a
+    generator-based context manager; this runs several times per traced call)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, *exc: object) -> None:
+        otel_context.detach(self._token)
 
 
 class _NullContext(AbstractContextManager[None]):
