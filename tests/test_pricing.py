@@ -156,6 +156,32 @@ def test_estimate_is_an_upper_bound() -> None:
         assert p.estimate("x", "unknown-model-q", 10, 10) is None
 
 
+@pytest.mark.filterwarnings("ignore::aiscope.cost.pricing.UnknownModelWarning")
+def test_fast_estimate_equals_the_two_priced_usages() -> None:
+    # estimate() prices all input both as plain and as cache writes and keeps the
+    # dearer; for models with a constant sheet it sums that in one go. Over every
+    # bundled model with a constant price (tiered ones included), and overrides,
+    # the result is the same float.
+    snapshot = genai_prices.data_snapshot.get_snapshot()
+    p = Pricing({"acme/big": {"input_mtok": 1.1, "output_mtok": 3.3, "cache_write_mtok": 2.2}})
+    models = [("acme", "big")] + [
+        (prov.id, m.id) for prov in snapshot.providers for m in prov.models
+    ]
+    checked = 0
+    for provider, model in models:
+        for tin, tout in ((0, 0), (1, 1), (1234, 567), (250_000, 8192)):
+            p.cost(provider, model, Usage(tin, tout))  # resolve the entry first
+            fast = p.estimate(provider, model, tin, tout)
+            plain = p.cost(provider, model, Usage(tin, tout))[0]
+            written = p.cost(provider, model, Usage(tin, tout, cache_write_tokens=tin))[0]
+            if plain is None:
+                assert fast is None
+                continue
+            assert fast == max(plain, written or 0.0), (provider, model, tin, tout)
+            checked += 1
+    assert checked > 1000
+
+
 def test_describe_for_cli() -> None:
     price = Pricing().describe("openai/gpt-4o")
     assert price is not None

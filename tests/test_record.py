@@ -81,3 +81,83 @@ def test_stats_view_has_every_seed_field() -> None:
     assert st.time_to_first_token_ms == pytest.approx(200.0)
     assert (st.cost_usd, st.request_id, st.retry_count) == (0.001, rec.request_id, 2)
     assert (st.cached_tokens, st.reasoning_tokens) == (60, 10)
+
+
+_ANY_VALUES = (
+    None,
+    "",
+    "x",
+    0,
+    1,
+    -1,
+    True,
+    2.5,
+    -0.5,
+    math.nan,
+    math.inf,
+    b"x",
+    ["x"],
+    {"a": "b"},
+)
+_FIELDS = (
+    "model",
+    "provider",
+    "operation",
+    "request_id",
+    "upstream_request_id",
+    "trace_id",
+    "span_id",
+    "response_model",
+    "start_time",
+    "latency_s",
+    "time_to_first_token_s",
+    "status",
+    "error_type",
+    "retry_count",
+    "cost_usd",
+    "tags",
+)
+
+
+class _IntSub(int):
+    pass
+
+
+def _outcome(fn: object) -> str:
+    try:
+        fn()  # type: ignore[operator]
+    except (TypeError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def test_fast_validation_agrees_with_the_field_by_field_checks() -> None:
+    # validate() accepts common records with one expression and sends everything
+    # else to the detailed checks: over every field and many odd values, both must
+    # come to the same verdict (and the same message).
+    import random
+
+    rng = random.Random(1)
+    cases = 0
+    for _ in range(4000):
+        rec = CallRecord(model="m", provider="p", tags={"feature": "f"})
+        for name in rng.sample(_FIELDS, rng.randrange(0, 3)):
+            object.__setattr__(rec, name, rng.choice(_ANY_VALUES))
+        u = rec.usage
+        for name in rng.sample(
+            [
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+                "estimated",
+            ],
+            rng.randrange(0, 3),
+        ):
+            object.__setattr__(u, name, rng.choice((0, 3, -1, 7, 1.0, True, None, _IntSub(2))))
+        if rng.random() < 0.1:
+            rec.tags = {rng.choice(("a", 1)): rng.choice(("b", 2, None))}  # type: ignore[dict-item]
+        assert _outcome(rec.validate) == _outcome(rec._validate_fields), rec
+        cases += _outcome(rec.validate) != "ok"
+    assert 1000 < cases < 3900  # both verdicts were exercised

@@ -124,6 +124,56 @@ class CallRecord:
         The Scope calls this before any sink sees the record, so a bad record is
         refused whole instead of being counted by some sinks and not others.
         """
+        # One expression for the common, valid record (this runs on every call);
+        # anything it does not accept goes through the field-by-field checks below,
+        # which either accept it too (e.g. int subclasses) or name what is wrong.
+        u = self.usage
+        ttft = self.time_to_first_token_s
+        cost = self.cost_usd
+        if (
+            type(self.model) is str
+            and self.model
+            and type(self.provider) is str
+            and self.provider
+            and type(self.operation) is str
+            and self.operation
+            and type(self.request_id) is str
+            and self.request_id
+            and type(self.upstream_request_id) in _OPTIONAL_STR
+            and type(self.trace_id) in _OPTIONAL_STR
+            and type(self.span_id) in _OPTIONAL_STR
+            and type(self.response_model) in _OPTIONAL_STR
+            and type(self.error_type) in _OPTIONAL_STR
+            and type(self.start_time) in _NUMBER
+            and 0.0 <= self.start_time < _INF
+            and type(self.latency_s) in _NUMBER
+            and 0.0 <= self.latency_s < _INF
+            and (ttft is None or (type(ttft) in _NUMBER and 0.0 <= ttft < _INF))
+            and (self.status == "ok" or self.status == "error")
+            and type(u) is Usage
+            and type(u.input_tokens) is int
+            and type(u.output_tokens) is int
+            and type(u.cache_read_tokens) is int
+            and type(u.cache_write_tokens) is int
+            and type(u.reasoning_tokens) is int
+            and u.cache_read_tokens >= 0
+            and u.cache_write_tokens >= 0
+            and u.cache_read_tokens + u.cache_write_tokens <= u.input_tokens
+            and 0 <= u.reasoning_tokens <= u.output_tokens
+            and type(u.estimated) is bool
+            and type(self.retry_count) is int
+            and self.retry_count >= 0
+            and (cost is None or (type(cost) in _NUMBER and 0.0 <= cost < _INF))
+            and type(self.tags) is dict
+        ):
+            for key, value in self.tags.items():
+                if type(key) is not str or type(value) is not str:
+                    break
+            else:
+                return
+        self._validate_fields()
+
+    def _validate_fields(self) -> None:
         for name in ("model", "provider", "operation", "request_id"):
             value = getattr(self, name)
             if not isinstance(value, str):
@@ -157,6 +207,11 @@ class CallRecord:
     def stats(self) -> CallStats:
         """The public view of this record."""
         return CallStats.from_record(self)
+
+
+_OPTIONAL_STR = frozenset({str, type(None)})
+_NUMBER = frozenset({float, int})
+_INF = math.inf
 
 
 def _check_seconds(name: str, value: Any) -> None:

@@ -17,13 +17,16 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from aiscope.context import current_operations, current_tags
+from aiscope.context import _operations, _tags
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.cost.tracker import CostTracker, Reservation
 from aiscope.metrics.collector import MetricsCollector
 from aiscope.record import CallRecord
 
 log = logging.getLogger("aiscope")
+# bound once: emit() runs on every call
+_get_tags = _tags.get
+_get_operations = _operations.get
 
 
 @runtime_checkable
@@ -41,7 +44,7 @@ class PendingCall:
     model: str
     provider: str
     reservation: Reservation | None
-    in_flight: bool
+    in_flight: Any  # the metrics' in-flight handle, None when not counted
     done: bool = False
     #: the call's span, when the scope has a tracer (started by ``begin``)
     span: Any = None
@@ -104,11 +107,10 @@ class Scope:
             reservation = self.cost_tracker.reserve(
                 provider, model, input_tokens, max_output_tokens
             )
-        in_flight = False
+        in_flight = None
         if self.metrics is not None:
             try:
-                self.metrics.call_started(model, provider)
-                in_flight = True
+                in_flight = self.metrics.call_started(model, provider)
             except Exception:
                 self._sink_failed("metrics")
         pending = PendingCall(model, provider, reservation, in_flight)
@@ -137,9 +139,9 @@ class Scope:
                 self._sink_failed("tracer")
 
     def _end_in_flight(self, pending: PendingCall) -> None:
-        if pending.in_flight and self.metrics is not None:
+        if pending.in_flight is not None and self.metrics is not None:
             try:
-                self.metrics.call_finished(pending.model, pending.provider)
+                self.metrics.call_finished(pending.model, pending.provider, pending.in_flight)
             except Exception:
                 self._sink_failed("metrics")
 
@@ -150,11 +152,11 @@ class Scope:
         any sink has seen it (the pending call's reservation is released).
         """
         try:
-            ctx_tags = current_tags()
+            ctx_tags = _get_tags()
             if ctx_tags:
                 record.tags = {**ctx_tags, **record.tags} if record.tags else dict(ctx_tags)
             if not record.operations:
-                record.operations = current_operations()
+                record.operations = _get_operations()
             record.validate()
         except (TypeError, ValueError):
             if pending is not None:
@@ -164,15 +166,17 @@ class Scope:
             self.pricing.price_record(record)
         except Exception:
             self._sink_failed("pricing")
+        reservation = None
         if pending is not None:
             if pending.done:
                 pending = None
             else:
                 pending.done = True
+                reservation = pending.reservation
         tracker = self.cost_tracker
         if tracker is not None:
             try:
-                tracker.on_record(record, pending.reservation if pending is not None else None)
+                tracker.on_record(record, reservation)
             except Exception:
                 self._sink_failed("cost_tracker")
         metrics = self.metrics

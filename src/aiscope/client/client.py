@@ -434,7 +434,7 @@ class AiClient:
         """Each client to try (this one, then its fallbacks) with the one after it."""
         return zip((self, *self.fallbacks), (*self.fallbacks, None), strict=True)
 
-    def _parse(self, resp: httpx.Response, body: bytes, req: ChatRequest) -> ChatResponse:
+    def _parse(self, resp: httpx.Response, body: bytes, prompt: str) -> ChatResponse:
         if resp.status_code >= 400:
             raise self._error_from(resp, body)
         with self._stage("pipeline_processing"):
@@ -447,7 +447,7 @@ class AiClient:
                     status=resp.status_code,
                 ) from None
         with self._stage("event_mapping"):
-            parsed = parse_response(self.manifest, data, req.prompt_text())
+            parsed = parse_response(self.manifest, data, prompt)
         if self.manifest.request_id_header:
             parsed.request_id = resp.headers.get(self.manifest.request_id_header)
         return parsed
@@ -492,7 +492,7 @@ class AiClient:
         with self._traced(call.pending):
             with self._stage("http_transport"), self._transport_errors:
                 resp = self._http_sync().post(c.url, json=c.body, headers=self._outgoing(c.headers))
-            return self._parse(resp, resp.content, call.req)
+            return self._parse(resp, resp.content, call.prompt)
 
     def _open_sync(self, call: Call) -> httpx.Response:
         http, c = self._http_sync(), call.compiled
@@ -561,7 +561,7 @@ class AiClient:
                 resp = await self._http_async().post(
                     c.url, json=c.body, headers=self._outgoing(c.headers)
                 )
-            return self._parse(resp, resp.content, call.req)
+            return self._parse(resp, resp.content, call.prompt)
 
     async def _open_async(self, call: Call) -> httpx.Response:
         http, c = self._http_async(), call.compiled

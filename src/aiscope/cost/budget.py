@@ -97,7 +97,10 @@ class _Period:
 
     def current(self, now: float | None = None) -> str:
         t = time.time() if now is None else now
-        start, end, key, _ = cur = self._cur
+        cur = self._cur
+        if cur[0] <= t < cur[1]:
+            return cur[2]
+        start, end, key, _ = cur
         if t >= end or t < start:
             label, start, end = period_bounds(self.budget.window, t)
             key = f"{self.budget.name}:{self.budget.window}:{label}"

@@ -60,7 +60,8 @@ class MemoryLedger:
 
     def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
         with self._lock:
-            self._touch(key)
+            if key not in self._spent:
+                self._touch(key)
             if self._spent[key] + self._reserved[key] + amount > limit:
                 return None
             self._reserved[key] += amount
@@ -71,13 +72,17 @@ class MemoryLedger:
 
     def settle(self, key: str, reservation_id: str | None, actual: float) -> float:
         with self._lock:
-            self._touch(key)
+            spent = self._spent.get(key)
+            if spent is None:
+                self._touch(key)
+                spent = 0.0
             if reservation_id is not None:
                 held = self._open.pop(reservation_id, None)
                 if held is not None and held[0] in self._reserved:
                     self._reserved[held[0]] = max(0.0, self._reserved[held[0]] - held[1])
-            self._spent[key] += actual
-            return self._spent[key]
+            spent += actual
+            self._spent[key] = spent
+            return spent
 
     def spent(self, key: str) -> float:
         return self._spent.get(key, 0.0)

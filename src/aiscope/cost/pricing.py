@@ -114,13 +114,15 @@ class _Linear:
         self.divisor = 10**-exp if exp < 0 else 1
         self.tiers = tiers
 
-    def scaled(self, u: Usage) -> int:
-        coefs, const = self.coefs, self.const
+    def _tier(self, input_tokens: int) -> tuple[tuple[int, int, int, int, int], int]:
         if self.tiers:
             for start, t_coefs, t_const in reversed(self.tiers):
-                if u.input_tokens > start:
-                    coefs, const = t_coefs, t_const
-                    break
+                if input_tokens > start:
+                    return t_coefs, t_const
+        return self.coefs, self.const
+
+    def scaled(self, u: Usage) -> int:
+        coefs, const = self._tier(u.input_tokens) if self.tiers else (self.coefs, self.const)
         c0, c1, c2, c3, c4 = coefs
         return (
             c0 * u.input_tokens
@@ -132,12 +134,33 @@ class _Linear:
         )
 
     def cost(self, u: Usage) -> float:
-        s = self.scaled(u)
+        if self.tiers:
+            s = self.scaled(u)
+        else:  # inline: this runs on every call
+            c0, c1, c2, c3, c4 = self.coefs
+            s = (
+                c0 * u.input_tokens
+                + c1 * u.output_tokens
+                + c2 * u.cache_read_tokens
+                + c3 * u.cache_write_tokens
+                + c4 * u.reasoning_tokens
+                + self.const
+            )
         # int / int is correctly rounded in Python: float(exact decimal), exactly.
         return s / self.divisor if self.exp < 0 else float(s * 10**self.exp)
 
     def cost_decimal(self, u: Usage) -> Decimal:
         return Decimal(self.scaled(u)).scaleb(self.exp)
+
+    def estimate(self, input_tokens: int, output_tokens: int) -> float:
+        """The dearer of pricing all input as plain and as cache writes (see
+        :meth:`Pricing.estimate`), in one exact sum: both share every other term."""
+        if self.tiers:
+            (c0, c1, _c2, c3, _c4), const = self._tier(input_tokens)
+        else:
+            (c0, c1, _c2, c3, _c4), const = self.coefs, self.const
+        s = c0 * input_tokens + c1 * output_tokens + const + max(0, c3 * input_tokens)
+        return s / self.divisor if self.exp < 0 else float(s * 10**self.exp)
 
 
 def _leaf_vectors(units: list[Any]) -> dict[str, dict[str, int]]:
@@ -477,6 +500,14 @@ class Pricing:
             if record.cost_status == "not_priced":
                 record.cost_status = "ok"
             return
+        # the common case first: a known model whose price does not change with time
+        entry = self._entries.get((record.provider, record.response_model or record.model))
+        if entry is not None:
+            linear = entry.constant
+            if type(linear) is _Linear:
+                record.cost_usd = linear.cost(record.usage)
+                record.cost_status = "ok" if entry.override is None else "override"
+                return
         record.cost_usd, record.cost_status = self.cost(
             record.provider, record.response_model or record.model, record.usage, record.start_time
         )
@@ -498,6 +529,9 @@ class Pricing:
         All input is priced at the dearer of the plain and cache-write input
         rates, and all of ``max_output_tokens`` at the output rate.
         """
+        entry = self._entries.get((provider, model))
+        if entry is not None and isinstance(entry.constant, _Linear):
+            return entry.constant.estimate(input_tokens, max_output_tokens)
         plain = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
         as_write = Usage(
             input_tokens=input_tokens,

@@ -21,6 +21,7 @@ from aiscope.cost.budget import (
 )
 from aiscope.cost.ledger import Ledger, MemoryLedger
 from aiscope.cost.pricing import Pricing, default_pricing
+from aiscope.counters import zeros
 from aiscope.labels import LabelLimiter
 from aiscope.record import CallRecord, Usage
 
@@ -134,6 +135,7 @@ class CostTracker:
         on_exceed: BudgetCallback | None = None,
         default_max_output_tokens: int = 4096,
         max_label_values: int = 200,
+        max_accumulators: int = 10_000,
     ) -> None:
         if isinstance(alert_threshold, bool) or not isinstance(alert_threshold, int | float):
             raise TypeError(f"alert_threshold must be a number, got {alert_threshold!r}")
@@ -174,20 +176,26 @@ class CostTracker:
         self._notified: dict[tuple[str, str], float] = {}
         self._listeners: list[Callable[[list[BudgetStatus]], None]] = []
         self._labels = LabelLimiter(max_label_values)
+        if (
+            isinstance(max_accumulators, bool)
+            or not isinstance(max_accumulators, int)
+            or max_accumulators < 1
+        ):
+            raise ValueError(f"max_accumulators must be an int >= 1, got {max_accumulators!r}")
+        self.max_accumulators = max_accumulators
         self._lock = threading.Lock()
         self._reset_totals()
 
     def _reset_totals(self) -> None:
         self._total = 0.0
-        self._calls = 0
-        self._errors = 0
         self._refused = 0
-        self._unpriced = 0
-        self._models: dict[str, ModelUsage] = {}
-        self._by_provider: dict[str, float] = {}
-        self._by_feature: dict[str, float] = {}
-        self._by_team: dict[str, float] = {}
-        self._by_operation: dict[str, float] = {}
+        #: (model, provider, feature, team, operations), label values bounded ->
+        #: [calls, errors, cost_usd, input, output, cache_read, cache_write, reasoning,
+        #: unpriced] (ModelUsage's field order), all floats (see aiscope.counters);
+        #: reports sum these up
+        self._acc: dict[tuple[Any, ...], list[Any]] = {}
+        #: the same lists by the record's raw values, for keys admitted as they are
+        self._raw: dict[tuple[Any, ...], list[Any]] = {}
 
     # -- before the call ------------------------------------------------------------------
     def reserve(
@@ -213,9 +221,10 @@ class CostTracker:
             return None
         now = time.time()
         held: list[tuple[_Period, str, str | None]] = []
+        try_reserve = self.ledger.try_reserve
         for period in self._periods:
             key = period.current(now)
-            rid = self.ledger.try_reserve(key, estimate, period.budget.limit_usd)
+            rid = try_reserve(key, estimate, period.budget.limit_usd)
             if rid is None:
                 for _p, k, r in held:
                     self.ledger.settle(k, r, 0.0)
@@ -245,63 +254,99 @@ class CostTracker:
     # -- after the call -------------------------------------------------------------------
     def on_record(self, record: CallRecord, reservation: Reservation | None = None) -> None:
         """Charge a priced record: settle its reservation and add it to the totals."""
-        cost = record.cost_usd
-        amount = cost if cost is not None else 0.0
-        u = record.usage
-        labels = self._labels
-        model = labels.get("model", record.response_model or record.model)
         tags = record.tags
+        raw = (
+            record.response_model or record.model,
+            record.provider,
+            tags.get("feature"),
+            tags.get("team"),
+            record.operations,
+        )
+        acc = self._raw.get(raw)
+        if acc is None:
+            acc = self._accumulator(raw)
+        cost = record.cost_usd
+        u = record.usage
         with self._lock:
-            self._total += amount
-            self._calls += 1
-            m = self._models.get(model)
-            if m is None:
-                m = self._models[model] = ModelUsage()
-            m.calls += 1
-            m.cost_usd += amount
-            m.input_tokens += u.input_tokens
-            m.output_tokens += u.output_tokens
-            m.cache_read_tokens += u.cache_read_tokens
-            m.cache_write_tokens += u.cache_write_tokens
-            m.reasoning_tokens += u.reasoning_tokens
+            acc[0] += 1.0
             if record.status != "ok":
-                self._errors += 1
-                m.errors += 1
+                acc[1] += 1.0
             if cost is None:
-                self._unpriced += 1
-                m.unpriced_calls += 1
-            _add(self._by_provider, labels.get("provider", record.provider), amount)
-            if tags:
-                feature = tags.get("feature")
-                if feature is not None:
-                    _add(self._by_feature, labels.get("feature", feature), amount)
-                team = tags.get("team")
-                if team is not None:
-                    _add(self._by_team, labels.get("team", team), amount)
-            for op in record.operations:
-                _add(self._by_operation, labels.get("operation", op), amount)
-        if self._periods:
-            self._charge(amount, reservation, record.start_time)
+                acc[8] += 1.0
+            else:
+                acc[2] += cost
+                self._total += cost
+            acc[3] += u.input_tokens
+            acc[4] += u.output_tokens
+            if u.cache_read_tokens:
+                acc[5] += u.cache_read_tokens
+            if u.cache_write_tokens:
+                acc[6] += u.cache_write_tokens
+            if u.reasoning_tokens:
+                acc[7] += u.reasoning_tokens
+        periods = self._periods
+        if not periods or (not cost and reservation is None):
+            return
+        if self._listeners or self.on_threshold is not None or self.on_exceed is not None:
+            self._charge(cost or 0.0, reservation, record.start_time)
+            return
+        # the common case, inline: nothing to build, nobody to tell
+        settle = self.ledger.settle
+        if reservation is None or reservation.settled:
+            at = record.start_time
+            for p in periods:
+                cur = p._cur  # the period's cached (start, end, key, label)
+                settle(cur[2] if cur[0] <= at < cur[1] else p.current(at), None, cost or 0.0)
+        else:
+            reservation.settled = True
+            for _p, key, rid in reservation.ids:
+                settle(key, rid, cost or 0.0)
+
+    def _accumulator(self, raw: tuple[Any, ...]) -> list[Any]:
+        """The totals a record with these raw labels adds to (label values bounded;
+        past ``max_accumulators`` combinations, every label becomes ``other``)."""
+        get = self._labels.get
+        model, provider, feature, team, ops = raw
+        key = (
+            get("model", model),
+            get("provider", provider),
+            None if feature is None else get("feature", feature),
+            None if team is None else get("team", team),
+            tuple(dict.fromkeys(get("operation", op) for op in ops)),
+        )
+        exact = key[:4] == raw[:4] and key[4] == ops
+        with self._lock:
+            acc = self._acc.get(key)
+            if acc is None:
+                if len(self._acc) >= self.max_accumulators:
+                    exact = False
+                    key = ("other", "other", None, None, ())
+                    acc = self._acc.get(key)
+                if acc is None:
+                    acc = self._acc[key] = zeros(9)
+            if exact and len(self._raw) < 4 * self.max_accumulators:
+                self._raw[raw] = acc
+        return acc
 
     def _charge(self, amount: float, reservation: Reservation | None, at: float) -> None:
+        settle = self.ledger.settle
+        notify = bool(self._listeners or self.on_threshold or self.on_exceed)
+        statuses: list[BudgetStatus] = []
         if reservation is not None and not reservation.settled:
             reservation.settled = True
-            spent = [self.ledger.settle(key, rid, amount) for _, key, rid in reservation.ids]
-            periods = [p for p, _, _ in reservation.ids]
-            keys = [key for _, key, _ in reservation.ids]
+            held: Sequence[tuple[_Period, str, str | None]] = reservation.ids
         else:
-            periods = self._periods
-            keys = [p.current(at) for p in periods]
-            spent = [self.ledger.settle(key, None, amount) for key in keys]
-        if self._listeners or self.on_threshold or self.on_exceed:
-            # The period charged is the key's ("name:window:label"), not p.label: a call
-            # admitted before a window boundary settles on the old period after it.
-            statuses = [
-                BudgetStatus(
-                    p.budget.name, p.budget.window, k.rpartition(":")[2], p.budget.limit_usd, s, 0.0
+            held = [(p, p.current(at), None) for p in self._periods]
+        for p, key, rid in held:
+            spent = settle(key, rid, amount)
+            if notify:
+                # The period charged is the key's ("name:window:label"), not p.label: a
+                # call admitted before a window boundary settles on the old period after it.
+                b = p.budget
+                statuses.append(
+                    BudgetStatus(b.name, b.window, key.rpartition(":")[2], b.limit_usd, spent, 0.0)
                 )
-                for p, k, s in zip(periods, keys, spent, strict=True)
-            ]
+        if notify:
             self._after_charge(statuses)
 
     def _after_charge(self, statuses: list[BudgetStatus]) -> None:
@@ -408,42 +453,77 @@ class CostTracker:
 
     def get_operation_cost(self, name: str) -> float:
         """USD spent by calls made inside ``track(name)`` (nested ones included)."""
-        return self._by_operation.get(name, 0.0)
+        return float(sum(v[2] for k, v in self._snapshot() if name in k[4]))
 
     def track(self, operation: str) -> OperationContext:
         """Attribute the calls made inside a block (``with``/``async with``) or a
         decorated function to ``operation``. Blocks nest."""
         return OperationContext(operation)
 
+    def _snapshot(self) -> list[tuple[tuple[Any, ...], list[Any]]]:
+        with self._lock:
+            return [(k, list(v)) for k, v in self._acc.items()]
+
     def get_report(self) -> CostReport:
         """A consistent snapshot of totals, breakdowns and budget state."""
         statuses = self.budget_statuses()
         with self._lock:
-            models = {k: ModelUsage(**vars_of(v)) for k, v in self._models.items()}
-            report = CostReport(
-                total_cost=self._total,
-                remaining=None,
-                budget_usd=self.budget_usd,
-                spent=self._total,
-                window=self.window,
-                period=statuses[0].period if statuses else "all",
-                call_count=self._calls,
-                error_count=self._errors,
-                unpriced_calls=self._unpriced,
-                input_tokens=sum(m.input_tokens for m in models.values()),
-                output_tokens=sum(m.output_tokens for m in models.values()),
-                cache_read_tokens=sum(m.cache_read_tokens for m in models.values()),
-                cache_write_tokens=sum(m.cache_write_tokens for m in models.values()),
-                reasoning_tokens=sum(m.reasoning_tokens for m in models.values()),
-                refused_calls=self._refused,
-                by_model={k: v.cost_usd for k, v in models.items()},
-                by_provider=dict(self._by_provider),
-                by_feature=dict(self._by_feature),
-                by_team=dict(self._by_team),
-                by_operation=dict(self._by_operation),
-                models=models,
-                budgets=statuses,
-            )
+            snapshot = [(k, list(v)) for k, v in self._acc.items()]
+            total, refused = self._total, self._refused
+        models: dict[str, ModelUsage] = {}
+        by_provider: dict[str, float] = {}
+        by_feature: dict[str, float] = {}
+        by_team: dict[str, float] = {}
+        by_operation: dict[str, float] = {}
+        sums: list[Any] = [0, 0, 0.0, 0, 0, 0, 0, 0, 0]
+        for (model, provider, feature, team, ops), floats in snapshot:
+            v = [int(x) if i != 2 else x for i, x in enumerate(floats)]
+            m = models.get(model)
+            if m is None:
+                m = models[model] = ModelUsage()
+            m.calls += v[0]
+            m.errors += v[1]
+            m.cost_usd += v[2]
+            m.input_tokens += v[3]
+            m.output_tokens += v[4]
+            m.cache_read_tokens += v[5]
+            m.cache_write_tokens += v[6]
+            m.reasoning_tokens += v[7]
+            m.unpriced_calls += v[8]
+            for i, x in enumerate(v):
+                sums[i] += x
+            cost = v[2]
+            _add(by_provider, provider, cost)
+            if feature is not None:
+                _add(by_feature, feature, cost)
+            if team is not None:
+                _add(by_team, team, cost)
+            for op in ops:
+                _add(by_operation, op, cost)
+        report = CostReport(
+            total_cost=total,
+            remaining=None,
+            budget_usd=self.budget_usd,
+            spent=total,
+            window=self.window,
+            period=statuses[0].period if statuses else "all",
+            call_count=sums[0],
+            error_count=sums[1],
+            unpriced_calls=sums[8],
+            input_tokens=sums[3],
+            output_tokens=sums[4],
+            cache_read_tokens=sums[5],
+            cache_write_tokens=sums[6],
+            reasoning_tokens=sums[7],
+            refused_calls=refused,
+            by_model={k: v.cost_usd for k, v in models.items()},
+            by_provider=by_provider,
+            by_feature=by_feature,
+            by_team=by_team,
+            by_operation=by_operation,
+            models=models,
+            budgets=statuses,
+        )
         if statuses:
             report.budget_usd = statuses[0].limit_usd
             report.spent = statuses[0].spent_usd

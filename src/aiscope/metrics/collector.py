@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from math import ceil, log
 from typing import Any
 
-from ddsketch import DDSketch
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -29,7 +30,16 @@ from prometheus_client import multiprocess as prom_multiprocess
 from aiscope.cost.budget import BudgetStatus
 from aiscope.cost.tracker import CostTracker
 from aiscope.labels import OTHER, LabelLimiter
-from aiscope.record import CallRecord
+from aiscope.metrics.store import (
+    LN2,
+    Bins,
+    Layout,
+    Series,
+    StoreCollector,
+    key_function,
+    sketch_of,
+)
+from aiscope.record import CallRecord, Usage
 
 #: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds).
 DURATION_BUCKETS = (
@@ -67,6 +77,16 @@ TTFT_BUCKETS = (
     7.5,
     10.0,
 )
+
+
+def _usage_counts(u: Usage) -> tuple[int, int, int, int, int]:
+    return (
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.reasoning_tokens,
+    )
 
 
 def _multiprocess_dir() -> str | None:
@@ -120,17 +140,38 @@ class _BudgetReader:
 
 
 class _Children:
-    """The metric children of one label set, looked up once and reused."""
+    """Native metrics (multiprocess mode): one label set's prometheus_client children."""
 
-    __slots__ = ("cost", "duration", "errors", "requests", "tokens", "ttft")
+    __slots__ = (
+        "base",
+        "cost",
+        "duration",
+        "errors",
+        "latency_bins",
+        "requests",
+        "tokens",
+        "ttft",
+        "ttft_bins",
+    )
 
-    def __init__(self, mc: MetricsCollector, base: tuple[str, ...], status: str, error: str):
+    def __init__(
+        self,
+        mc: MetricsCollector,
+        base: tuple[str, ...],
+        status: str,
+        error: str,
+        latency_bins: Bins,
+        ttft_bins: Bins,
+    ) -> None:
+        self.base = base
         self.requests = mc.requests.labels(*base, status)
         self.duration = mc.duration.labels(*base)
         self.ttft = mc.ttft.labels(*base)
         self.tokens = tuple(mc.tokens.labels(*base, t) for t in _TOKEN_TYPES)
         self.cost = mc.cost.labels(*base)
         self.errors = mc.errors.labels(*base, error) if error else None
+        self.latency_bins = latency_bins
+        self.ttft_bins = ttft_bins
 
 
 class MetricsCollector:
@@ -149,6 +190,11 @@ class MetricsCollector:
 
     Under prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set
     before import), :meth:`export_prometheus` aggregates every process's values.
+
+    The per-call values are kept in flat per-series lists and exposed by a custom
+    collector at scrape time (one lock per call instead of a dozen; same samples).
+    In multiprocess mode, or with ``native_metrics=True``, they are
+    prometheus_client's own Counter/Histogram/Gauge objects instead.
     """
 
     def __init__(
@@ -164,6 +210,7 @@ class MetricsCollector:
         ttft_buckets: Sequence[float] = TTFT_BUCKETS,
         percentile_accuracy: float = 0.01,
         max_series: int = 10_000,
+        native_metrics: bool = False,
     ) -> None:
         from prometheus_client import REGISTRY
 
@@ -186,49 +233,42 @@ class MetricsCollector:
         self.registry = REGISTRY if use_global_registry else (registry or CollectorRegistry())
         self.namespace = namespace
         self.tag_labels = tuple(tag_labels)
+        self._n_tags = len(self.tag_labels)
         self.labels = LabelLimiter(max_label_values, label_allowlist)
         self._accuracy = percentile_accuracy
         base = ("model", "provider", *self.tag_labels)
         ns, reg = namespace, self.registry
-        self.requests = Counter(
-            f"{ns}_requests", "LLM calls, by outcome.", [*base, "status"], registry=reg
-        )
-        self.duration = Histogram(
-            f"{ns}_request_duration_seconds",
-            "LLM call latency.",
-            base,
-            buckets=duration_buckets,
-            registry=reg,
-        )
-        self.ttft = Histogram(
-            f"{ns}_time_to_first_token_seconds",
-            "Time to the first streamed token.",
-            base,
-            buckets=ttft_buckets,
-            registry=reg,
-        )
-        self.tokens = Counter(
-            f"{ns}_tokens",
-            "Tokens by type (input counts cached input; output counts reasoning).",
-            [*base, "type"],
-            registry=reg,
-        )
-        self.errors = Counter(
-            f"{ns}_errors", "Failed LLM calls, by error type.", [*base, "error_type"], registry=reg
-        )
-        self.cost = Counter(f"{ns}_cost_usd", "Cost of LLM calls in USD.", base, registry=reg)
+        self._lock = threading.Lock()
+        self._layout = Layout(duration_buckets, ttft_buckets)
+        self._bin_multiplier, self._bin_min = key_function(percentile_accuracy)
+        #: bounded label key -> series (fast store) or children (multiprocess mode)
+        self._children: dict[tuple[str, ...], Any] = {}
+        #: raw (model, provider, status, error_type, *tag values) -> the same objects, for
+        #: keys whose every value was admitted as is (so it stays bounded by the series)
+        self._raw: dict[tuple[Any, ...], Any] = {}
+        self._inflight_slots: dict[tuple[str, str], list[int]] = {}
+        self._latency: dict[str, Bins] = {}
+        self._ttft_bins: dict[str, Bins] = {}
+        self.native_metrics = native_metrics or bool(_multiprocess_dir())
+        if self.native_metrics:
+            self._register_native_metrics(base)
+            self.on_record = self._on_record_native  # type: ignore[method-assign]
+        else:
+            reg.register(
+                StoreCollector(
+                    ns,
+                    base,
+                    self._layout,
+                    self._children.values(),
+                    self._inflight_slots,
+                    self._lock,
+                )
+            )
         self.unpriced = Counter(
             f"{ns}_unpriced_requests",
             "Calls whose cost is unknown, by reason.",
             ["model", "provider", "reason"],
             registry=reg,
-        )
-        self.inflight = Gauge(
-            f"{ns}_inflight_requests",
-            "LLM calls in flight.",
-            ["model", "provider"],
-            registry=reg,
-            multiprocess_mode="livesum",
         )
         self.label_overflow = Counter(
             f"{ns}_label_overflow", "Label values folded into 'other'.", ["label"], registry=reg
@@ -285,13 +325,8 @@ class MetricsCollector:
             ["provider"],
             registry=reg,
         )
-        self._children: dict[tuple[str, ...], _Children] = {}
         self._budget_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._watched: list[CostTracker] = []
-        self._children_lock = threading.Lock()
-        self._sketch_lock = threading.Lock()
-        self._latency: dict[str, DDSketch] = {}
-        self._ttft_sketch: dict[str, DDSketch] = {}
         self._overflow_seen: dict[str, int] = {}
         self._model_tbl = self.labels.table("model")
         self._provider_tbl = self.labels.table("provider")
@@ -309,33 +344,137 @@ class MetricsCollector:
             self._overflow_seen[label] = n
         return out
 
-    def on_record(self, record: CallRecord) -> None:
-        """Count one call in every metric."""
-        model = record.model
-        m = self._model_tbl.get(model) or self._bounded("model", self._model_tbl, model)
-        provider = record.provider
-        p = self._provider_tbl.get(provider) or self._bounded(
-            "provider", self._provider_tbl, provider
+    def _register_native_metrics(self, base: tuple[str, ...]) -> None:
+        # prometheus_client's multiprocess mode keeps values in its mmap files, so the
+        # per-call metrics must be its own objects here (see metrics/store.py).
+        ns, reg = self.namespace, self.registry
+        lay = self._layout
+        self.requests = Counter(
+            f"{ns}_requests", "LLM calls, by outcome.", [*base, "status"], registry=reg
         )
+        self.duration = Histogram(
+            f"{ns}_request_duration_seconds",
+            "LLM call latency.",
+            base,
+            buckets=lay.duration_bounds,
+            registry=reg,
+        )
+        self.ttft = Histogram(
+            f"{ns}_time_to_first_token_seconds",
+            "Time to the first streamed token.",
+            base,
+            buckets=lay.ttft_bounds,
+            registry=reg,
+        )
+        self.tokens = Counter(
+            f"{ns}_tokens",
+            "Tokens by type (input counts cached input; output counts reasoning).",
+            [*base, "type"],
+            registry=reg,
+        )
+        self.errors = Counter(
+            f"{ns}_errors", "Failed LLM calls, by error type.", [*base, "error_type"], registry=reg
+        )
+        self.cost = Counter(f"{ns}_cost_usd", "Cost of LLM calls in USD.", base, registry=reg)
+        self.inflight = Gauge(
+            f"{ns}_inflight_requests",
+            "LLM calls in flight.",
+            ["model", "provider"],
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
+
+    def on_record(self, record: CallRecord) -> None:
+        """Count one call in every metric and in the model's percentile sketches."""
         tags = record.tags
-        if tags:
-            tag_values = tuple(
-                tbl.get(v) or self._bounded(name, tbl, v) if (v := tags.get(name)) else ""
-                for name, tbl in zip(self.tag_labels, self._tag_tbls, strict=True)
+        n_tags = self._n_tags
+        if n_tags == 2:  # the default (feature, team); a starred map() costs 5x this
+            t0, t1 = self.tag_labels
+            key: tuple[Any, ...] = (
+                record.model,
+                record.provider,
+                record.status,
+                record.error_type,
+                tags.get(t0),
+                tags.get(t1),
             )
         else:
-            tag_values = ("",) * len(self.tag_labels)
-        error = ""
-        if record.status != "ok":
-            error = record.error_type or "unknown"
-            error = self._bounded("error_type", self.labels.table("error_type"), error)
-        key = (m, p, *tag_values, record.status, error)
-        ch = self._children.get(key)
-        if ch is None:
-            if len(self._children) >= self.max_series:
-                ch = self._overflow_children(record.status, error)
+            key = self._raw_key(record)
+        s = self._raw.get(key)
+        if s is None:
+            s = self._series_for(record, key)
+        lay = self._layout
+        latency = record.latency_s
+        ttft = record.time_to_first_token_s
+        u = record.usage
+        cost = record.cost_usd
+        with self._lock:
+            v = s.values
+            v[0] += 1.0
+            v[1] += latency
+            v[2 + bisect_left(lay.duration_bounds, latency)] += 1.0
+            if ttft is not None:
+                v[lay.ttft_sum] += ttft
+                v[lay.ttft_bucket0 + bisect_left(lay.ttft_bounds, ttft)] += 1.0
+                b = s.ttft_bins
+                if ttft > self._bin_min:
+                    k = ceil(log(ttft) / LN2 * self._bin_multiplier)
+                    i = k - b.offset
+                    if 0 <= i < len(b.counts):
+                        b.counts[i] += 1.0
+                    else:
+                        b.add_key(k)
+                else:
+                    b.zeros += 1
+            t = lay.tokens
+            v[t] += u.input_tokens
+            v[t + 1] += u.output_tokens
+            if u.cache_read_tokens:
+                v[t + 2] += u.cache_read_tokens
+            if u.cache_write_tokens:
+                v[t + 3] += u.cache_write_tokens
+            if u.reasoning_tokens:
+                v[t + 4] += u.reasoning_tokens
+            if cost:
+                v[lay.cost] += cost
+            b = s.latency_bins
+            if latency > self._bin_min:
+                k = ceil(log(latency) / LN2 * self._bin_multiplier)
+                i = k - b.offset
+                if 0 <= i < len(b.counts):
+                    b.counts[i] += 1.0
+                else:
+                    b.add_key(k)
             else:
-                ch = self._new_children(key, (m, p, *tag_values), record.status, error)
+                b.zeros += 1
+        if cost is None and record.cost_status != "not_priced":
+            self._count_unpriced(s.base, record.cost_status)
+
+    def _raw_key(self, record: CallRecord) -> tuple[Any, ...]:
+        """The cache key of a record's labels before bounding (see :attr:`_raw`)."""
+        tags = record.tags
+        return (
+            record.model,
+            record.provider,
+            record.status,
+            record.error_type,
+            *map(tags.get, self.tag_labels),
+        )
+
+    def _add_bin(self, bins: Bins, value: float) -> None:
+        if value > self._bin_min:
+            bins.add_key(ceil(log(value) / LN2 * self._bin_multiplier))
+        else:
+            bins.zeros += 1
+
+    def _count_unpriced(self, base: tuple[str, ...], reason: str) -> None:
+        self.unpriced.labels(base[0], base[1], reason).inc()
+
+    def _on_record_native(self, record: CallRecord) -> None:
+        key = self._raw_key(record)
+        ch = self._raw.get(key)
+        if ch is None:
+            ch = self._series_for(record, key)
         ch.requests.inc()
         latency = record.latency_s
         ch.duration.observe(latency)
@@ -343,69 +482,114 @@ class MetricsCollector:
         if ttft is not None:
             ch.ttft.observe(ttft)
         u = record.usage
-        t_in, t_out, t_cr, t_cw, t_r = ch.tokens
-        if u.input_tokens:
-            t_in.inc(u.input_tokens)
-        if u.output_tokens:
-            t_out.inc(u.output_tokens)
-        if u.cache_read_tokens:
-            t_cr.inc(u.cache_read_tokens)
-        if u.cache_write_tokens:
-            t_cw.inc(u.cache_write_tokens)
-        if u.reasoning_tokens:
-            t_r.inc(u.reasoning_tokens)
+        for child, n in zip(ch.tokens, _usage_counts(u), strict=True):
+            if n:
+                child.inc(n)
         cost = record.cost_usd
-        if cost is not None:
-            if cost:
-                ch.cost.inc(cost)
-        elif record.cost_status != "not_priced":
-            self.unpriced.labels(m, p, record.cost_status).inc()
+        if cost:
+            ch.cost.inc(cost)
         if ch.errors is not None:
             ch.errors.inc()
-        with self._sketch_lock:
-            sk = self._latency.get(m)
-            if sk is None:
-                sk = self._latency[m] = DDSketch(self._accuracy)
-            sk.add(latency)
+        with self._lock:
+            self._add_bin(ch.latency_bins, latency)
             if ttft is not None:
-                tk = self._ttft_sketch.get(m)
-                if tk is None:
-                    tk = self._ttft_sketch[m] = DDSketch(self._accuracy)
-                tk.add(ttft)
+                self._add_bin(ch.ttft_bins, ttft)
+        if cost is None and record.cost_status != "not_priced":
+            self._count_unpriced(ch.base, record.cost_status)
 
-    def _overflow_children(self, status: str, error: str) -> _Children:
-        # Label values are capped one by one; their combinations are capped here, so
-        # a workload whose combinations never repeat still cannot grow the series.
-        base = (OTHER,) * (2 + len(self.tag_labels))
+    def _series_for(self, record: CallRecord, raw: tuple[Any, ...]) -> Any:
+        """The series of a record whose raw labels are not cached yet: bound every label
+        value, then find or make the series (folded into ``other`` past ``max_series``)."""
+        m = self._bounded("model", self._model_tbl, record.model)
+        p = self._bounded("provider", self._provider_tbl, record.provider)
+        tags = record.tags
+        tag_values = tuple(
+            self._bounded(name, tbl, v) if (v := tags.get(name)) else ""
+            for name, tbl in zip(self.tag_labels, self._tag_tbls, strict=True)
+        )
+        status = record.status
+        error = ""
+        if status != "ok":
+            error = self._bounded(
+                "error_type", self.labels.table("error_type"), record.error_type or "unknown"
+            )
+        base = (m, p, *tag_values)
+        exact = (
+            m == record.model
+            and p == record.provider
+            and all(b == (v or "") for b, v in zip(tag_values, raw[4:], strict=True))
+            and error in ("", record.error_type or "unknown")
+            and OTHER not in base
+            and error != OTHER
+        )
         key = (*base, status, error)
-        ch = self._children.get(key)
-        if ch is None:
-            with self._children_lock:
-                ch = self._children.setdefault(key, _Children(self, base, status, error))
-        self.label_overflow.labels("series").inc()
-        return ch
+        folded = False
+        with self._lock:
+            s = self._children.get(key)
+            if s is None:
+                if len(self._children) >= self.max_series:
+                    # label values are capped one by one; their combinations here, so a
+                    # workload whose combinations never repeat still cannot grow the series
+                    folded, exact = True, False
+                    base = (OTHER,) * len(base)
+                    key = (*base, status, error)
+                    s = self._children.get(key)
+                if s is None:
+                    s = self._make_series(base, status, error)
+                    self._children[key] = s
+            if exact and len(self._raw) < 4 * self.max_series:
+                self._raw[raw] = s
+        if folded:
+            self.label_overflow.labels("series").inc()
+        return s
 
-    def _new_children(
-        self, key: tuple[str, ...], base: tuple[str, ...], status: str, error: str
-    ) -> _Children:
-        with self._children_lock:
-            ch = self._children.get(key)
-            if ch is None:
-                ch = _Children(self, base, status, error)
-                self._children[key] = ch
-            return ch
+    def _make_series(self, base: tuple[str, ...], status: str, error: str) -> Any:
+        # called with self._lock held
+        model = base[0]
+        lat = self._latency.get(model)
+        if lat is None:
+            lat = self._latency[model] = Bins()
+        ttft = self._ttft_bins.get(model)
+        if ttft is None:
+            ttft = self._ttft_bins[model] = Bins()
+        if self.native_metrics:
+            return _Children(self, base, status, error, lat, ttft)
+        return Series(self._layout, base, status, error, lat, ttft)
 
-    def call_started(self, model: str, provider: str) -> None:
-        """A call to ``model`` went out (in-flight gauge)."""
-        m = self._bounded("model", self._model_tbl, model)
-        p = self._bounded("provider", self._provider_tbl, provider)
-        self.inflight.labels(m, p).inc()
+    def _inflight_slot(self, model: str, provider: str) -> Any:
+        slot = self._inflight_slots.get((model, provider))
+        if slot is None:
+            m = self._bounded("model", self._model_tbl, model)
+            p = self._bounded("provider", self._provider_tbl, provider)
+            if self.native_metrics:
+                return self.inflight.labels(m, p)
+            with self._lock:
+                bounded = self._inflight_slots.setdefault((m, p), [0])
+                if m == model and p == provider:
+                    slot = bounded
+            if slot is None:
+                return bounded
+        return slot
 
-    def call_finished(self, model: str, provider: str) -> None:
+    def call_started(self, model: str, provider: str) -> Any:
+        """A call to ``model`` went out (in-flight gauge). Returns a handle to pass
+        to :meth:`call_finished`, which then skips looking the gauge up again."""
+        slot = self._inflight_slot(model, provider)
+        if self.native_metrics:
+            slot.inc()
+        else:
+            with self._lock:
+                slot[0] += 1
+        return slot
+
+    def call_finished(self, model: str, provider: str, handle: Any = None) -> None:
         """A call started with :meth:`call_started` ended."""
-        m = self._bounded("model", self._model_tbl, model)
-        p = self._bounded("provider", self._provider_tbl, provider)
-        self.inflight.labels(m, p).dec()
+        slot = self._inflight_slot(model, provider) if handle is None else handle
+        if self.native_metrics:
+            slot.dec()
+            return
+        with self._lock:
+            slot[0] -= 1
 
     def count_retry(self, model: str, provider: str, reason: str) -> None:
         """A request is retried because of ``reason`` (an error type)."""
@@ -433,7 +617,7 @@ class MetricsCollector:
         call costs nothing here. In multiprocess mode a scrape reads only what each
         process wrote, so the tracker updates the gauges after every charge instead.
         """
-        with self._children_lock:
+        with self._lock:
             if any(t is tracker for t in self._watched):
                 return
             self._watched.append(tracker)
@@ -479,22 +663,14 @@ class MetricsCollector:
         server, _thread = start_http_server(port, addr=addr, registry=self._exposition_registry())
         return server, int(server.server_port)
 
-    def _quantiles(self, sketches: dict[str, DDSketch], model: str | None) -> LatencyPercentiles:
-        with self._sketch_lock:
+    def _quantiles(self, bins: dict[str, Bins], model: str | None) -> LatencyPercentiles:
+        with self._lock:
             if model is not None:
-                key = self._model_tbl.get(model, model)
-                found = sketches.get(key)
-                sk: DDSketch | None = None
-                if found is not None:
-                    sk = DDSketch(self._accuracy)
-                    sk.merge(found)
+                found = bins.get(self._model_tbl.get(model, model))
+                sk = sketch_of([] if found is None else [found], self._accuracy)
             else:
-                sk = None
-                for s in sketches.values():
-                    if sk is None:
-                        sk = DDSketch(self._accuracy)
-                    sk.merge(s)
-        if sk is None or sk.count == 0:
+                sk = sketch_of(bins.values(), self._accuracy)
+        if sk.count == 0:
             return LatencyPercentiles(model, 0, None, None, None)
 
         def q(x: float) -> float:
@@ -509,9 +685,9 @@ class MetricsCollector:
 
     def ttft_percentiles(self, model: str | None = None) -> LatencyPercentiles:
         """p50/p95/p99 time to first token (ms) of one model's streamed calls, or all."""
-        return self._quantiles(self._ttft_sketch, model)
+        return self._quantiles(self._ttft_bins, model)
 
     def models(self) -> list[str]:
         """The (bounded) model names seen so far."""
-        with self._sketch_lock:
-            return sorted(self._latency)
+        with self._lock:
+            return sorted(m for m, b in self._latency.items() if len(b.counts) or b.zeros)
