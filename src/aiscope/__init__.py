@@ -21,23 +21,30 @@ from aiscope.cost import (
 )
 from aiscope.instrument import instrument, is_instrumented, observe, uninstrument, wrap
 from aiscope.labels import LabelLimiter
+from aiscope.logs import TRACE, JsonFormatter, configure_logging
 from aiscope.metrics import LatencyPercentiles, MetricsCollector
 from aiscope.record import CallRecord, CallStats, Usage
 from aiscope.scope import PendingCall, Scope, configure, current_scope, use_scope
+from aiscope.tracing import ConsoleExporter, InMemoryExporter, LangfuseExporter, Tracer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TRACE",
     "AiClient",
     "Budget",
     "BudgetExceededError",
     "BudgetStatus",
     "CallRecord",
     "CallStats",
+    "ConsoleExporter",
     "CostReport",
     "CostTracker",
+    "InMemoryExporter",
+    "JsonFormatter",
     "LLMCall",
     "LabelLimiter",
+    "LangfuseExporter",
     "LatencyPercentiles",
     "MemoryLedger",
     "MetricsCollector",
@@ -45,10 +52,12 @@ __all__ = [
     "Pricing",
     "SQLiteLedger",
     "Scope",
+    "Tracer",
     "UnknownModelWarning",
     "Usage",
     "__version__",
     "configure",
+    "configure_logging",
     "current_operations",
     "current_scope",
     "current_tags",

@@ -95,9 +95,14 @@ class Call:
         self.req = req = ChatRequest(**{k: getattr(req, k) for k in req.__slots__})
         req.model = client.model
         self.prompt = req.prompt_text()
-        self.compiled: CompiledRequest = client._compile(req, stream=stream)
         # Reserve the budget first: a refused call sends nothing and records nothing.
         self.pending: PendingCall | None = client._begin(req, self.prompt)
+        try:  # compiled under the call's span (when traced), so it is a stage of it
+            with client._traced(self.pending):
+                self.compiled: CompiledRequest = client._compile(req, stream=stream)
+        except BaseException:
+            client.scope.abandon(self.pending)
+            raise
         self.record: CallRecord = client._new_record(tags, stream)
         self.response: ChatResponse | None = None
         self.permit: CircuitPermit | None = None  # a stream's, held until its end
@@ -256,6 +261,8 @@ class Call:
             # The limiter took an estimate up front; correct it with what was really used.
             client.rate_limiter.adjust(self.limiter_tokens(), response.usage.total_tokens)
         client.errors.record(exc is None)
+        if pending is not None and pending.span is not None and response is not None:
+            client._trace_response(pending, response)
         client._emit(record, pending)
 
 

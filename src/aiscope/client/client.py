@@ -285,6 +285,22 @@ class AiClient:
                 (time.perf_counter() - t0) * 1e3,
             )
 
+    def _traced(self, pending: PendingCall | None) -> AbstractContextManager[Any]:
+        """Make the call's span current (its stages become its children, its requests
+        carry its trace); nothing without a tracer."""
+        span = pending.span if pending is not None else None
+        if span is None:
+            return _NO_STAGE
+        activate = getattr(self.scope.tracer, "activate", None)
+        return activate(span) if activate is not None else _NO_STAGE
+
+    def _outgoing(self, headers: dict[str, str]) -> dict[str, str]:
+        """The request headers, with the W3C ``traceparent`` when a tracer is set."""
+        inject = getattr(self.scope.tracer, "inject", None)
+        if inject is None:
+            return headers
+        return inject(dict(headers))  # type: ignore[no-any-return]
+
     def _compile(self, req: ChatRequest, stream: bool) -> CompiledRequest:
         with self._stage("request_compilation"):
             compiled = compile_request(
@@ -336,9 +352,26 @@ class AiClient:
             or self.manifest.defaults.get("max_tokens")
             or DEFAULT_MAX_OUTPUT_ESTIMATE
         )
-        return self.scope.begin(
+        pending = self.scope.begin(
             self.model, self.manifest.pricing_id, self._estimate(prompt), int(max_out)
         )
+        describe = getattr(self.scope.tracer, "describe_request", None)
+        if pending.span is not None and describe is not None:
+            describe(
+                pending.span,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                stop_sequences=req.stop,
+                messages=req.messages,
+            )
+        return pending
+
+    def _trace_response(self, pending: PendingCall, response: ChatResponse) -> None:
+        """The completion on the call's span (the tracer keeps it only with capture_content)."""
+        describe = getattr(self.scope.tracer, "describe_response", None)
+        if describe is not None:
+            describe(pending.span, response.text, response.finish_reason)
 
     def _error_from(self, resp: httpx.Response, body: bytes) -> ProviderError:
         m = self.manifest
@@ -456,14 +489,16 @@ class AiClient:
 
     def _send_sync(self, call: Call) -> ChatResponse:
         c = call.compiled
-        with self._stage("http_transport"), self._transport_errors:
-            resp = self._http_sync().post(c.url, json=c.body, headers=c.headers)
-        return self._parse(resp, resp.content, call.prompt)
+        with self._traced(call.pending):
+            with self._stage("http_transport"), self._transport_errors:
+                resp = self._http_sync().post(c.url, json=c.body, headers=self._outgoing(c.headers))
+            return self._parse(resp, resp.content, call.prompt)
 
     def _open_sync(self, call: Call) -> httpx.Response:
         http, c = self._http_sync(), call.compiled
-        with self._stage("http_transport"), self._transport_errors:
-            request = http.build_request("POST", c.url, json=c.body, headers=c.headers)
+        with self._traced(call.pending), self._stage("http_transport"), self._transport_errors:
+            headers = self._outgoing(c.headers)
+            request = http.build_request("POST", c.url, json=c.body, headers=headers)
             resp = http.send(request, stream=True)
         if resp.status_code >= 400:
             body = resp.read()
@@ -521,14 +556,18 @@ class AiClient:
 
     async def _send_async(self, call: Call) -> ChatResponse:
         c = call.compiled
-        with self._stage("http_transport"), self._transport_errors:
-            resp = await self._http_async().post(c.url, json=c.body, headers=c.headers)
-        return self._parse(resp, resp.content, call.prompt)
+        with self._traced(call.pending):
+            with self._stage("http_transport"), self._transport_errors:
+                resp = await self._http_async().post(
+                    c.url, json=c.body, headers=self._outgoing(c.headers)
+                )
+            return self._parse(resp, resp.content, call.prompt)
 
     async def _open_async(self, call: Call) -> httpx.Response:
         http, c = self._http_async(), call.compiled
-        with self._stage("http_transport"), self._transport_errors:
-            request = http.build_request("POST", c.url, json=c.body, headers=c.headers)
+        with self._traced(call.pending), self._stage("http_transport"), self._transport_errors:
+            headers = self._outgoing(c.headers)
+            request = http.build_request("POST", c.url, json=c.body, headers=headers)
             resp = await http.send(request, stream=True)
         if resp.status_code >= 400:
             body = await resp.aread()
