@@ -33,4 +33,4 @@ bench: $(STAMP)
 	bash bench/run
 
 clean:
-	rm -rf $(VENV) .venv-bench .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) .venv-bench .venv-peers .pytest_cache .mypy_cache .ruff_cache build dist src/*.egg-info

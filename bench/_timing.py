@@ -80,3 +80,29 @@ def quartiles(values: Sequence[float]) -> tuple[float, float]:
 def paired_differences(a: Sequence[float], b: Sequence[float]) -> list[float]:
     """``a[i] - b[i]`` for each round ``i``: both measured in the same round."""
     return [x - y for x, y in zip(a, b, strict=True)]
+
+
+def print_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
+    """An aligned text table under a rule: the first column left-aligned, the others
+    right-aligned. A row shorter than the header ends in free text (e.g. why a
+    contender did not run), which does not widen any column."""
+    n = len(header)
+
+    def cells(row: Sequence[str]) -> Sequence[str]:
+        return row if len(row) == n else row[:-1]
+
+    widths = [max(len(r[i]) for r in (header, *map(cells, rows)) if i < len(r)) for i in range(n)]
+
+    def line(row: Sequence[str]) -> str:
+        out = [
+            c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cells(row))
+        ]
+        if len(row) != n:
+            out.append(row[-1])
+        return (indent + "  ".join(out)).rstrip()
+
+    top = line(header)
+    print(top)
+    print(indent + "-" * (len(top) - len(indent)))
+    for row in rows:
+        print(line(row))

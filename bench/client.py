@@ -32,10 +32,13 @@ baselines put exactly aiscope's bytes on the wire. What is timed, per call:
 Timing: each contender makes a fixed number of calls per pass; every round runs
 one pass of each, in rotating order (the peer's passes are interleaved with
 aiscope's, on request over a pipe), with the garbage collector off during each
-pass. The table gives medians over the rounds, and the overhead as the median of
-the per-round differences from the baseline (both measured in the same round).
-``--profile`` adds cProfile evidence of where an in-process aiscope call spends
-its time.
+pass. A pass is timed by the thread's CPU time (``--clock cpu``, the default: other
+processes on a shared machine do not inflate it, and it leaves out the time spent
+waiting for the server, so the loopback rows' ``x base`` compare client-side work)
+or by wall time (``--clock wall``). The table gives medians over the rounds, and
+the overhead as the median of the per-round differences from the baseline (both
+measured in the same round). ``--profile`` adds cProfile evidence of where an
+in-process aiscope call spends its time.
 """
 
 from __future__ import annotations
@@ -62,7 +65,15 @@ from typing import IO, Any
 
 import httpx
 
-from _timing import Contender, one_pass, paired_differences, progress, quartiles, time_rounds
+from _timing import (
+    Contender,
+    one_pass,
+    paired_differences,
+    print_table,
+    progress,
+    quartiles,
+    time_rounds,
+)
 
 MODEL = "openai/gpt-4o"
 API_KEY = "sk-bench-0000"
@@ -259,12 +270,19 @@ def canned_transport(
     return httpx.MockTransport(handler)
 
 
+#: The clock of a timed pass: this thread's CPU time (the default, ``--clock cpu``), which
+#: other processes on a shared machine do not inflate and which leaves out the wait for
+#: the server; or wall time (``--clock wall``). Set once in the parent and the worker.
+CLOCKS: dict[str, Callable[[], float]] = {"cpu": time.thread_time, "wall": time.perf_counter}
+CLOCK = CLOCKS["cpu"]
+
+
 def sync_runner(one: Callable[[], str], calls: int) -> Callable[[], float]:
     def run() -> float:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         for _ in range(calls):
             one()
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
     return run
 
@@ -273,10 +291,10 @@ def async_runner(
     one: Callable[[], Coroutine[Any, Any, str]], loop: asyncio.AbstractEventLoop, calls: int
 ) -> Callable[[], float]:
     async def go() -> float:
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         for _ in range(calls):
             await one()
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
     return lambda: loop.run_until_complete(go())
 
@@ -382,6 +400,8 @@ def worker_main() -> int:
     sse_frames = [base64.b64decode(f) for f in cfg["sse_frames"]]
     inproc_sse = canned_transport(cfg["sse_headers"], frames=sse_frames)
     reqs, calls, want = cfg["requests"], cfg["calls"], cfg["expected"]
+    global CLOCK
+    CLOCK = CLOCKS[cfg["clock"]]
 
     async def ailib_client(base: str, transport: httpx.MockTransport | None) -> Any:
         client = await (
@@ -421,66 +441,37 @@ def worker_main() -> int:
 
         return one
 
-    # key -> (factory of the one-call coroutine function, expected reply, calls per pass)
-    plan: dict[str, tuple[Callable[[], Callable[[], Coroutine[Any, Any, str]]], str, int]] = {
-        "ip.peer.bare": (
-            lambda: bare_chat_async(
-                httpx.AsyncClient(timeout=TIMEOUT_S, transport=inproc_chat), reqs["ip"]
-            ),
-            want["chat"],
-            calls["ip"],
-        ),
-        "ip.peer.ailib": (
-            lambda: ailib_chat(loop.run_until_complete(ailib_client(INPROC_BASE, inproc_chat))),
-            want["chat"],
-            calls["ip"],
-        ),
-        "lb.peer.bare": (
-            lambda: bare_chat_async(httpx.AsyncClient(timeout=TIMEOUT_S), reqs["lb"]),
-            want["chat"],
-            calls["lb"],
-        ),
-        "lb.peer.ailib": (
-            lambda: ailib_chat(loop.run_until_complete(ailib_client(cfg["chat_base"], None))),
-            want["chat"],
-            calls["lb"],
-        ),
-        "is.peer.bare": (
-            lambda: bare_stream_async(
-                httpx.AsyncClient(timeout=TIMEOUT_S, transport=inproc_sse), reqs["is"]
-            ),
-            want["stream"],
-            calls["is"],
-        ),
-        "is.peer.ailib": (
-            lambda: ailib_stream(loop.run_until_complete(ailib_client(INPROC_BASE, inproc_sse))),
-            want["stream"],
-            calls["is"],
-        ),
-        "ls.peer.bare": (
-            lambda: bare_stream_async(httpx.AsyncClient(timeout=TIMEOUT_S), reqs["ls"]),
-            want["stream"],
-            calls["ls"],
-        ),
-        "ls.peer.ailib": (
-            lambda: ailib_stream(loop.run_until_complete(ailib_client(cfg["stream_base"], None))),
-            want["stream"],
-            calls["ls"],
-        ),
+    def client(base: str, transport: httpx.MockTransport | None) -> Any:
+        return loop.run_until_complete(ailib_client(base, transport))
+
+    def bare(transport: httpx.MockTransport | None) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=TIMEOUT_S, transport=transport)
+
+    # key -> factory of the one-call coroutine function
+    plan: dict[str, Callable[[], Callable[[], Coroutine[Any, Any, str]]]] = {
+        "ip.peer.bare": lambda: bare_chat_async(bare(inproc_chat), reqs["ip"]),
+        "ip.peer.ailib": lambda: ailib_chat(client(INPROC_BASE, inproc_chat)),
+        "lb.peer.bare": lambda: bare_chat_async(bare(None), reqs["lb"]),
+        "lb.peer.ailib": lambda: ailib_chat(client(cfg["chat_base"], None)),
+        "is.peer.bare": lambda: bare_stream_async(bare(inproc_sse), reqs["is"]),
+        "is.peer.ailib": lambda: ailib_stream(client(INPROC_BASE, inproc_sse)),
+        "ls.peer.bare": lambda: bare_stream_async(bare(None), reqs["ls"]),
+        "ls.peer.ailib": lambda: ailib_stream(client(cfg["stream_base"], None)),
     }
     runs: dict[str, Callable[[], float]] = {}
     skipped: dict[str, str] = {}
-    for key, (make, expected, n) in plan.items():
-        if key.split(".")[0] not in cfg["sections"]:
+    for key, make in plan.items():
+        section = key.split(".")[0]
+        if section not in cfg["sections"]:
             continue
         try:
             one = make()
             got = loop.run_until_complete(one())
-            check(key, got, expected)
+            check(key, got, want["stream" if section in ("is", "ls") else "chat"])
         except Exception as exc:
             skipped[key] = f"{type(exc).__name__}: {exc}"
             continue
-        runs[key] = async_runner(one, loop, n)
+        runs[key] = async_runner(one, loop, calls[section])
     reply(
         {
             "ok": True,
@@ -708,59 +699,48 @@ class Section:
     chunks: int = 0  # > 0: a streaming section (per-chunk column)
 
 
+def chat_rows(sec: str, private: str) -> list[Row]:
+    """A chat section's rows: bare and aiscope (without and with sinks), sync and async,
+    then the peer worker's bare client and ai-lib (``private``: how it was pointed)."""
+    rows: list[Row] = []
+    for mode, bare, call in (
+        ("sync", "httpx.Client", "execute_sync()"),
+        ("async", "httpx.AsyncClient", "await execute()"),
+    ):
+        base = f"{sec}.bare.{mode}"
+        rows.append(Row(base, f"bare {bare}.post + .json()"))
+        rows.append(Row(f"{sec}.ai.{mode}", f"aiscope {call}, no sinks", base))
+        rows.append(Row(f"{sec}.ai.{mode}.sinks", f"aiscope {call}, metrics+cost", base))
+    rows.append(Row(f"{sec}.peer.bare", "worker: bare httpx.AsyncClient.post"))
+    rows.append(Row(f"{sec}.peer.ailib", f"ai-lib await execute(){private}", f"{sec}.peer.bare"))
+    return rows
+
+
+def stream_rows(sec: str, private: str) -> list[Row]:
+    """A streaming section's rows, as :func:`chat_rows` (no sinks)."""
+    return [
+        Row(f"{sec}.bare.sync", "bare Client.stream + SSE split + loads"),
+        Row(f"{sec}.ai.sync", "aiscope stream_sync()", f"{sec}.bare.sync"),
+        Row(f"{sec}.bare.async", "bare AsyncClient.stream + split + loads"),
+        Row(f"{sec}.ai.async", "aiscope async for ... stream()", f"{sec}.bare.async"),
+        Row(f"{sec}.peer.bare", "worker: bare AsyncClient.stream"),
+        Row(f"{sec}.peer.ailib", f"ai-lib async for ... stream(){private}", f"{sec}.peer.bare"),
+    ]
+
+
 SECTIONS = [
     Section(
         "ip",
         "1. in-process: httpx.MockTransport, canned OpenAI chat completion",
-        [
-            Row("ip.bare.sync", "bare httpx.Client.post + .json()"),
-            Row("ip.ai.sync", "aiscope execute_sync(), no sinks", "ip.bare.sync"),
-            Row("ip.ai.sync.sinks", "aiscope execute_sync(), metrics+cost", "ip.bare.sync"),
-            Row("ip.bare.async", "bare httpx.AsyncClient.post + .json()"),
-            Row("ip.ai.async", "aiscope await execute(), no sinks", "ip.bare.async"),
-            Row("ip.ai.async.sinks", "aiscope await execute(), metrics+cost", "ip.bare.async"),
-            Row("ip.peer.bare", "worker: bare httpx.AsyncClient.post"),
-            Row("ip.peer.ailib", "ai-lib await execute() [private _client]", "ip.peer.bare"),
-        ],
+        chat_rows("ip", " [private _client]"),
     ),
-    Section(
-        "lb",
-        "2. loopback: MockProvider over HTTP/1.1, keep-alive",
-        [
-            Row("lb.bare.sync", "bare httpx.Client.post + .json()"),
-            Row("lb.ai.sync", "aiscope execute_sync(), no sinks", "lb.bare.sync"),
-            Row("lb.ai.sync.sinks", "aiscope execute_sync(), metrics+cost", "lb.bare.sync"),
-            Row("lb.bare.async", "bare httpx.AsyncClient.post + .json()"),
-            Row("lb.ai.async", "aiscope await execute(), no sinks", "lb.bare.async"),
-            Row("lb.ai.async.sinks", "aiscope await execute(), metrics+cost", "lb.bare.async"),
-            Row("lb.peer.bare", "worker: bare httpx.AsyncClient.post"),
-            Row("lb.peer.ailib", "ai-lib await execute()", "lb.peer.bare"),
-        ],
-    ),
+    Section("lb", "2. loopback: MockProvider over HTTP/1.1, keep-alive", chat_rows("lb", "")),
     Section(
         "is",
         "3a. streaming in-process: captured SSE body, one frame per chunk",
-        [
-            Row("is.bare.sync", "bare Client.stream + SSE split + loads"),
-            Row("is.ai.sync", "aiscope stream_sync()", "is.bare.sync"),
-            Row("is.bare.async", "bare AsyncClient.stream + split + loads"),
-            Row("is.ai.async", "aiscope async for ... stream()", "is.bare.async"),
-            Row("is.peer.bare", "worker: bare AsyncClient.stream"),
-            Row("is.peer.ailib", "ai-lib async for ... stream() [private]", "is.peer.bare"),
-        ],
+        stream_rows("is", " [private]"),
     ),
-    Section(
-        "ls",
-        "3b. streaming over loopback: MockProvider, keep-alive",
-        [
-            Row("ls.bare.sync", "bare Client.stream + SSE split + loads"),
-            Row("ls.ai.sync", "aiscope stream_sync()", "ls.bare.sync"),
-            Row("ls.bare.async", "bare AsyncClient.stream + split + loads"),
-            Row("ls.ai.async", "aiscope async for ... stream()", "ls.bare.async"),
-            Row("ls.peer.bare", "worker: bare AsyncClient.stream"),
-            Row("ls.peer.ailib", "ai-lib async for ... stream()", "ls.peer.bare"),
-        ],
-    ),
+    Section("ls", "3b. streaming over loopback: MockProvider, keep-alive", stream_rows("ls", "")),
 ]
 
 
@@ -836,37 +816,30 @@ def report(
 ) -> dict[str, float]:
     """Print the table; returns the median overhead (seconds) of each row with a baseline."""
     overheads: dict[str, float] = {}
-    w = max(len(r.label) for sec in sections for r in sec.rows)
     for sec in sections:
         print()
         print(sec.title)
-        chunk_col = f"  {'µs/chunk':>8}" if sec.chunks else ""
-        header = (
-            f"  {'contender':<{w}}  {'median µs':>10}  {'p25..p75':>17}  "
-            f"{'overhead µs':>11}  {'p25..p75':>17}  {'x base':>6}{chunk_col}"
-        )
-        print(header)
-        print("  " + "-" * (len(header) - 2))
+        header = ["contender", "median µs", "p25..p75", "overhead µs", "p25..p75", "x base"]
+        header += ["µs/chunk"] if sec.chunks else []
+        rows: list[list[str]] = []
         for row in sec.rows:
             if row.key not in per_call:
-                why = missing.get(row.key, "not run")
-                print(f"  {row.label:<{w}}  n/a: {why}")
+                rows.append([row.label, "n/a: " + missing.get(row.key, "not run")])
                 continue
             vals = per_call[row.key]
             med = statistics.median(vals)
             lo, hi = quartiles(vals)
-            line = f"  {row.label:<{w}}  {fmt_us(med):>10}  {fmt_us(lo) + '..' + fmt_us(hi):>17}"
+            cells = [row.label, fmt_us(med), f"{fmt_us(lo)}..{fmt_us(hi)}"]
             if row.baseline is not None and row.baseline in per_call:
                 diffs = paired_differences(vals, per_call[row.baseline])
-                over = statistics.median(diffs)
-                overheads[row.key] = over
+                over = overheads[row.key] = statistics.median(diffs)
                 dlo, dhi = quartiles(diffs)
                 ratio = med / statistics.median(per_call[row.baseline])
-                spread = f"{fmt_us(dlo, True)}..{fmt_us(dhi, True)}"
-                line += f"  {fmt_us(over, True):>11}  {spread:>17}  {ratio:6.2f}"
-                if sec.chunks:
-                    line += f"  {over / sec.chunks * 1e6:8.2f}"
-            print(line)
+                cells += [fmt_us(over, True), f"{fmt_us(dlo, True)}..{fmt_us(dhi, True)}"]
+                cells += [f"{ratio:.2f}"]
+                cells += [f"{over / sec.chunks * 1e6:.2f}"] if sec.chunks else []
+            rows.append(cells + [""] * (len(header) - len(cells)))
+        print_table(header, rows, indent="  ")
     return overheads
 
 
@@ -881,16 +854,14 @@ def summary(
 
     print()
     print("summary (medians; overhead = median of per-round differences from the bare row)")
-    print(
-        f"  per-call overhead, in-process: sync {us('ip.ai.sync')} (metrics+cost "
-        f"{us('ip.ai.sync.sinks')}), async {us('ip.ai.async')} (metrics+cost "
-        f"{us('ip.ai.async.sinks')})"
-    )
-    print(
-        f"  per-call overhead, loopback:   sync {us('lb.ai.sync')} (metrics+cost "
-        f"{us('lb.ai.sync.sinks')}), async {us('lb.ai.async')} (metrics+cost "
-        f"{us('lb.ai.async.sinks')})"
-    )
+    for sec, name in (("ip", "in-process:"), ("lb", "loopback:  ")):
+        print(
+            f"  per-call overhead, {name} "
+            + ", ".join(
+                f"{mode} {us(f'{sec}.ai.{mode}')} (metrics+cost {us(f'{sec}.ai.{mode}.sinks')})"
+                for mode in ("sync", "async")
+            )
+        )
     for sec, name in (("is", "in-process"), ("ls", "loopback")):
         parts = []
         for mode in ("sync", "async"):
@@ -1034,18 +1005,6 @@ def run_profiles(s: Setup, n: int) -> None:
         max(10, n // 50),
         12,
     )
-    # stream_sync() builds (and closes) an httpx.AsyncClient per stream; without a
-    # transport given, that means a new SSL context and a new connection each time.
-    times = []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        httpx.AsyncClient(timeout=TIMEOUT_S)
-        times.append(time.perf_counter() - t0)
-    print()
-    print(
-        "  httpx.AsyncClient(timeout=60) construction, as stream_sync() does per stream: "
-        f"median {statistics.median(times) * 1e3:.1f} ms of 15"
-    )
 
 
 # -- main --------------------------------------------------------------------------------
@@ -1076,6 +1035,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="after the timing, cProfile aiscope's in-process call and stream",
     )
+    ap.add_argument(
+        "--clock",
+        choices=tuple(CLOCKS),
+        default="cpu",
+        help="time passes by this thread's CPU time (default: steady on a busy machine, "
+        "leaves out the wait for the server) or by wall time",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--serve", type=int, metavar="CHUNKS", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -1084,6 +1050,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve is not None:
         return serve_main(args.serve)
 
+    global CLOCK
+    CLOCK = CLOCKS[args.clock]
+    clock_name = "thread CPU time" if args.clock == "cpu" else "wall time"
     rounds = args.rounds or (7 if args.quick else 51)
     if rounds < 1 or args.chunks < 1:
         ap.error("--rounds and --chunks must be >= 1")
@@ -1148,6 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
                     "chat_base": urls["chat"],
                     "stream_base": urls["stream"],
                     "calls": calls,
+                    "clock": args.clock,
                     "expected": {"chat": setup.want_chat, "stream": setup.want_stream},
                     "sections": sorted(chosen),
                 }
@@ -1164,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
                 missing.update(hello["skipped"])
         print(
             f"timing: median of {rounds} rounds, contenders in rotating order (peer passes "
-            f"interleaved), gc off in each pass; calls per pass: "
+            f"interleaved), gc off in each pass, {clock_name}; calls per pass: "
             + ", ".join(f"{k} {calls[k]}" for k in all_sections if k in chosen)
         )
 

@@ -66,6 +66,7 @@ from ddsketch import DDSketch
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from rlm_toolkit.observability import CostTracker as RlmCostTracker
 
+from _timing import Contender, one_pass, print_table, progress, quartiles, time_rounds
 from aiscope.cost.pricing import Pricing
 from aiscope.cost.tracker import CostTracker
 from aiscope.metrics.collector import DURATION_BUCKETS, TTFT_BUCKETS, MetricsCollector
@@ -386,46 +387,30 @@ MEMORY_ORDER = ("begin_emit", "pipeline", "metrics", "ailib", "cost", "floor", "
 CLOCK: Callable[[], int] = time.thread_time_ns
 
 
-def one_pass(bench: Bench) -> float:
-    """Seconds of one timed pass (gc off while timing)."""
-    if bench.before is not None:
-        bench.before()
-    gc.disable()
-    try:
+def timed(bench: Bench) -> Callable[[], float]:
+    """One pass of ``bench`` for ``_timing``: its untimed preparation, then its run timed
+    by :data:`CLOCK`."""
+
+    def run() -> float:
+        if bench.before is not None:
+            bench.before()
         t0 = CLOCK()
         bench.run()
-        t1 = CLOCK()
-    finally:
-        gc.enable()
-    return (t1 - t0) / 1e9
+        return (CLOCK() - t0) / 1e9
+
+    return run
 
 
-def progress(text: str) -> None:
-    if sys.stderr.isatty():
-        print(f"\r{text:<60}", file=sys.stderr, end="", flush=True)
-
-
-def time_rounds(benches: list[Bench], rounds: int) -> dict[str, list[float]]:
-    """Per-call seconds of each contender, one value per round."""
-    for b in benches:  # warm-up: label children, price sheets, sketches, caches
-        one_pass(b)
-    out: dict[str, list[float]] = {b.key: [] for b in benches}
-    n = len(benches)
-    for i in range(rounds):
-        gc.collect()
-        order = benches[i % n :] + benches[: i % n]
-        if i % 2:
-            order.reverse()
-        for b in order:
-            out[b.key].append(one_pass(b) / b.calls_per_pass)
-        progress(f"timing: round {i + 1}/{rounds}")
-    progress("")
-    return out
+def time_benches(benches: list[Bench], rounds: int) -> dict[str, list[float]]:
+    """Per-call seconds of each contender, one value per round (after a warm-up pass:
+    label children, price sheets, sketches, caches)."""
+    group = [Contender(b.key, b.label, timed(b), b.calls_per_pass) for b in benches]
+    return time_rounds([group], rounds)
 
 
 def memory_growth(bench: Bench, n1: int, n2: int) -> tuple[float, int, int]:
     """Heap growth per call between n1 and n2 calls, and the calls actually made."""
-    one_pass(bench)  # warm-up, as in a running process
+    one_pass(timed(bench))  # warm-up, as in a running process
     gc.collect()
     tracemalloc.start()
     try:
@@ -480,13 +465,6 @@ def memory_all(
 
 
 # -- reporting --------------------------------------------------------------------------
-
-
-def quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 4:
-        return min(values), max(values)
-    q = statistics.quantiles(values, n=4)
-    return q[0], q[2]
 
 
 def versions() -> str:
@@ -603,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     benches = [FACTORIES[k](unpriced, priced) for k in keys]
-    per_call = time_rounds(benches, rounds)
+    per_call = time_benches(benches, rounds)
     labels = {b.key: b.label for b in benches}
     del benches
     timing_s = time.perf_counter() - t0
@@ -623,21 +601,22 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: statistics.median(v) for k, v in per_call.items()}
     floor = med.get("floor")
     ailib = med.get("ailib")
-    w = max(len(s) for s in labels.values())
     print()
-    header = (
-        f"{'contender':<{w}}  {'median µs/call':>14}  {'p25..p75 µs':>13}  "
-        f"{'x floor':>7}  {'x ai-lib':>8}  {'mem B/call':>10}"
-    )
-    print(header)
-    print("-" * len(header))
+    rows = []
     for k in keys:
         lo, hi = quartiles(per_call[k])
-        xf = f"{med[k] / floor:7.2f}" if floor else f"{'-':>7}"
-        xa = f"{med[k] / ailib:8.2f}" if ailib else f"{'-':>8}"
-        mg = f"{growth[k]:10.1f}" if k in growth else f"{'-':>10}"
-        spread = f"{lo * 1e6:.2f}..{hi * 1e6:.2f}"
-        print(f"{labels[k]:<{w}}  {med[k] * 1e6:14.2f}  {spread:>13}  {xf}  {xa}  {mg}")
+        rows.append(
+            [
+                labels[k],
+                f"{med[k] * 1e6:.2f}",
+                f"{lo * 1e6:.2f}..{hi * 1e6:.2f}",
+                f"{med[k] / floor:.2f}" if floor else "-",
+                f"{med[k] / ailib:.2f}" if ailib else "-",
+                f"{growth[k]:.1f}" if k in growth else "-",
+            ]
+        )
+    header = ["contender", "median µs/call", "p25..p75 µs", "x floor", "x ai-lib", "mem B/call"]
+    print_table(header, rows)
     print()
     print(f"timing took {timing_s:.0f} s; x floor, x ai-lib: ratios of the medians")
     print(mem_note)

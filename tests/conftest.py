@@ -11,6 +11,7 @@ import pytest
 
 import aiscope
 from aiscope.scope import Scope, use_scope
+from aiscope.testing import MockProvider
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -32,3 +33,10 @@ def scope() -> Iterator[Scope]:
     s = Scope(metrics=aiscope.MetricsCollector(), cost_tracker=aiscope.CostTracker())
     with use_scope(s):
         yield s
+
+
+@pytest.fixture(scope="module")
+def mock() -> Iterator[MockProvider]:
+    """A mock provider on a loopback port, shared by a module's tests (reset it per test)."""
+    with MockProvider() as m:
+        yield m

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -40,12 +39,6 @@ OVERRIDES = {
     "ollama/llama3.2": {"input_mtok": 0.1, "output_mtok": 0.2},
     "vllm/meta-llama/llama-3.1-8b-instruct": {"input_mtok": 0.1, "output_mtok": 0.2},
 }
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockProvider]:
-    with MockProvider() as m:
-        yield m
 
 
 @pytest.fixture(autouse=True)
@@ -300,7 +293,9 @@ def test_tools_roundtrip_openai_and_anthropic(mock: MockProvider) -> None:
 def test_rate_limiter_waits_are_counted(mock: MockProvider) -> None:
     from aiscope.resilience import RateLimiter
 
-    limiter = RateLimiter(requests_per_minute=600, request_capacity=1)  # one request per 0.1 s
+    # One request per 0.5 s: far longer than a call takes, even on a loaded machine, so the
+    # 2nd and 3rd calls must wait for the bucket.
+    limiter = RateLimiter(requests_per_minute=120, request_capacity=1)
     client = _client(mock, "openai", "gpt-4o", circuit_breaker=CircuitBreaker("openai"))
     client.rate_limiter = limiter
     import time
@@ -308,7 +303,7 @@ def test_rate_limiter_waits_are_counted(mock: MockProvider) -> None:
     t0 = time.perf_counter()
     for _ in range(3):
         client.chat().user("hi").execute_sync()
-    assert time.perf_counter() - t0 >= 0.18  # the 2nd and 3rd waited ~0.1 s each
+    assert time.perf_counter() - t0 >= 0.9  # the 2nd and 3rd waited ~0.5 s each
     text = client.scope.metrics.export_prometheus()  # type: ignore[union-attr]
     assert 'ai_lib_rate_limit_waits_total{provider="openai"} 2.0' in text
     assert client.signals_snapshot().rate_limiter is not None

@@ -10,6 +10,7 @@ HTTP, reached through the ``OPENAI_BASE_URL`` the OpenAI SDK also honours.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import textwrap
 from collections.abc import Iterator
@@ -22,7 +23,10 @@ import aiscope
 from aiscope.testing import MockProvider
 from conftest import IN_CI
 
-SEEDS = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+# AISCOPE_SEEDS points elsewhere (e.g. from a git worktree, which is not beside shared/).
+SEEDS = Path(
+    os.environ.get("AISCOPE_SEEDS") or Path(__file__).resolve().parents[2] / "shared" / "seeds"
+)
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
@@ -163,6 +167,87 @@ def test_track_operation_snippet(
     assert tracker.get_operation_cost("heavy_analysis") > 0
     assert tracker.get_operation_cost("heavy_analysis") == tracker.get_report().total_cost
     assert "Стоимость анализа: $" in capsys.readouterr().out
+
+
+def test_distributed_tracing_snippet(provider: MockProvider) -> None:
+    """``Tracer(service_name="my-app", endpoint="http://jaeger:4317")`` builds a gRPC OTLP
+    exporter (jaeger is unreachable here: export fails in the background, never in
+    the call), and the client built with ``.tracer(tracer)`` traces its calls."""
+    import time
+
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    (block,) = {b for b in _blocks('endpoint="http://jaeger:4317"')}
+    ns = _run(block, {"AiClient": aiscope.AiClient})
+    tracer, client = ns["tracer"], ns["client"]
+    (proc,) = tracer.processors
+    assert isinstance(proc.exporter, OTLPSpanExporter)
+    response = client.chat().user("Hello").execute_sync()
+    assert response.text and len(provider.requests) == 1
+    assert proc.queued + proc.exported >= 1
+    t0 = time.monotonic()
+    tracer.shutdown(timeout=2)
+    assert time.monotonic() - t0 < 3
+
+
+def test_console_tracer_snippet(provider: MockProvider, capsys: pytest.CaptureFixture[str]) -> None:
+    (block,) = {b for b in _blocks("ConsoleExporter(show_attributes=True)")}
+    ns = _run(block, {})
+    assert len(provider.requests) == 1
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("[SPAN] chat gpt-4o ("))
+    assert re.fullmatch(r"\[SPAN\] chat gpt-4o \(\d+\.\d\ds\)", lines[head])
+    attrs = []
+    for line in lines[head + 1 :]:
+        if not line.startswith("  ├─ ") and not line.startswith("  └─ "):
+            break
+        attrs.append(line)
+    assert attrs[-1].startswith("  └─ ") and all(a.startswith("  ├─ ") for a in attrs[:-1])
+    shown = dict(a[5:].split(": ", 1) for a in attrs)
+    assert shown["gen_ai.request.model"] == "gpt-4o"
+    assert int(shown["gen_ai.usage.input_tokens"]) > 0
+    assert int(shown["gen_ai.usage.output_tokens"]) > 0
+    ns["tracer"].shutdown(timeout=1)
+
+
+def test_langfuse_snippet(provider: MockProvider) -> None:
+    (block,) = {b for b in _blocks("LangfuseExporter(\n")}
+    ns = _run(block, {"Tracer": aiscope.Tracer, "RLM": RLM})
+    exporter, tracer = ns["exporter"], ns["tracer"]
+    assert exporter.endpoint == "https://cloud.langfuse.com/api/public/otel/v1/traces"
+    assert tracer.service_name == "production-api"
+    assert ns["rlm"].client.scope.tracer is tracer
+    tracer.shutdown(timeout=1)
+
+
+def test_custom_spans_snippet(provider: MockProvider) -> None:
+    (block,) = {b for b in _blocks('tracer.span("data_pipeline")')}
+    mem = aiscope.InMemoryExporter()
+    tracer = aiscope.Tracer(service_name="seed", exporter=mem)
+    saved: list[object] = []
+    docs = ["first document", "second document"]
+    ns = _run(
+        block,
+        {
+            "tracer": tracer,
+            "rlm": RLM.from_openai("gpt-4o", tracer=tracer),
+            "load_all_documents": lambda: docs,
+            "save_to_database": saved.append,
+            "results": ["r"],
+        },
+    )
+    assert saved == [["r"]] and ns["result"].final_answer
+    spans = {s.name: s for s in mem.spans()}
+    root = spans["data_pipeline"]
+    for name in ("load_documents", "process", "save_results"):
+        assert spans[name].parent.span_id == root.context.span_id
+    assert spans["load_documents"].attributes["doc_count"] == 2
+    assert spans["process"].attributes["processed"] is True
+    calls = mem.spans("chat gpt-4o")
+    assert len(calls) == 2 and len(provider.requests) == 2
+    assert all(c.parent.span_id == spans["process"].context.span_id for c in calls)
+    tracer.shutdown(timeout=1)
 
 
 def test_health_checker_snippet(provider: MockProvider, capsys: pytest.CaptureFixture[str]) -> None:

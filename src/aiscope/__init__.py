@@ -22,14 +22,18 @@ from aiscope.cost import (
 )
 from aiscope.feedback import Feedback, FeedbackCollector
 from aiscope.health import CheckResult, HealthChecker, HealthStatus
+from aiscope.instrument import instrument, is_instrumented, observe, uninstrument, wrap
 from aiscope.labels import LabelLimiter
+from aiscope.logs import TRACE, JsonFormatter, configure_logging
 from aiscope.metrics import LatencyPercentiles, MetricsCollector
 from aiscope.record import CallRecord, CallStats, Usage
 from aiscope.scope import PendingCall, Scope, configure, current_scope, use_scope
+from aiscope.tracing import ConsoleExporter, InMemoryExporter, LangfuseExporter, Tracer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "TRACE",
     "AiClient",
     "AlertEvaluator",
     "AlertRule",
@@ -39,14 +43,18 @@ __all__ = [
     "CallRecord",
     "CallStats",
     "CheckResult",
+    "ConsoleExporter",
     "CostReport",
     "CostTracker",
     "Feedback",
     "FeedbackCollector",
     "HealthChecker",
     "HealthStatus",
+    "InMemoryExporter",
+    "JsonFormatter",
     "LLMCall",
     "LabelLimiter",
+    "LangfuseExporter",
     "LatencyPercentiles",
     "MemoryLedger",
     "MetricsCollector",
@@ -54,16 +62,23 @@ __all__ = [
     "Pricing",
     "SQLiteLedger",
     "Scope",
+    "Tracer",
     "UnknownModelWarning",
     "Usage",
     "__version__",
     "configure",
+    "configure_logging",
     "current_operations",
     "current_scope",
     "current_tags",
     "estimate_tokens",
+    "instrument",
+    "is_instrumented",
     "llm_call",
+    "observe",
     "record_call",
     "tags",
+    "uninstrument",
     "use_scope",
+    "wrap",
 ]

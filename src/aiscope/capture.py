@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from aiscope.context import current_operations, current_tags
 from aiscope.record import CallRecord, CallStats, Usage
 from aiscope.scope import PendingCall, Scope, current_scope
 
@@ -68,6 +69,7 @@ class LLMCall:
         self._usage_from = usage_from
         self._tags = tags
         self._reset()
+        self._clean = True  # just reset: the first __enter__ need not reset again
 
     def _reset(self) -> None:
         self._usage = Usage()
@@ -82,6 +84,10 @@ class LLMCall:
         self.record: CallRecord | None = None
         self.retry_count = 0
         self.streaming = False
+        self.server_address: str | None = None
+        self.server_port: int | None = None
+        self._ctx_tags: dict[str, str] = {}
+        self._operations: tuple[str, ...] = ()
 
     # -- what the block reports ---------------------------------------------------------
     def set_usage(
@@ -122,10 +128,16 @@ class LLMCall:
 
     # -- context manager ----------------------------------------------------------------
     def __enter__(self) -> LLMCall:
-        self._reset()
+        if not self._clean:
+            self._reset()
+        self._clean = False
         scope = self._scope or current_scope()
         self._pending = scope.begin(self.model, self.provider, self._estimate_in, self._max_out)
         self._active_scope = scope
+        # Attribution is taken where the call starts: a stream may end elsewhere (a
+        # consumer task, a garbage-collector finaliser) where other tags are in force.
+        self._ctx_tags = current_tags()
+        self._operations = current_operations()
         self._start = time.time()
         self._t0 = time.perf_counter()
         return self
@@ -148,10 +160,13 @@ class LLMCall:
             status="ok" if exc_type is None else "error",
             error_type=None if exc_type is None else exc_type.__name__,
             usage=self._usage,
-            tags=dict(self._tags),
+            tags={**self._ctx_tags, **self._tags},
+            operations=self._operations,
             retry_count=self.retry_count,
             streaming=self.streaming,
             finish_reasons=self.finish_reasons,
+            server_address=self.server_address,
+            server_port=self.server_port,
         )
         self.record = scope.emit(record, self._pending)
 

@@ -46,6 +46,8 @@ class PendingCall:
     reservation: Reservation | None
     in_flight: Any  # the metrics' in-flight handle, None when not counted
     done: bool = False
+    #: the call's span, when the scope has a tracer (started by ``begin``)
+    span: Any = None
 
 
 class Scope:
@@ -111,7 +113,16 @@ class Scope:
                 in_flight = self.metrics.call_started(model, provider)
             except Exception:
                 self._sink_failed("metrics")
-        return PendingCall(model, provider, reservation, in_flight)
+        pending = PendingCall(model, provider, reservation, in_flight)
+        if self.tracer is not None:
+            # The call's span starts now, so it can parent what happens during the call.
+            start_call = getattr(self.tracer, "start_call", None)
+            if start_call is not None:
+                try:
+                    pending.span = start_call(model, provider)
+                except Exception:
+                    self._sink_failed("tracer")
+        return pending
 
     def abandon(self, pending: PendingCall) -> None:
         """End a call that will produce no record: release its reservation."""
@@ -121,6 +132,11 @@ class Scope:
         if self.cost_tracker is not None:
             self.cost_tracker.release(pending.reservation)
         self._end_in_flight(pending)
+        if pending.span is not None:
+            try:
+                self.tracer.abandon_call(pending.span)  # type: ignore[union-attr]
+            except Exception:
+                self._sink_failed("tracer")
 
     def _end_in_flight(self, pending: PendingCall) -> None:
         if pending.in_flight is not None and self.metrics is not None:
@@ -173,7 +189,10 @@ class Scope:
                 self._end_in_flight(pending)
         for name, sink in self._others:
             try:
-                sink.on_record(record)
+                if sink is self.tracer and pending is not None and pending.span is not None:
+                    sink.end_call(record, pending.span)  # type: ignore[attr-defined]
+                else:
+                    sink.on_record(record)
             except Exception:
                 self._sink_failed(name)
         return record

@@ -15,25 +15,23 @@ the client's Scope, so metrics, costs, budgets and traces see it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import httpx
 
 from aiscope.capture import estimate_tokens
+from aiscope.client.call import Call, HttpErrors
 from aiscope.client.errors import (
     ERROR_TYPES,
-    AiClientError,
     ConfigurationError,
     ProviderError,
-    RequestTimeoutError,
     ServerError,
-    StreamError,
-    StreamInterruptedError,
     TransportError,
 )
 from aiscope.client.manifest import ProviderManifest, get_manifest
@@ -44,8 +42,8 @@ from aiscope.client.request import (
     base_url_for,
     compile_request,
 )
-from aiscope.client.response import ChatResponse, estimate_usage, parse_response
-from aiscope.client.streaming import EventMapper, SSEDecoder, StreamEvent, StreamState
+from aiscope.client.response import ChatResponse, parse_response
+from aiscope.client.streaming import StreamEvent
 from aiscope.cost.tracker import CostTracker
 from aiscope.logs import mask_headers
 from aiscope.metrics.collector import MetricsCollector
@@ -53,7 +51,6 @@ from aiscope.record import CallRecord, CallStats
 from aiscope.resilience import (
     CircuitBreaker,
     CircuitOpenError,
-    CircuitPermit,
     CircuitState,
     ErrorRateWindow,
     InflightLimiter,
@@ -145,6 +142,8 @@ class AiClient:
         self.inflight = InflightLimiter(max_inflight)
         self.errors = ErrorRateWindow()
         self._transport = transport
+        self._transport_errors = HttpErrors(provider_id, self.timeout)
+        self._server_cache: tuple[str, str | None, int] | None = None
         self._sync_http: httpx.Client | None = None
         self._async_http: httpx.AsyncClient | None = None
         self.fallbacks = [
@@ -261,8 +260,14 @@ class AiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _stage(self, name: str) -> AbstractContextManager[None]:
+        """A named pipeline stage: a span when a tracer is set, a DEBUG line with its time."""
+        if self.scope.tracer is None and not log.isEnabledFor(logging.DEBUG):
+            return _NO_STAGE  # the hot path: nothing would see the stage
+        return self._timed_stage(name)
+
     @contextmanager
-    def _stage(self, name: str) -> Iterator[None]:
+    def _timed_stage(self, name: str) -> Iterator[None]:
         tracer = self.scope.tracer
         span_cm = getattr(tracer, "span", None) if tracer is not None else None
         t0 = time.perf_counter()
@@ -279,6 +284,22 @@ class AiClient:
                 self.model,
                 (time.perf_counter() - t0) * 1e3,
             )
+
+    def _traced(self, pending: PendingCall | None) -> AbstractContextManager[Any]:
+        """Make the call's span current (its stages become its children, its requests
+        carry its trace); nothing without a tracer."""
+        span = pending.span if pending is not None else None
+        if span is None:
+            return _NO_STAGE
+        activate = getattr(self.scope.tracer, "activate", None)
+        return activate(span) if activate is not None else _NO_STAGE
+
+    def _outgoing(self, headers: dict[str, str]) -> dict[str, str]:
+        """The request headers, with the W3C ``traceparent`` when a tracer is set."""
+        inject = getattr(self.scope.tracer, "inject", None)
+        if inject is None:
+            return headers
+        return inject(dict(headers))  # type: ignore[no-any-return]
 
     def _compile(self, req: ChatRequest, stream: bool) -> CompiledRequest:
         with self._stage("request_compilation"):
@@ -299,26 +320,58 @@ class AiClient:
             )
         return compiled
 
-    def _new_record(self, req: ChatRequest, tags: dict[str, str], stream: bool) -> CallRecord:
-        url = httpx.URL(base_url_for(self.manifest, self._base_url))
+    def _server(self) -> tuple[str | None, int]:
+        # Parsed once per endpoint: the base URL only changes with its environment variable.
+        base = base_url_for(self.manifest, self._base_url)
+        cached = self._server_cache
+        if cached is None or cached[0] != base:
+            url = httpx.URL(base)
+            port = url.port or (443 if url.scheme == "https" else 80)
+            cached = self._server_cache = (base, url.host or None, port)
+        return cached[1], cached[2]
+
+    def _new_record(self, tags: dict[str, str], stream: bool) -> CallRecord:
+        host, port = self._server()
         return CallRecord(
             model=self.model,
             provider=self.manifest.pricing_id,
             operation="chat",
             tags=dict(tags),
             streaming=stream,
-            server_address=url.host or None,
-            server_port=url.port or (443 if url.scheme == "https" else 80),
+            server_address=host,
+            server_port=port,
         )
 
-    def _begin(self, req: ChatRequest) -> PendingCall:
-        est_in = estimate_tokens(req.prompt_text())
+    @staticmethod
+    def _estimate(prompt: str) -> int:
+        return estimate_tokens(prompt)
+
+    def _begin(self, req: ChatRequest, prompt: str) -> PendingCall:
         max_out = (
             req.max_tokens
             or self.manifest.defaults.get("max_tokens")
             or DEFAULT_MAX_OUTPUT_ESTIMATE
         )
-        return self.scope.begin(self.model, self.manifest.pricing_id, est_in, int(max_out))
+        pending = self.scope.begin(
+            self.model, self.manifest.pricing_id, self._estimate(prompt), int(max_out)
+        )
+        describe = getattr(self.scope.tracer, "describe_request", None)
+        if pending.span is not None and describe is not None:
+            describe(
+                pending.span,
+                max_tokens=req.max_tokens,
+                temperature=req.temperature,
+                top_p=req.top_p,
+                stop_sequences=req.stop,
+                messages=req.messages,
+            )
+        return pending
+
+    def _trace_response(self, pending: PendingCall, response: ChatResponse) -> None:
+        """The completion on the call's span (the tracer keeps it only with capture_content)."""
+        describe = getattr(self.scope.tracer, "describe_response", None)
+        if describe is not None:
+            describe(pending.span, response.text, response.finish_reason)
 
     def _error_from(self, resp: httpx.Response, body: bytes) -> ProviderError:
         m = self.manifest
@@ -352,75 +405,13 @@ class AiClient:
             retry_after_s=retry_after,
         )
 
-    def _retry_delay(self, exc: AiClientError, attempt: int, record: CallRecord) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up."""
-        retryable = getattr(exc, "retryable", False)
-        status = getattr(exc, "status", None)
-        if not retryable or not self.retry.should_retry(
-            attempt, status=status, exc=exc if status is None else None
-        ):
-            return None
-        delay = self.retry.delay_s(attempt, getattr(exc, "retry_after_s", None))
-        record.retry_count += 1
-        metrics = self.scope.metrics
-        if metrics is not None:
-            metrics.count_retry(self.model, self.manifest.pricing_id, type(exc).__name__)
-        log.info(
-            "retrying %s/%s after %s in %.2fs (attempt %d)",
-            self.provider,
-            self.model,
-            type(exc).__name__,
-            delay,
-            attempt + 1,
-        )
-        return delay
-
     def _count_limiter_wait(self, waited: float) -> None:
         if waited > 0:
             metrics = self.scope.metrics
             if metrics is not None:
                 metrics.rate_limit_wait(self.manifest.pricing_id, waited)
 
-    @staticmethod
-    def _breaker_outcome(permit: CircuitPermit, exc: BaseException | None) -> None:
-        # Client errors (4xx other than 408/409/429) say nothing about the provider's health.
-        if exc is None:
-            permit.success()
-        elif isinstance(exc, StreamError) or getattr(exc, "retryable", False):
-            permit.failure()
-        elif isinstance(exc, ProviderError):
-            permit.success()
-        else:
-            permit.release()
-
-    def _request_tokens(self, req: ChatRequest) -> int:
-        return estimate_tokens(req.prompt_text()) + (req.max_tokens or 0)
-
-    def _settle_limiter(self, req: ChatRequest, response: ChatResponse | None) -> None:
-        # The limiter took an estimate up front; correct it with what was really used.
-        if self.rate_limiter is not None and response is not None:
-            self.rate_limiter.adjust(self._request_tokens(req), response.usage.total_tokens)
-
-    def _finish(
-        self,
-        record: CallRecord,
-        t0: float,
-        response: ChatResponse | None,
-        exc: BaseException | None,
-    ) -> None:
-        record.latency_s = time.perf_counter() - t0
-        if response is not None:
-            record.usage = response.usage
-            record.response_model = response.model
-            record.upstream_request_id = response.request_id or response.id
-            if response.finish_reason:
-                record.finish_reasons = (response.finish_reason,)
-        if exc is not None:
-            record.status = "error"
-            record.error_type = type(exc).__name__
-        self.errors.record(exc is None)
-
-    def _emit(self, record: CallRecord, pending: PendingCall) -> None:
+    def _emit(self, record: CallRecord, pending: PendingCall | None) -> None:
         try:
             self.scope.emit(record, pending)
         except (TypeError, ValueError):  # a malformed provider report must not break the call
@@ -439,83 +430,11 @@ class AiClient:
                 record.retry_count,
             )
 
-    # -- execution (async) ----------------------------------------------------------------
-    async def _execute(
-        self, req: ChatRequest, tags: dict[str, str]
-    ) -> tuple[ChatResponse, CallRecord]:
-        chain = (self, *self.fallbacks)
-        for i, client in enumerate(chain):
-            try:
-                return await client._execute_one(req, tags)
-            except (ProviderError, TransportError, CircuitOpenError) as exc:
-                if i == len(chain) - 1:
-                    raise
-                log.warning(
-                    "%s failed (%s); falling back to %s",
-                    client.spec,
-                    type(exc).__name__,
-                    chain[i + 1].spec,
-                )
-        raise AssertionError("unreachable")  # pragma: no cover
+    def _chain(self) -> Iterator[tuple[AiClient, AiClient | None]]:
+        """Each client to try (this one, then its fallbacks) with the one after it."""
+        return zip((self, *self.fallbacks), (*self.fallbacks, None), strict=True)
 
-    async def _execute_one(
-        self, req: ChatRequest, tags: dict[str, str]
-    ) -> tuple[ChatResponse, CallRecord]:
-        req = ChatRequest(**{**_fields(req), "model": self.model})
-        compiled = self._compile(req, stream=False)
-        pending = self._begin(req)
-        record = self._new_record(req, tags, stream=False)
-        t0 = time.perf_counter()
-        response: ChatResponse | None = None
-        error: BaseException | None = None
-        try:
-            async with self.inflight.aslot():
-                attempt = 0
-                while True:
-                    permit = self.breaker.acquire()
-                    try:
-                        if self.rate_limiter is not None:
-                            self._count_limiter_wait(
-                                await self.rate_limiter.acquire_async(self._request_tokens(req))
-                            )
-                        response = await self._send_async(compiled, req)
-                    except (ProviderError, TransportError) as exc:
-                        self._breaker_outcome(permit, exc)
-                        delay = self._retry_delay(exc, attempt, record)
-                        if delay is None:
-                            raise
-                        attempt += 1
-                        await _asleep(delay)
-                        continue
-                    except BaseException:
-                        permit.release()
-                        raise
-                    self._breaker_outcome(permit, None)
-                    self._settle_limiter(req, response)
-                    return response, record
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish(record, t0, response, error)
-            self._emit(record, pending)
-
-    async def _send_async(self, compiled: CompiledRequest, req: ChatRequest) -> ChatResponse:
-        http = self._http_async()
-        with self._stage("http_transport"):
-            try:
-                resp = await http.post(compiled.url, json=compiled.body, headers=compiled.headers)
-            except httpx.TimeoutException as exc:
-                raise RequestTimeoutError(
-                    f"no answer within {self.timeout}s ({exc})", provider=self.provider
-                ) from None
-            except httpx.TransportError as exc:
-                raise TransportError(
-                    f"{type(exc).__name__}: {exc}", provider=self.provider
-                ) from None
-        return self._parse(resp, resp.content, req)
-
-    def _parse(self, resp: httpx.Response, body: bytes, req: ChatRequest) -> ChatResponse:
+    def _parse(self, resp: httpx.Response, body: bytes, prompt: str) -> ChatResponse:
         if resp.status_code >= 400:
             raise self._error_from(resp, body)
         with self._stage("pipeline_processing"):
@@ -528,267 +447,172 @@ class AiClient:
                     status=resp.status_code,
                 ) from None
         with self._stage("event_mapping"):
-            parsed = parse_response(self.manifest, data, req.prompt_text())
+            parsed = parse_response(self.manifest, data, prompt)
         if self.manifest.request_id_header:
             parsed.request_id = resp.headers.get(self.manifest.request_id_header)
         return parsed
+
+    def _connected(self, call: Call, resp: httpx.Response) -> None:
+        if self.manifest.request_id_header:
+            call.record.upstream_request_id = resp.headers.get(self.manifest.request_id_header)
+
+    # Below, each sync method has an async twin that differs only in its I/O: the
+    # attempts, breaker, retries, limiter accounting and the record are in Call.
 
     # -- execution (sync) -----------------------------------------------------------------
     def _execute_sync(
         self, req: ChatRequest, tags: dict[str, str]
     ) -> tuple[ChatResponse, CallRecord]:
-        chain = (self, *self.fallbacks)
-        for i, client in enumerate(chain):
+        for client, after in self._chain():
             try:
                 return client._execute_one_sync(req, tags)
-            except (ProviderError, TransportError, CircuitOpenError) as exc:
-                if i == len(chain) - 1:
+            except FALLBACK_ON as exc:
+                if after is None:
                     raise
-                log.warning(
-                    "%s failed (%s); falling back to %s",
-                    client.spec,
-                    type(exc).__name__,
-                    chain[i + 1].spec,
-                )
+                _log_fallback(client, exc, after)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _execute_one_sync(
         self, req: ChatRequest, tags: dict[str, str]
     ) -> tuple[ChatResponse, CallRecord]:
-        req = ChatRequest(**{**_fields(req), "model": self.model})
-        compiled = self._compile(req, stream=False)
-        pending = self._begin(req)
-        record = self._new_record(req, tags, stream=False)
-        t0 = time.perf_counter()
-        response: ChatResponse | None = None
-        error: BaseException | None = None
-        try:
-            with self.inflight.slot():
-                attempt = 0
-                while True:
-                    permit = self.breaker.acquire()
-                    try:
-                        if self.rate_limiter is not None:
-                            self._count_limiter_wait(
-                                self.rate_limiter.acquire(self._request_tokens(req))
-                            )
-                        response = self._send_sync(compiled, req)
-                    except (ProviderError, TransportError) as exc:
-                        self._breaker_outcome(permit, exc)
-                        delay = self._retry_delay(exc, attempt, record)
-                        if delay is None:
-                            raise
-                        attempt += 1
-                        time.sleep(delay)
-                        continue
-                    except BaseException:
-                        permit.release()
-                        raise
-                    self._breaker_outcome(permit, None)
-                    self._settle_limiter(req, response)
-                    return response, record
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish(record, t0, response, error)
-            self._emit(record, pending)
+        call = Call(self, req, tags, stream=False)
+        with call, self.inflight.slot():
+            while True:
+                with call.attempt():
+                    self._limit_sync(call)
+                    return call.succeeded(self._send_sync(call))
+                time.sleep(call.delay)
 
-    def _send_sync(self, compiled: CompiledRequest, req: ChatRequest) -> ChatResponse:
-        http = self._http_sync()
-        with self._stage("http_transport"):
+    def _limit_sync(self, call: Call) -> None:
+        if self.rate_limiter is not None:
+            self._count_limiter_wait(self.rate_limiter.acquire(call.limiter_tokens()))
+
+    def _send_sync(self, call: Call) -> ChatResponse:
+        c = call.compiled
+        with self._traced(call.pending):
+            with self._stage("http_transport"), self._transport_errors:
+                resp = self._http_sync().post(c.url, json=c.body, headers=self._outgoing(c.headers))
+            return self._parse(resp, resp.content, call.prompt)
+
+    def _open_sync(self, call: Call) -> httpx.Response:
+        http, c = self._http_sync(), call.compiled
+        with self._traced(call.pending), self._stage("http_transport"), self._transport_errors:
+            headers = self._outgoing(c.headers)
+            request = http.build_request("POST", c.url, json=c.body, headers=headers)
+            resp = http.send(request, stream=True)
+        if resp.status_code >= 400:
+            body = resp.read()
+            resp.close()
+            raise self._error_from(resp, body)
+        self._connected(call, resp)
+        return resp
+
+    def _stream_sync(self, req: ChatRequest, tags: dict[str, str]) -> Iterator[StreamEvent]:
+        call = Call(self, req, tags, stream=True)
+        with call, self.inflight.slot():
+            while True:
+                with call.attempt():
+                    self._limit_sync(call)
+                    resp = self._open_sync(call)
+                    break
+                time.sleep(call.delay)
             try:
-                resp = http.post(compiled.url, json=compiled.body, headers=compiled.headers)
-            except httpx.TimeoutException as exc:
-                raise RequestTimeoutError(
-                    f"no answer within {self.timeout}s ({exc})", provider=self.provider
-                ) from None
-            except httpx.TransportError as exc:
-                raise TransportError(
-                    f"{type(exc).__name__}: {exc}", provider=self.provider
-                ) from None
-        return self._parse(resp, resp.content, req)
+                with call.reading():
+                    for chunk in resp.iter_bytes():
+                        yield from call.events(chunk)
+                    yield from call.flush()
+            finally:
+                resp.close()
+            yield from call.end()
 
-    # -- streaming ------------------------------------------------------------------------
+    # -- execution (async) ----------------------------------------------------------------
+    async def _execute(
+        self, req: ChatRequest, tags: dict[str, str]
+    ) -> tuple[ChatResponse, CallRecord]:
+        for client, after in self._chain():
+            try:
+                return await client._execute_one(req, tags)
+            except FALLBACK_ON as exc:
+                if after is None:
+                    raise
+                _log_fallback(client, exc, after)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _execute_one(
+        self, req: ChatRequest, tags: dict[str, str]
+    ) -> tuple[ChatResponse, CallRecord]:
+        call = Call(self, req, tags, stream=False)
+        with call:
+            async with self.inflight.aslot():
+                while True:
+                    with call.attempt():
+                        await self._limit_async(call)
+                        return call.succeeded(await self._send_async(call))
+                    await asyncio.sleep(call.delay)
+
+    async def _limit_async(self, call: Call) -> None:
+        if self.rate_limiter is not None:
+            self._count_limiter_wait(await self.rate_limiter.acquire_async(call.limiter_tokens()))
+
+    async def _send_async(self, call: Call) -> ChatResponse:
+        c = call.compiled
+        with self._traced(call.pending):
+            with self._stage("http_transport"), self._transport_errors:
+                resp = await self._http_async().post(
+                    c.url, json=c.body, headers=self._outgoing(c.headers)
+                )
+            return self._parse(resp, resp.content, call.prompt)
+
+    async def _open_async(self, call: Call) -> httpx.Response:
+        http, c = self._http_async(), call.compiled
+        with self._traced(call.pending), self._stage("http_transport"), self._transport_errors:
+            headers = self._outgoing(c.headers)
+            request = http.build_request("POST", c.url, json=c.body, headers=headers)
+            resp = await http.send(request, stream=True)
+        if resp.status_code >= 400:
+            body = await resp.aread()
+            await resp.aclose()
+            raise self._error_from(resp, body)
+        self._connected(call, resp)
+        return resp
+
     async def _stream(
         self, req: ChatRequest, tags: dict[str, str]
     ) -> AsyncGenerator[StreamEvent, None]:
-        req = ChatRequest(**{**_fields(req), "model": self.model})
-        compiled = self._compile(req, stream=True)
-        pending = self._begin(req)
-        record = self._new_record(req, tags, stream=True)
-        state = StreamState()
-        mapper = EventMapper(self.manifest)
-        t0 = time.perf_counter()
-        error: BaseException | None = None
-        response: ChatResponse | None = None
-        http = self._http_async()
-        try:
+        call = Call(self, req, tags, stream=True)
+        with call:
             async with self.inflight.aslot():
-                attempt = 0
                 while True:
-                    permit = self.breaker.acquire()
-                    try:
-                        if self.rate_limiter is not None:
-                            self._count_limiter_wait(
-                                await self.rate_limiter.acquire_async(self._request_tokens(req))
-                            )
-                        with self._stage("http_transport"):
-                            try:
-                                resp = await http.send(
-                                    http.build_request(
-                                        "POST",
-                                        compiled.url,
-                                        json=compiled.body,
-                                        headers=compiled.headers,
-                                    ),
-                                    stream=True,
-                                )
-                            except httpx.TimeoutException as exc:
-                                raise RequestTimeoutError(
-                                    str(exc), provider=self.provider
-                                ) from None
-                            except httpx.TransportError as exc:
-                                raise TransportError(
-                                    f"{type(exc).__name__}: {exc}", provider=self.provider
-                                ) from None
-                        if resp.status_code >= 400:
-                            body = await resp.aread()
-                            await resp.aclose()
-                            raise self._error_from(resp, body)
-                    except (ProviderError, TransportError) as exc:
-                        self._breaker_outcome(permit, exc)
-                        delay = self._retry_delay(exc, attempt, record)
-                        if delay is None:
-                            raise
-                        attempt += 1
-                        await _asleep(delay)
-                        continue
-                    except BaseException:
-                        permit.release()
-                        raise
-                    break
-                if self.manifest.request_id_header:
-                    record.upstream_request_id = resp.headers.get(self.manifest.request_id_header)
-                decoder = SSEDecoder()
+                    with call.attempt():
+                        await self._limit_async(call)
+                        resp = await self._open_async(call)
+                        break
+                    await asyncio.sleep(call.delay)
                 try:
-                    try:
+                    with call.reading():
                         async for chunk in resp.aiter_bytes():
-                            for frame in decoder.feed(chunk):
-                                for ev in self._map_frame(mapper, frame, state, t0, record):
-                                    yield ev
-                        for frame in decoder.flush():
-                            for ev in self._map_frame(mapper, frame, state, t0, record):
+                            for ev in call.events(chunk):
                                 yield ev
-                    except httpx.TransportError as exc:
-                        raise StreamInterruptedError(
-                            f"stream cut: {type(exc).__name__}: {exc}", provider=self.provider
-                        ) from None
-                    finally:
-                        await resp.aclose()
-                    self._check_complete(state)
-                except BaseException as exc:
-                    self._breaker_outcome(permit, exc)
-                    raise
-                self._breaker_outcome(permit, None)
-                response = state.response(self.manifest, req.prompt_text())
-                response.request_id = record.upstream_request_id
-                yield StreamEvent("usage", usage=response.usage)
-                self._finish(record, t0, response, None)
-                self._emit(record, pending)
-                pending = None  # type: ignore[assignment]
-                yield StreamEvent(
-                    "end",
-                    response=response,
-                    stats=record.stats(),
-                    finish_reason=response.finish_reason,
-                )
-        except GeneratorExit:
-            # The consumer stopped early: record what was seen, once.
-            if pending is not None:
-                response = state.response(self.manifest, req.prompt_text())
-                if not state.usage_values:
-                    response.usage = estimate_usage(req.prompt_text(), response.text)
-                response.finish_reason = response.finish_reason or "abandoned"
-            raise
-        except BaseException as exc:
-            error = exc
-            if pending is not None:
-                response = (
-                    state.response(self.manifest, req.prompt_text()) if state.frames else None
-                )
-            raise
-        finally:
-            if pending is not None:
-                self._finish(record, t0, response, error)
-                self._emit(record, pending)
+                        for ev in call.flush():
+                            yield ev
+                finally:
+                    await resp.aclose()
+                for ev in call.end():
+                    yield ev
 
-    def _map_frame(
-        self, mapper: EventMapper, frame: Any, state: StreamState, t0: float, record: CallRecord
-    ) -> list[StreamEvent]:
-        events = mapper.frame(frame, state)
-        if state.error is not None:
-            err = state.error
-            message = err.get("message") if isinstance(err, dict) else str(err)
-            kind = err.get("type") if isinstance(err, dict) else None
-            cls = ERROR_TYPES.get(self.manifest.errors_by_code.get(str(kind), ""), ServerError)
-            raise cls(
-                f"error in stream: {message}",
-                provider=self.provider,
-                code=str(kind) if kind else None,
-            )
-        if state.first_token_at is None:
-            for ev in events:
-                if ev.kind in ("text_delta", "tool_call_delta"):
-                    state.first_token_at = time.perf_counter()
-                    record.time_to_first_token_s = state.first_token_at - t0
-                    break
-        return events
 
-    def _check_complete(self, state: StreamState) -> None:
-        has_end_signal = self.manifest.done_data is not None or any(
-            r.emit == "end" for r in self.manifest.events
-        )
-        complete = state.done if has_end_signal else state.finish_reason is not None
-        if not complete:
-            raise StreamInterruptedError(
-                f"stream ended after {state.frames} frames without its end signal",
-                provider=self.provider,
-            )
+#: Errors after which the next model of the fallback chain is tried.
+FALLBACK_ON = (ProviderError, TransportError, CircuitOpenError)
 
-    def _stream_sync(self, req: ChatRequest, tags: dict[str, str]) -> Iterator[StreamEvent]:
-        import asyncio
+_NO_STAGE = nullcontext()
 
-        # One private loop drives the async stream; events are handed over one by one.
-        loop = asyncio.new_event_loop()
-        agen = self._stream(req, tags)
-        try:
-            while True:
-                try:
-                    ev = loop.run_until_complete(agen.__anext__())
-                except StopAsyncIteration:
-                    return
-                yield ev
-        finally:
-            loop.run_until_complete(agen.aclose())
-            if self._async_http is not None:
-                loop.run_until_complete(self._async_http.aclose())
-                self._async_http = None
-            loop.close()
+
+def _log_fallback(client: AiClient, exc: BaseException, after: AiClient) -> None:
+    log.warning("%s failed (%s); falling back to %s", client.spec, type(exc).__name__, after.spec)
 
 
 async def _itself(client: AiClient) -> AiClient:
     return client
-
-
-async def _asleep(delay: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(delay)
-
-
-def _fields(req: ChatRequest) -> dict[str, Any]:
-    return {k: getattr(req, k) for k in req.__slots__}
 
 
 class ChatRequestBuilder:

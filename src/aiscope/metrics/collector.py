@@ -418,6 +418,8 @@ class MetricsCollector:
             if ttft is not None:
                 v[lay.ttft_sum] += ttft
                 v[lay.ttft_bucket0 + bisect_left(lay.ttft_bounds, ttft)] += 1.0
+                # the bin update is written out here and for latency below, not
+                # called: a call per value would cost more than the rest of it
                 b = s.ttft_bins
                 if ttft > self._bin_min:
                     k = ceil(log(ttft) / LN2 * self._bin_multiplier)

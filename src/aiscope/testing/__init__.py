@@ -17,6 +17,7 @@ from aiscope.testing.mock_provider import (
     prompt_tokens,
     serve,
 )
+from aiscope.testing.otlp import Blackhole, OtlpReceiver, ReceivedSpan, decode_spans
 from aiscope.testing.plan import TOOL_MARKER_RE, Completion, default_reply
 from aiscope.testing.records import RecordedRequest
 from aiscope.testing.tokens import (
@@ -32,13 +33,17 @@ __all__ = [
     "BASE_PATHS",
     "TOOL_MARKER_RE",
     "Behavior",
+    "Blackhole",
     "Completion",
     "Fault",
     "MockProvider",
+    "OtlpReceiver",
+    "ReceivedSpan",
     "RecordedRequest",
     "ToolCall",
     "count_output_tokens",
     "count_prompt_tokens",
+    "decode_spans",
     "default_reply",
     "embedding_vector",
     "expected_completion",

@@ -272,6 +272,16 @@ class Dispatcher:
             payload = module.model_object(route_.model)
         return Outcome(200, module.response_headers(), dumps(payload).encode())
 
+    def _take_fault(
+        self, route_: Route, record: RecordedRequest, stream: bool
+    ) -> tuple[Fault | None, Outcome | None]:
+        """The next queued fault, and the error answer it makes (None: the request goes on)."""
+        fault = self.state.take_fault()
+        failed = self._fault_error(route_, fault, stream)
+        if failed is not None:
+            record.fault = fault
+        return fault, failed
+
     def _fault_error(self, route_: Route, fault: Fault | None, stream: bool) -> Outcome | None:
         if fault is None or fault.status is None:
             return None
@@ -289,8 +299,9 @@ class Dispatcher:
         fault: Fault | None,
         behavior: Behavior,
         record: RecordedRequest,
+        provider: str,
         *,
-        error_frame: ErrorFrame,
+        sse: bool = True,
         content_type: str = "text/event-stream; charset=utf-8",
         closing: list[Frame] | None = None,
     ) -> Outcome:
@@ -317,6 +328,7 @@ class Dispatcher:
             if fault is not None and fault.stream_error_after is not None:
                 n = fault.stream_error_after
                 status = fault.status or DEFAULT_STREAM_ERROR_STATUS
+                error_frame = _stream_error_frame(provider, sse)
                 frames = [*frames[:n], error_frame(status, fault.code, fault.message, n)]
                 frames.extend(closing or [])
             out = Outcome(
@@ -347,25 +359,15 @@ class Dispatcher:
             if invalid is not None:
                 return invalid
             record.model = body["model"]
-            fault = self.state.take_fault()
-            failed = self._fault_error(route_, fault, False)
+            fault, failed = self._take_fault(route_, record, False)
             if failed is not None:
-                record.fault = fault
                 return failed
             model = behavior.model or body["model"]
             rendered = wire_openai.embeddings_response(body, behavior.embedding_dimensions, model)
             headers = wire_openai.response_headers(
                 rendered.usage.input_tokens if rendered.usage else 0
             )
-            return self._deliver(
-                rendered,
-                None,
-                headers,
-                fault,
-                behavior,
-                record,
-                error_frame=_stream_error_frame("openai"),
-            )
+            return self._deliver(rendered, None, headers, fault, behavior, record, "openai")
         if route_.endpoint == "chat.completions":
             invalid = wire_openai.validate_chat(body)
             info = None if invalid else wire_openai.chat_prompt_info(body)
@@ -376,10 +378,8 @@ class Dispatcher:
             return invalid or _error("openai", 400)
         stream = body.get("stream") is True
         record.model, record.stream = info.model, stream
-        fault = self.state.take_fault()
-        failed = self._fault_error(route_, fault, stream)
+        fault, failed = self._take_fault(route_, record, stream)
         if failed is not None:
-            record.fault = fault
             return failed
         c = plan(info, behavior)
         n = behavior.tokens_per_chunk
@@ -400,15 +400,7 @@ class Dispatcher:
                 else wire_openai.responses_response(body, c)
             )
         headers = wire_openai.response_headers(c.prompt_tokens)
-        return self._deliver(
-            rendered,
-            c,
-            headers,
-            fault,
-            behavior,
-            record,
-            error_frame=_stream_error_frame("openai"),
-        )
+        return self._deliver(rendered, c, headers, fault, behavior, record, "openai")
 
     def _anthropic(
         self, route_: Route, body: Any, behavior: Behavior, record: RecordedRequest
@@ -426,10 +418,8 @@ class Dispatcher:
         info = wire_anthropic.prompt_info(body)
         stream = body.get("stream") is True
         record.model, record.stream = info.model, stream
-        fault = self.state.take_fault()
-        failed = self._fault_error(route_, fault, stream)
+        fault, failed = self._take_fault(route_, record, stream)
         if failed is not None:
-            record.fault = fault
             return failed
         c = plan(info, behavior)
         rendered = (
@@ -438,15 +428,7 @@ class Dispatcher:
             else wire_anthropic.message(c)
         )
         headers = wire_anthropic.response_headers(c.prompt_tokens)
-        return self._deliver(
-            rendered,
-            c,
-            headers,
-            fault,
-            behavior,
-            record,
-            error_frame=_stream_error_frame("anthropic"),
-        )
+        return self._deliver(rendered, c, headers, fault, behavior, record, "anthropic")
 
     def _gemini(
         self,
@@ -467,10 +449,8 @@ class Dispatcher:
         stream = route_.endpoint == "streamGenerateContent"
         sse = incoming.query.get("alt") == "sse"
         record.stream = stream
-        fault = self.state.take_fault()
-        failed = self._fault_error(route_, fault, stream)
+        fault, failed = self._take_fault(route_, record, stream)
         if failed is not None:
-            record.fault = fault
             return failed
         c = plan(info, behavior)
         n = behavior.tokens_per_chunk
@@ -486,7 +466,8 @@ class Dispatcher:
             fault,
             behavior,
             record,
-            error_frame=_stream_error_frame("gemini", sse),
+            "gemini",
+            sse=sse,
             content_type="text/event-stream" if sse else "application/json; charset=UTF-8",
             closing=None if sse else [Frame("]", sse=False)],
         )

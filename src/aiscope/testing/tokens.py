@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 #: Tokens every message costs on top of its text (role, separators).
@@ -69,6 +69,19 @@ def tools_text(tools: Sequence[Any] | None) -> str | None:
     if not tools:
         return None
     return json.dumps(tools, separators=(",", ":"), sort_keys=True)
+
+
+def tool_names(
+    tools: Any, texts: list[str], names_of: Callable[[dict[str, Any]], Iterable[Any]]
+) -> tuple[str, ...]:
+    """The names of a request's tools (``names_of(tool)``: the names one tool entry
+    declares, in the provider's shape); the text standing for their definitions, which
+    counts as prompt, is appended to ``texts``."""
+    listed = tools if isinstance(tools, list) else []
+    text = tools_text(listed)
+    if text is not None:
+        texts.append(text)
+    return tuple(str(n) for t in listed if isinstance(t, dict) for n in names_of(t))
 
 
 def generated_text(n_tokens: int) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 from aiscope.record import Usage
 from aiscope.testing.frames import Frame, Headers, Outcome, Rendered, dumps, json_frame, random_id
 from aiscope.testing.plan import Completion, Finish, PromptInfo, group
-from aiscope.testing.tokens import tools_text
+from aiscope.testing.tokens import tool_names
 
 PROVIDER = "anthropic"
 #: The models ``GET /v1/models`` lists.
@@ -192,14 +192,7 @@ def prompt_info(body: Mapping[str, Any]) -> PromptInfo:
         if m.get("role") == "user":
             last_user = _user_text(m.get("content"))
     tools = body.get("tools")
-    tools_json = tools_text(tools if isinstance(tools, list) else None)
-    if tools_json is not None:
-        texts.append(tools_json)
-    names = tuple(
-        str(t["name"])
-        for t in (tools if isinstance(tools, list) else ())
-        if isinstance(t, dict) and "name" in t
-    )
+    names = tool_names(tools, texts, lambda t: [t["name"]] if "name" in t else [])
     last = messages[-1].get("content")
     after_tool = (
         messages[-1].get("role") == "user"

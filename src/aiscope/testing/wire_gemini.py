@@ -19,7 +19,7 @@ from typing import Any
 from aiscope.record import Usage
 from aiscope.testing.frames import Frame, Headers, Outcome, Rendered, dumps, random_id
 from aiscope.testing.plan import Completion, Finish, PromptInfo, group
-from aiscope.testing.tokens import tools_text
+from aiscope.testing.tokens import tool_names
 
 PROVIDER = "gemini"
 #: The models ``GET /v1beta/models`` lists.
@@ -176,6 +176,11 @@ def validate(body: Any) -> Outcome | None:
     return None
 
 
+def _declared_names(tool: dict[str, Any]) -> list[Any]:
+    decls = tool.get("functionDeclarations") or tool.get("function_declarations") or ()
+    return [d["name"] for d in decls if isinstance(d, dict) and "name" in d]
+
+
 def prompt_info(body: Mapping[str, Any], model: str) -> PromptInfo:
     """generateContent: ``systemInstruction`` is one message; each of ``contents`` is
     one (see :func:`parts_text`); plus the tools' JSON."""
@@ -193,16 +198,7 @@ def prompt_info(body: Mapping[str, Any], model: str) -> PromptInfo:
         ):
             last_user = text
     tools = body.get("tools")
-    tools_json = tools_text(tools if isinstance(tools, list) else None)
-    if tools_json is not None:
-        texts.append(tools_json)
-    names = tuple(
-        str(d["name"])
-        for t in (tools if isinstance(tools, list) else ())
-        if isinstance(t, dict)
-        for d in (t.get("functionDeclarations") or t.get("function_declarations") or ())
-        if isinstance(d, dict) and "name" in d
-    )
+    names = tool_names(tools, texts, _declared_names)
     after_tool = any(isinstance(p, dict) and "functionResponse" in p for p in contents[-1]["parts"])
     config = body.get("generationConfig") or body.get("generation_config") or {}
     max_tokens = config.get("maxOutputTokens", config.get("max_output_tokens"))

@@ -27,7 +27,7 @@ from aiscope.testing.frames import (
     random_id,
 )
 from aiscope.testing.plan import Completion, Finish, PromptInfo, group
-from aiscope.testing.tokens import text_tokens, tools_text
+from aiscope.testing.tokens import text_tokens, tool_names
 
 PROVIDER = "openai"
 #: The ``system_fingerprint`` the mock reports.
@@ -234,14 +234,7 @@ def chat_prompt_info(body: Mapping[str, Any]) -> PromptInfo:
         if m.get("role") == "user":
             last_user = text
     tools = body.get("tools")
-    tools_json = tools_text(tools if isinstance(tools, list) else None)
-    if tools_json is not None:
-        texts.append(tools_json)
-    names = tuple(
-        str(t["function"]["name"])
-        for t in (tools if isinstance(tools, list) else ())
-        if isinstance(t, dict) and isinstance(t.get("function"), dict) and "name" in t["function"]
-    )
+    names = tool_names(tools, texts, _function_name)
     max_tokens = _int_or_none(body.get("max_completion_tokens"))
     if max_tokens is None:
         max_tokens = _int_or_none(body.get("max_tokens"))
@@ -254,6 +247,15 @@ def chat_prompt_info(body: Mapping[str, Any]) -> PromptInfo:
         max_output_tokens=max_tokens,
         stop=_stop(body.get("stop")),
     )
+
+
+def _responses_function_name(tool: dict[str, Any]) -> list[Any]:
+    return [tool["name"]] if tool.get("type") == "function" and "name" in tool else []
+
+
+def _function_name(tool: dict[str, Any]) -> list[Any]:
+    fn = tool.get("function")
+    return [fn["name"]] if isinstance(fn, dict) and "name" in fn else []
 
 
 # --------------------------------------------------------------------------- chat completions
@@ -431,13 +433,8 @@ def responses_prompt_info(body: Mapping[str, Any]) -> PromptInfo:
             texts.append(text)
             after_tool = kind == "function_call_output"
     tools = body.get("tools")
-    tools_json = tools_text(tools if isinstance(tools, list) else None)
-    if tools_json is not None:
-        texts.append(tools_json)
-    names = tuple(
-        str(t["name"])
-        for t in (tools if isinstance(tools, list) else ())
-        if isinstance(t, dict) and t.get("type") == "function" and "name" in t
+    names = tool_names(
+        tools, texts, lambda t: [t["name"]] if t.get("type") == "function" and "name" in t else []
     )
     return PromptInfo(
         model=body["model"],

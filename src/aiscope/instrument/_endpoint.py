@@ -1,0 +1,60 @@
+"""What aiscope needs to know about one SDK method to record its calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiscope.capture import LLMCall
+from aiscope.instrument._streams import ChunkReader
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One instrumented SDK method (e.g. openai ``chat.completions.create``).
+
+    ``read_response`` copies usage, model, ids and finish reasons from a whole
+    response onto the call; ``new_reader`` makes a :class:`ChunkReader` for a
+    stream (None: the method never streams); ``prompt_text`` gives the text a
+    budget estimate counts; ``max_output_keys`` name the request's output cap.
+    """
+
+    provider: str
+    operation: str
+    read_response: Callable[[LLMCall, Any], None]
+    prompt_text: Callable[[Mapping[str, Any]], str]
+    new_reader: Callable[[int], ChunkReader] | None = None
+    max_output_keys: tuple[str, ...] = ("max_tokens",)
+    #: the request option that asks an OpenAI stream for a final usage chunk
+    usage_option: bool = False
+    request_id_header: str = "x-request-id"
+
+
+def text_of(content: Any) -> str:
+    """The text inside a message's ``content``: a str, or a list of parts with ``text``."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping):
+                text = part.get("text")
+                if isinstance(text, str):
+                    parts.append(text)
+        return "\n".join(parts)
+    return ""
+
+
+def messages_text(messages: Any) -> str:
+    """The text of a list of chat messages (dicts with ``content``)."""
+    if not isinstance(messages, list | tuple):
+        return ""
+    return "\n".join(text_of(m.get("content")) for m in messages if isinstance(m, Mapping))
+
+
+def count(value: Any) -> int:
+    """A token count from an SDK usage field (None or absent: 0)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
