@@ -166,3 +166,33 @@ def test_sink_errors_degrade_and_sync_api() -> None:
 def test_unknown_provider_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="providers: unknown provider 'nope'"):
         HealthChecker(providers=["nope"])
+
+
+def test_fastapi_health_endpoint_serves_the_checker() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from aiscope.integrations.fastapi import instrument_app
+
+    breaker = CircuitBreaker("openai", failure_threshold=1, recovery_timeout_s=60)
+    checker = HealthChecker(breakers=[breaker], scope=aiscope.Scope())
+    app = FastAPI()
+    instrument_app(app, scope=aiscope.Scope(), health=checker.check_sync)
+    http = TestClient(app)
+    ok = http.get("/health")
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["checks"]["circuit:openai"]["status"] == "healthy"
+    breaker.record_failure()
+    down = http.get("/health")
+    assert down.status_code == 503
+    assert down.json()["status"] == "unhealthy" and down.json()["is_healthy"] is False
+
+
+async def test_the_tracer_is_an_exporter_to_check() -> None:
+    tracer = aiscope.Tracer(service_name="health-test", exporter=aiscope.InMemoryExporter())
+    try:
+        status = await HealthChecker(exporters=[tracer]).check()
+        check = status.checks["exporter:Tracer"]
+        assert check.status == "healthy" and check.message == "0 spans dropped in total"
+    finally:
+        tracer.shutdown(timeout=1)
