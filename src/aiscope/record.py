@@ -158,9 +158,11 @@ class CallRecord:
             and type(u.cache_read_tokens) is int
             and type(u.cache_write_tokens) is int
             and type(u.reasoning_tokens) is int
-            and u.cache_read_tokens >= 0
-            and u.cache_write_tokens >= 0
-            and u.cache_read_tokens + u.cache_write_tokens <= u.input_tokens
+            # cache_read >= 0, cache_write >= 0, their sum <= input; 0 <= reasoning <= output
+            and 0
+            <= u.cache_read_tokens
+            <= u.cache_read_tokens + u.cache_write_tokens
+            <= u.input_tokens
             and 0 <= u.reasoning_tokens <= u.output_tokens
             and type(u.estimated) is bool
             and type(self.retry_count) is int
