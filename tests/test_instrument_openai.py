@@ -362,3 +362,31 @@ def test_failing_sink_never_reaches_the_application(mock: MockProvider) -> None:
         aiscope.uninstrument()
     assert type(resp) is ChatCompletion and chunks
     assert scope.sink_errors == {"Broken": 2}
+
+
+def test_instrumented_sdk_calls_get_genai_spans(mock: MockProvider) -> None:
+    # the SDK adapter only talks to Scope.begin/emit; the scope's tracer turns that
+    # into a GenAI client span with the usage the server sent
+    from aiscope import InMemoryExporter, Tracer
+
+    mock.reset()
+    mock.behave(cache_read_tokens=3)
+    memory = InMemoryExporter()
+    tracer = Tracer(service_name="sdk-test", exporter=memory)
+    scope = Scope(tracer=tracer, metrics=aiscope.MetricsCollector())
+    aiscope.instrument(openai=True, anthropic=False)
+    try:
+        with use_scope(scope):
+            resp = client(mock).chat.completions.create(model="gpt-4o", messages=MSG)
+    finally:
+        aiscope.uninstrument()
+    tracer.flush(timeout=5)
+    spans = memory.spans()
+    assert [s.name for s in spans] == ["chat gpt-4o"]
+    attrs = spans[0].attributes
+    assert resp.usage is not None
+    assert attrs["gen_ai.usage.input_tokens"] == resp.usage.prompt_tokens
+    assert attrs["gen_ai.usage.output_tokens"] == resp.usage.completion_tokens
+    assert attrs["gen_ai.provider.name"] == "openai"
+    assert attrs["gen_ai.response.id"] == resp.id
+    tracer.shutdown(timeout=2)

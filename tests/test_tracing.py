@@ -119,7 +119,8 @@ def _record(**changes: object) -> CallRecord:
         model="gpt-4o",
         provider="openai",
         response_model="gpt-4o-2024-08-06",
-        upstream_request_id="chatcmpl-123",
+        upstream_request_id="req-abc",
+        response_id="chatcmpl-123",
         latency_s=0.5,
         usage=Usage(
             input_tokens=100,

@@ -37,7 +37,7 @@ def _traced_work(tracer: Tracer) -> None:
         span.set_attribute("input_length", 12)
         call.set_usage(input_tokens=120, output_tokens=30, cache_read_tokens=100)
         call.set_response(
-            model="gpt-4o-2024-08-06", request_id="chatcmpl-9", finish_reasons=["stop"]
+            model="gpt-4o-2024-08-06", finish_reasons=["stop"], response_id="chatcmpl-9"
         )
 
 
@@ -117,9 +117,10 @@ def test_langfuse_exporter_sends_generations_with_basic_auth(receiver: OtlpRecei
     tracer.shutdown(timeout=5)
     (export,) = receiver.exports()
     assert export.path == "/api/public/otel/v1/traces"
-    assert export.headers["authorization"] == "Basic " + base64.b64encode(
-        b"pk-lf-123:sk-lf-456"
-    ).decode()
+    assert (
+        export.headers["authorization"]
+        == "Basic " + base64.b64encode(b"pk-lf-123:sk-lf-456").decode()
+    )
     by_name = {s.name: s for s in receiver.spans()}
     gen = by_name["chat gpt-4o"].attributes
     assert gen["langfuse.observation.type"] == "generation"

@@ -80,6 +80,7 @@ class LLMCall:
         self._active_scope: Scope | None = None
         self.response_model: str | None = None
         self.upstream_request_id: str | None = None
+        self.response_id: str | None = None
         self.finish_reasons: tuple[str, ...] = ()
         self.record: CallRecord | None = None
         self.retry_count = 0
@@ -120,11 +121,15 @@ class LLMCall:
         model: str | None = None,
         request_id: str | None = None,
         finish_reasons: tuple[str, ...] | list[str] = (),
+        response_id: str | None = None,
     ) -> None:
-        """What the provider answered with: model, its request id, finish reasons."""
+        """What the provider answered with: model, its request id (from the HTTP
+        headers), finish reasons, and the id of the response (completion) itself."""
         self.response_model = model
         self.upstream_request_id = request_id
         self.finish_reasons = tuple(finish_reasons)
+        if response_id is not None:
+            self.response_id = response_id
 
     # -- context manager ----------------------------------------------------------------
     def __enter__(self) -> LLMCall:
@@ -153,6 +158,7 @@ class LLMCall:
             provider=self.provider,
             operation=self.operation,
             upstream_request_id=self.upstream_request_id,
+            response_id=self.response_id,
             response_model=self.response_model,
             start_time=self._start,
             latency_s=latency,

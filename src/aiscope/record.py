@@ -99,6 +99,7 @@ class CallRecord:
     operation: str = "chat"
     request_id: str = field(default_factory=new_request_id)
     upstream_request_id: str | None = None
+    response_id: str | None = None
     trace_id: str | None = None
     span_id: str | None = None
     response_model: str | None = None
@@ -140,6 +141,7 @@ class CallRecord:
             and type(self.request_id) is str
             and self.request_id
             and type(self.upstream_request_id) in _OPTIONAL_STR
+            and type(self.response_id) in _OPTIONAL_STR
             and type(self.trace_id) in _OPTIONAL_STR
             and type(self.span_id) in _OPTIONAL_STR
             and type(self.response_model) in _OPTIONAL_STR
@@ -156,9 +158,11 @@ class CallRecord:
             and type(u.cache_read_tokens) is int
             and type(u.cache_write_tokens) is int
             and type(u.reasoning_tokens) is int
-            and u.cache_read_tokens >= 0
-            and u.cache_write_tokens >= 0
-            and u.cache_read_tokens + u.cache_write_tokens <= u.input_tokens
+            # cache_read >= 0, cache_write >= 0, their sum <= input; 0 <= reasoning <= output
+            and 0
+            <= u.cache_read_tokens
+            <= u.cache_read_tokens + u.cache_write_tokens
+            <= u.input_tokens
             and 0 <= u.reasoning_tokens <= u.output_tokens
             and type(u.estimated) is bool
             and type(self.retry_count) is int
@@ -180,7 +184,14 @@ class CallRecord:
                 raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
             if not value:
                 raise ValueError(f"{name} must not be empty")
-        for name in ("upstream_request_id", "trace_id", "span_id", "response_model", "error_type"):
+        for name in (
+            "upstream_request_id",
+            "response_id",
+            "trace_id",
+            "span_id",
+            "response_model",
+            "error_type",
+        ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")

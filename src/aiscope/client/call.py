@@ -252,6 +252,7 @@ class Call:
             record.usage = response.usage
             record.response_model = response.model
             record.upstream_request_id = response.request_id or response.id
+            record.response_id = response.id or None
             if response.finish_reason:
                 record.finish_reasons = (response.finish_reason,)
         if exc is not None:

@@ -122,7 +122,11 @@ class _Linear:
         return self.coefs, self.const
 
     def scaled(self, u: Usage) -> int:
-        coefs, const = self._tier(u.input_tokens) if self.tiers else (self.coefs, self.const)
+        """The cost in units of ``10**exp`` USD: an exact integer."""
+        coefs, const = self.coefs, self.const
+        tiers = self.tiers
+        if tiers and u.input_tokens > tiers[0][0]:  # the base tier needs no search
+            coefs, const = self._tier(u.input_tokens)
         c0, c1, c2, c3, c4 = coefs
         return (
             c0 * u.input_tokens
@@ -133,21 +137,13 @@ class _Linear:
             + const
         )
 
+    def usd(self, scaled: int) -> float:
+        """``scaled`` (from :meth:`scaled`) in USD, correctly rounded: int / int is."""
+        return scaled / self.divisor if self.exp < 0 else float(scaled * 10**self.exp)
+
     def cost(self, u: Usage) -> float:
-        if self.tiers:
-            s = self.scaled(u)
-        else:  # inline: this runs on every call
-            c0, c1, c2, c3, c4 = self.coefs
-            s = (
-                c0 * u.input_tokens
-                + c1 * u.output_tokens
-                + c2 * u.cache_read_tokens
-                + c3 * u.cache_write_tokens
-                + c4 * u.reasoning_tokens
-                + self.const
-            )
-        # int / int is correctly rounded in Python: float(exact decimal), exactly.
-        return s / self.divisor if self.exp < 0 else float(s * 10**self.exp)
+        """The cost of ``u`` in USD."""
+        return self.usd(self.scaled(u))
 
     def cost_decimal(self, u: Usage) -> Decimal:
         return Decimal(self.scaled(u)).scaleb(self.exp)
@@ -505,7 +501,10 @@ class Pricing:
         if entry is not None:
             linear = entry.constant
             if type(linear) is _Linear:
-                record.cost_usd = linear.cost(record.usage)
+                scaled = linear.scaled(record.usage)  # linear.cost(), one call fewer
+                record.cost_usd = (
+                    scaled / linear.divisor if linear.exp < 0 else float(scaled * 10**linear.exp)
+                )
                 record.cost_status = "ok" if entry.override is None else "override"
                 return
         record.cost_usd, record.cost_status = self.cost(

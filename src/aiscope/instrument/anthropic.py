@@ -46,13 +46,14 @@ def _read_message(call: LLMCall, msg: Any) -> None:
         getattr(msg, "model", None),
         request_id_of(msg),
         [reason] if isinstance(reason, str) else [],
+        getattr(msg, "id", None),
     )
 
 
 class MessageEvents:
     """Reads raw message stream events: usage, first text delta, stop reason."""
 
-    __slots__ = ("_est_in", "_model", "_out", "_reason", "_seen", "_start_usage", "_text")
+    __slots__ = ("_est_in", "_id", "_model", "_out", "_reason", "_seen", "_start_usage", "_text")
 
     def __init__(self, est_in: int) -> None:
         self._est_in = est_in
@@ -61,6 +62,7 @@ class MessageEvents:
         self._start_usage: Any = None
         self._out: Any = None
         self._model: str | None = None
+        self._id: str | None = None
         self._reason: str | None = None
 
     def on_item(self, call: LLMCall, event: Any) -> None:
@@ -75,6 +77,7 @@ class MessageEvents:
         elif kind == "message_start":
             self._start_usage = event.message.usage
             self._model = event.message.model
+            self._id = getattr(event.message, "id", None)
         elif kind == "message_delta":
             self._out = event.usage.output_tokens  # cumulative
             reason = getattr(event.delta, "stop_reason", None)
@@ -83,7 +86,10 @@ class MessageEvents:
 
     def on_end(self, call: LLMCall) -> None:
         call.set_response(
-            self._model, call.upstream_request_id, [self._reason] if self._reason else []
+            self._model,
+            call.upstream_request_id,
+            [self._reason] if self._reason else [],
+            self._id,
         )
         if self._start_usage is not None and self._out is not None:
             set_usage(call, self._start_usage, self._out)

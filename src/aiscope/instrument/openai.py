@@ -58,13 +58,15 @@ def _read_chat(call: LLMCall, resp: Any) -> None:
     if usage is not None:
         set_chat_usage(call, usage)
     reasons = [c.finish_reason for c in getattr(resp, "choices", None) or () if c.finish_reason]
-    call.set_response(getattr(resp, "model", None), request_id_of(resp), reasons)
+    call.set_response(
+        getattr(resp, "model", None), request_id_of(resp), reasons, getattr(resp, "id", None)
+    )
 
 
 class ChatChunks:
     """Reads ``ChatCompletionChunk``\\ s: first content, finish reasons, final usage."""
 
-    __slots__ = ("_est_in", "_model", "_reasons", "_seen", "_text", "_usage")
+    __slots__ = ("_est_in", "_id", "_model", "_reasons", "_seen", "_text", "_usage")
 
     def __init__(self, est_in: int) -> None:
         self._est_in = est_in
@@ -73,6 +75,7 @@ class ChatChunks:
         self._reasons: list[str] = []
         self._usage: Any = None
         self._model: str | None = None
+        self._id: str | None = None
 
     def on_item(self, call: LLMCall, chunk: Any) -> None:
         choices = chunk.choices
@@ -87,12 +90,13 @@ class ChatChunks:
                     self._text.append(delta.content)
                 if choice.finish_reason:
                     self._reasons.append(choice.finish_reason)
+        self._id = getattr(chunk, "id", None) or self._id
         if chunk.usage is not None:
             self._usage = chunk.usage
             self._model = chunk.model
 
     def on_end(self, call: LLMCall) -> None:
-        call.set_response(self._model, call.upstream_request_id, self._reasons)
+        call.set_response(self._model, call.upstream_request_id, self._reasons, self._id)
         if self._usage is not None:
             set_chat_usage(call, self._usage)
         else:

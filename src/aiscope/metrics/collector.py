@@ -412,9 +412,8 @@ class MetricsCollector:
         cost = record.cost_usd
         with self._lock:
             v = s.values
-            v[0] += 1.0
-            v[1] += latency
-            v[2 + bisect_left(lay.duration_bounds, latency)] += 1.0
+            v[0] += latency  # duration sum; its buckets' total is the request count
+            v[1 + bisect_left(lay.duration_bounds, latency)] += 1.0
             if ttft is not None:
                 v[lay.ttft_sum] += ttft
                 v[lay.ttft_bucket0 + bisect_left(lay.ttft_bounds, ttft)] += 1.0

@@ -41,16 +41,29 @@ TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 class Layout:
     """Offsets of the values of one series in its flat list.
 
-    ``[requests, duration_sum, duration buckets..., +Inf, ttft_sum, ttft buckets...,
-    +Inf, input, output, cache_read, cache_write, reasoning, cost]``; bucket counts
-    are per bucket (not cumulative) until exposition.
+    ``[duration_sum, duration buckets..., +Inf, ttft_sum, ttft buckets..., +Inf,
+    input, output, cache_read, cache_write, reasoning, cost]``; bucket counts are per
+    bucket (not cumulative) until exposition. The request count is the duration
+    histogram's count: one number fewer to update per call.
     """
+
+    __slots__ = (
+        "cost",
+        "duration_bounds",
+        "duration_bucket0",
+        "duration_sum",
+        "size",
+        "tokens",
+        "ttft_bounds",
+        "ttft_bucket0",
+        "ttft_sum",
+    )
 
     def __init__(self, duration_buckets: Sequence[float], ttft_buckets: Sequence[float]) -> None:
         self.duration_bounds = tuple(float(b) for b in duration_buckets)
         self.ttft_bounds = tuple(float(b) for b in ttft_buckets)
-        self.duration_sum = 1
-        self.duration_bucket0 = 2
+        self.duration_sum = 0
+        self.duration_bucket0 = 1
         self.ttft_sum = self.duration_bucket0 + len(self.duration_bounds) + 1
         self.ttft_bucket0 = self.ttft_sum + 1
         self.tokens = self.ttft_bucket0 + len(self.ttft_bounds) + 1
@@ -226,16 +239,18 @@ class StoreCollector:
         per_status: dict[tuple[str, ...], list[Any]] = {}
         per_error: dict[tuple[str, ...], list[Any]] = {}
         per_base: dict[tuple[str, ...], tuple[list[Any], float]] = {}
+        first, end = lay.duration_bucket0, lay.ttft_sum
         for s, v in snapshot:
-            _count(per_status, (*s.base, s.status), v[0], s.created)
+            n = sum(v[first:end])  # calls: the duration histogram's count
+            _count(per_status, (*s.base, s.status), n, s.created)
             if s.status != "ok":
-                _count(per_error, (*s.base, s.error), v[0], s.created)
+                _count(per_error, (*s.base, s.error), n, s.created)
             acc = per_base.get(s.base)
             if acc is None:
                 per_base[s.base] = (list(v), s.created)
             else:
                 total = acc[0]
-                for i in range(1, lay.size):
+                for i in range(lay.size):
                     total[i] += v[i]
                 per_base[s.base] = (total, min(acc[1], s.created))
         for family, counts in ((requests, per_status), (errors, per_error)):

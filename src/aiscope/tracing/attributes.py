@@ -44,6 +44,8 @@ SERVER_PORT: Final = "server.port"
 COST_USD: Final = "aiscope.cost_usd"
 COST_STATUS: Final = "aiscope.cost_status"
 REQUEST_ID: Final = "aiscope.request_id"
+#: the provider's own request id (HTTP header), next to the response id
+UPSTREAM_REQUEST_ID: Final = "aiscope.upstream_request_id"
 RETRY_COUNT: Final = "aiscope.retry_count"
 USAGE_ESTIMATED: Final = "aiscope.usage.estimated"
 OPERATIONS: Final = "aiscope.operations"
@@ -115,8 +117,10 @@ def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
         attrs[USAGE_REASONING_OUTPUT_TOKENS] = u.reasoning_tokens
     if u.estimated:
         attrs[USAGE_ESTIMATED] = True
+    if record.response_id:
+        attrs[RESPONSE_ID] = record.response_id
     if record.upstream_request_id:
-        attrs[RESPONSE_ID] = record.upstream_request_id
+        attrs[UPSTREAM_REQUEST_ID] = record.upstream_request_id
     if record.finish_reasons:
         attrs[RESPONSE_FINISH_REASONS] = list(record.finish_reasons)
     if record.time_to_first_token_s is not None:

@@ -104,9 +104,7 @@ class ConsoleExporter(SpanExporter):
             left = list(self._pending.values())
             self._pending.clear()
             self._count = 0
-        text = "".join(
-            self.render(s, fam) for fam in left for s in fam if _parent_missing(s, fam)
-        )
+        text = "".join(self.render(s, fam) for fam in left for s in fam if _parent_missing(s, fam))
         if text:
             (self.out if self.out is not None else sys.stdout).write(text)
 
