@@ -1,0 +1,127 @@
+"""GenAI spans become calls: OpenTelemetry GenAI semantic-convention attributes
+(``gen_ai.*``) plus aiscope's own (``aiscope.cost_usd``, ``aiscope.tag.*``).
+
+A span is a call when it names a model (``gen_ai.request.model`` or
+``gen_ai.response.model``). Its cost is the span's ``aiscope.cost_usd`` when
+present, otherwise it is priced here by :class:`~aiscope.cost.pricing.Pricing`,
+the same code the SDK prices with, at the span's start time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiscope.cost.pricing import Pricing
+from aiscope.record import CallRecord, Usage
+from aiscope.server.otlp import Span
+
+OPERATION = "gen_ai.operation.name"
+PROVIDER = "gen_ai.provider.name"
+SYSTEM = "gen_ai.system"  # the name before semantic conventions 1.37
+REQUEST_MODEL = "gen_ai.request.model"
+RESPONSE_MODEL = "gen_ai.response.model"
+INPUT_TOKENS = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
+CACHE_READ_TOKENS = "gen_ai.usage.cache_read.input_tokens"
+CACHE_WRITE_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+REASONING_TOKENS = "gen_ai.usage.reasoning.output_tokens"
+TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"  # seconds
+ERROR_TYPE = "error.type"
+COST_USD = "aiscope.cost_usd"
+REQUEST_ID = "aiscope.request_id"
+TAG_PREFIX = "aiscope.tag."
+
+
+class InvalidCall(ValueError):
+    """A GenAI span whose numbers are inconsistent (kept as a plain span)."""
+
+
+def is_call(attributes: dict[str, Any]) -> bool:
+    """Whether a span with these attributes describes one GenAI call."""
+    return bool(attributes.get(REQUEST_MODEL) or attributes.get(RESPONSE_MODEL))
+
+
+def _count(attrs: dict[str, Any], key: str) -> int:
+    value = attrs.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidCall(f"{key} must be an integer, got {value!r}")
+    try:
+        n = int(value)
+    except ValueError:
+        raise InvalidCall(f"{key} must be an integer, got {value!r}") from None
+    if n < 0 or n != float(value):
+        raise InvalidCall(f"{key} must be a whole number >= 0, got {value!r}")
+    return n
+
+
+def _seconds(attrs: dict[str, Any], key: str) -> float | None:
+    value = attrs.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidCall(f"{key} must be a number, got {value!r}")
+    if not 0 <= value < float("inf"):
+        raise InvalidCall(f"{key} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
+    """The ``calls`` row of a GenAI span; :class:`InvalidCall` names a bad attribute."""
+    a = span.attributes
+    model = str(a.get(REQUEST_MODEL) or a.get(RESPONSE_MODEL))
+    response_model = a.get(RESPONSE_MODEL)
+    provider = str(a.get(PROVIDER) or a.get(SYSTEM) or "unknown")
+    try:
+        usage = Usage(
+            input_tokens=_count(a, INPUT_TOKENS),
+            output_tokens=_count(a, OUTPUT_TOKENS),
+            cache_read_tokens=_count(a, CACHE_READ_TOKENS),
+            cache_write_tokens=_count(a, CACHE_WRITE_TOKENS),
+            reasoning_tokens=_count(a, REASONING_TOKENS),
+        )
+    except (TypeError, ValueError) as exc:
+        raise InvalidCall(str(exc)) from None
+    start = span.start_ns / 1e9
+    latency_s = max(0, span.end_ns - span.start_ns) / 1e9
+    ttft = _seconds(a, TIME_TO_FIRST_CHUNK)
+    tags = {k[len(TAG_PREFIX) :]: str(v) for k, v in a.items() if k.startswith(TAG_PREFIX)}
+    record = CallRecord(
+        model=model,
+        provider=provider,
+        operation=str(a.get(OPERATION) or "chat"),
+        response_model=str(response_model) if response_model else None,
+        start_time=start,
+        latency_s=latency_s,
+        usage=usage,
+        cost_usd=_seconds(a, COST_USD),
+    )
+    pricing.price_record(record)  # keeps a cost the span already carries
+    error_type = a.get(ERROR_TYPE)
+    return {
+        "project_id": project_id,
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id,
+        "request_id": str(a[REQUEST_ID]) if a.get(REQUEST_ID) else None,
+        "operation": record.operation,
+        "provider": provider,
+        "model": model,
+        "response_model": record.response_model,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_read_tokens": usage.cache_read_tokens,
+        "cache_write_tokens": usage.cache_write_tokens,
+        "reasoning_tokens": usage.reasoning_tokens,
+        "latency_ms": latency_s * 1000.0,
+        "ttft_ms": None if ttft is None else ttft * 1000.0,
+        "cost_usd": record.cost_usd,
+        "cost_status": record.cost_status,
+        "status": "error" if span.error or error_type else "ok",
+        "error_type": str(error_type) if error_type else None,
+        "feature": tags.get("feature"),
+        "team": tags.get("team"),
+        "tags": tags,
+        "start_ts": start,
+    }

@@ -1,0 +1,212 @@
+"""Reads, always scoped to one project.
+
+Aggregates (cost, tokens, latency percentiles) come from the per-minute rollups,
+never from scanning calls: their cost grows with minutes x models x features x
+teams in the range, not with the number of calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, and_, func, or_, select
+
+from aiscope.server import sketch
+from aiscope.server.tables import calls, rollups, spans
+
+GroupBy = Literal["model", "provider", "feature", "team", "day"]
+GROUPS: tuple[str, ...] = ("model", "provider", "feature", "team", "day")
+CALL_FILTERS = ("model", "provider", "feature", "team", "status", "trace_id", "operation")
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of calls, newest first; ``next_cursor`` is None on the last page."""
+
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _minutes(start: float | None, end: float | None) -> tuple[int | None, int | None]:
+    """Rollup minutes covering [start, end): every minute that overlaps the range."""
+    for name, v in (("start", start), ("end", end)):
+        if v is not None and not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite Unix time in seconds, got {v!r}")
+    if start is not None and end is not None and end < start:
+        raise ValueError(f"end ({end}) must not be before start ({start})")
+    return (
+        None if start is None else math.floor(start / 60),
+        None if end is None else math.ceil(end / 60),
+    )
+
+
+def list_calls(
+    engine: Engine,
+    project_id: str,
+    *,
+    filters: dict[str, str] | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> Page:
+    """Calls of ``project_id`` matching ``filters`` (exact values), newest first, keyset paging."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
+    _minutes(start, end)
+    q = select(calls).where(calls.c.project_id == project_id)
+    for key, value in (filters or {}).items():
+        if key not in CALL_FILTERS:
+            raise ValueError(f"unknown filter {key!r}; allowed: {', '.join(CALL_FILTERS)}")
+        q = q.where(calls.c[key] == value)
+    if start is not None:
+        q = q.where(calls.c.start_ts >= start)
+    if end is not None:
+        q = q.where(calls.c.start_ts < end)
+    if cursor:
+        ts, last_id = _parse_cursor(cursor)
+        q = q.where(
+            or_(calls.c.start_ts < ts, and_(calls.c.start_ts == ts, calls.c.id < last_id))
+        )
+    q = q.order_by(calls.c.start_ts.desc(), calls.c.id.desc()).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = f"{rows[-1]['start_ts']!r}:{rows[-1]['id']}" if more else None
+    for r in rows:
+        r.pop("project_id")
+    return Page(rows, nxt)
+
+
+def _parse_cursor(cursor: str) -> tuple[float, int]:
+    try:
+        ts, last_id = cursor.split(":")
+        value = float(ts), int(last_id)
+    except ValueError:
+        raise ValueError(f"cursor is malformed: {cursor[:60]!r}") from None
+    if not math.isfinite(value[0]):
+        raise ValueError(f"cursor is malformed: {cursor[:60]!r}")
+    return value
+
+
+def trace_tree(engine: Engine, project_id: str, trace_id: str) -> list[dict[str, Any]] | None:
+    """The spans of one trace as a forest (roots with nested ``children``), calls attached;
+    None when the project has no such trace."""
+    with engine.connect() as conn:
+        span_rows = conn.execute(
+            select(spans)
+            .where(spans.c.project_id == project_id, spans.c.trace_id == trace_id)
+            .order_by(spans.c.start_ts, spans.c.id)
+        ).all()
+        call_rows = conn.execute(
+            select(calls).where(calls.c.project_id == project_id, calls.c.trace_id == trace_id)
+        ).all()
+    if not span_rows:
+        return None
+    by_span = {c.span_id: dict(c._mapping) for c in call_rows}
+    nodes: dict[str, dict[str, Any]] = {}
+    for s in span_rows:
+        node = {k: v for k, v in s._mapping.items() if k not in ("id", "project_id")}
+        call = by_span.get(s.span_id)
+        if call is not None:
+            call.pop("project_id", None)
+        node["call"] = call
+        node["children"] = []
+        nodes[s.span_id] = node
+    roots: list[dict[str, Any]] = []
+    for node in nodes.values():
+        parent = nodes.get(node["parent_span_id"] or "")
+        (parent["children"] if parent is not None else roots).append(node)
+    return roots
+
+
+def _range(q: Any, project_id: str, start: float | None, end: float | None) -> Any:
+    lo, hi = _minutes(start, end)
+    q = q.where(rollups.c.project_id == project_id)
+    if lo is not None:
+        q = q.where(rollups.c.minute >= lo)
+    if hi is not None:
+        q = q.where(rollups.c.minute < hi)
+    return q
+
+
+def cost_by(
+    engine: Engine,
+    project_id: str,
+    group_by: str,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+) -> list[dict[str, Any]]:
+    """Calls, errors, tokens by type and cost per ``group_by`` value, dearest first."""
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}, got {group_by!r}")
+    key = rollups.c.minute - rollups.c.minute % 1440 if group_by == "day" else rollups.c[group_by]
+    sums = [
+        func.sum(rollups.c[c]).label(c)
+        for c in (
+            "calls",
+            "errors",
+            "input_tokens",
+            "output_tokens",
+            "cache_read_tokens",
+            "cache_write_tokens",
+            "reasoning_tokens",
+            "cost_usd",
+            "unpriced_calls",
+        )
+    ]
+    q = _range(select(key.label("key"), *sums), project_id, start, end).group_by(key)
+    with engine.connect() as conn:
+        rows = [dict(r._mapping) for r in conn.execute(q)]
+    out = []
+    for r in rows:
+        k = r.pop("key")
+        if group_by == "day":
+            k = datetime.fromtimestamp(int(k) * 60, UTC).date().isoformat()
+        item: dict[str, Any] = {group_by: k}
+        item.update({name: (float(v) if name == "cost_usd" else int(v)) for name, v in r.items()})
+        out.append(item)
+    out.sort(key=lambda r: (-r["cost_usd"], str(r[group_by])))
+    return out
+
+
+def latency_by_model(
+    engine: Engine,
+    project_id: str,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    quantiles: Sequence[float] = (0.5, 0.95, 0.99),
+    metric: Literal["latency", "ttft"] = "latency",
+) -> list[dict[str, Any]]:
+    """Percentiles (ms) per (provider, model) over the range, merged from rollup sketches."""
+    if metric not in ("latency", "ttft"):
+        raise ValueError(f"metric must be 'latency' or 'ttft', got {metric!r}")
+    column = rollups.c.latency_bins if metric == "latency" else rollups.c.ttft_bins
+    q = _range(
+        select(rollups.c.provider, rollups.c.model, column.label("bins")), project_id, start, end
+    )
+    parts: dict[tuple[str, str], list[dict[str, int]]] = {}
+    with engine.connect() as conn:
+        for r in conn.execute(q):
+            parts.setdefault((r.provider, r.model), []).append(r.bins)
+    out = []
+    for (provider, model), many in sorted(parts.items()):
+        bins = sketch.merge(many)
+        values = sketch.quantiles(bins, quantiles)
+        out.append(
+            {
+                "provider": provider,
+                "model": model,
+                "count": sum(bins.values()),
+                "quantiles": {f"p{q * 100:g}": v for q, v in zip(quantiles, values, strict=True)},
+            }
+        )
+    return out
