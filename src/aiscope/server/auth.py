@@ -23,7 +23,7 @@ from aiscope.server.tables import api_keys, projects
 
 Kind = Literal["public", "secret"]
 _PREFIX: dict[Kind, str] = {"public": "ask_pub_", "secret": "ask_sec_"}
-_KEY = re.compile(r"^ask_(pub|sec)_([0-9a-f]{16})_([A-Za-z0-9_-]{20,100})$")
+_KEY = re.compile(r"^ask_(pub|sec)_([0-9a-f]{16})_([0-9a-f]{64})$")
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 LOCAL_PROJECT = "local"
 
@@ -51,7 +51,7 @@ def _digest(secret: str) -> str:
 
 def _new_key(project_id: str, kind: Kind) -> tuple[dict[str, object], str]:
     key_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
+    secret = secrets.token_hex(32)
     row = {
         "key_id": key_id,
         "project_id": project_id,

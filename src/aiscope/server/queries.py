@@ -70,9 +70,7 @@ def list_calls(
         q = q.where(calls.c.start_ts < end)
     if cursor:
         ts, last_id = _parse_cursor(cursor)
-        q = q.where(
-            or_(calls.c.start_ts < ts, and_(calls.c.start_ts == ts, calls.c.id < last_id))
-        )
+        q = q.where(or_(calls.c.start_ts < ts, and_(calls.c.start_ts == ts, calls.c.id < last_id)))
     q = q.order_by(calls.c.start_ts.desc(), calls.c.id.desc()).limit(limit + 1)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
@@ -189,6 +187,7 @@ def latency_by_model(
     """Percentiles (ms) per (provider, model) over the range, merged from rollup sketches."""
     if metric not in ("latency", "ttft"):
         raise ValueError(f"metric must be 'latency' or 'ttft', got {metric!r}")
+    sketch.check_quantiles(quantiles)
     column = rollups.c.latency_bins if metric == "latency" else rollups.c.ttft_bins
     q = _range(
         select(rollups.c.provider, rollups.c.model, column.label("bins")), project_id, start, end

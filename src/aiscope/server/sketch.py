@@ -35,11 +35,18 @@ def merge(many: Iterable[Mapping[str, int]]) -> Bins:
     return out
 
 
-def quantiles(bins: Mapping[str, int], qs: Sequence[float]) -> list[float | None]:
-    """The ``qs`` quantiles (0..1) of ``bins``, within 1% of the true values; None if empty."""
+def check_quantiles(qs: Sequence[float]) -> None:
+    """Raise ``ValueError`` unless every quantile is within [0, 1]."""
+    if not qs:
+        raise ValueError("quantiles must not be empty")
     for q in qs:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be between 0 and 1, got {q!r}")
+
+
+def quantiles(bins: Mapping[str, int], qs: Sequence[float]) -> list[float | None]:
+    """The ``qs`` quantiles (0..1) of ``bins``, within 1% of the true values; None if empty."""
+    check_quantiles(qs)
     sk = DDSketch(ACCURACY)
     for key, n in bins.items():
         if n > 0:

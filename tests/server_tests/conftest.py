@@ -7,20 +7,17 @@ works in its own new schema, dropped afterwards, so parallel runs never collide.
 from __future__ import annotations
 
 import os
-import threading
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from aiscope.server import Settings, create_app, open_database
+from aiscope.server import Settings, open_database
 from aiscope.server.auth import ensure_local_project
 from aiscope.server.db import normalize_url
+from server_tests.harness import Running, run_server
 
 PG_ENV = "AISCOPE_TEST_POSTGRES_URL"
 
@@ -57,35 +54,6 @@ def engine(db_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
-
-
-@dataclass
-class Running:
-    """A server running in a thread on loopback."""
-
-    url: str
-    engine: Engine
-
-
-def run_server(settings: Settings) -> Iterator[Running]:
-    """Run the app with uvicorn on a free loopback port until the generator is closed."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield Running(f"http://127.0.0.1:{port}", settings.engine)
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 @pytest.fixture
