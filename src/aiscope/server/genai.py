@@ -91,6 +91,7 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         model=model,
         provider=provider,
         operation=str(a.get(OPERATION) or "chat"),
+        request_id=span.span_id,  # not used here: saves generating a uuid per span
         response_model=str(response_model) if response_model else None,
         start_time=start,
         latency_s=latency_s,
@@ -104,6 +105,8 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         "trace_id": span.trace_id,
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
+        "name": span.name[:512],
+        "service_name": span.service_name,
         "request_id": str(a[REQUEST_ID]) if a.get(REQUEST_ID) else None,
         "operation": record.operation,
         "provider": provider,

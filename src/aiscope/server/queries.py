@@ -94,32 +94,42 @@ def _parse_cursor(cursor: str) -> tuple[float, int]:
 
 
 def trace_tree(engine: Engine, project_id: str, trace_id: str) -> list[dict[str, Any]] | None:
-    """The spans of one trace as a forest (roots with nested ``children``), calls attached;
-    None when the project has no such trace."""
+    """The spans of one trace as a forest (roots with nested ``children``), each call's
+    span with its ``call``; None when the project has no such trace."""
     with engine.connect() as conn:
         span_rows = conn.execute(
-            select(spans)
-            .where(spans.c.project_id == project_id, spans.c.trace_id == trace_id)
-            .order_by(spans.c.start_ts, spans.c.id)
+            select(spans).where(spans.c.project_id == project_id, spans.c.trace_id == trace_id)
         ).all()
         call_rows = conn.execute(
             select(calls).where(calls.c.project_id == project_id, calls.c.trace_id == trace_id)
         ).all()
-    if not span_rows:
+    if not span_rows and not call_rows:
         return None
-    by_span = {c.span_id: dict(c._mapping) for c in call_rows}
-    nodes: dict[str, dict[str, Any]] = {}
+    nodes: list[dict[str, Any]] = []
     for s in span_rows:
         node = {k: v for k, v in s._mapping.items() if k not in ("id", "project_id")}
-        call = by_span.get(s.span_id)
-        if call is not None:
-            call.pop("project_id", None)
-        node["call"] = call
-        node["children"] = []
-        nodes[s.span_id] = node
+        nodes.append({**node, "call": None, "children": []})
+    for c in call_rows:
+        call = {k: v for k, v in c._mapping.items() if k != "project_id"}
+        nodes.append(
+            {
+                "trace_id": c.trace_id,
+                "span_id": c.span_id,
+                "parent_span_id": c.parent_span_id,
+                "name": c.name,
+                "start_ts": c.start_ts,
+                "end_ts": c.start_ts + c.latency_ms / 1000.0,
+                "status": c.status,
+                "service_name": c.service_name,
+                "call": call,
+                "children": [],
+            }
+        )
+    nodes.sort(key=lambda n: (n["start_ts"], n["span_id"]))
+    by_id = {n["span_id"]: n for n in nodes}
     roots: list[dict[str, Any]] = []
-    for node in nodes.values():
-        parent = nodes.get(node["parent_span_id"] or "")
+    for node in nodes:
+        parent = by_id.get(node["parent_span_id"] or "")
         (parent["children"] if parent is not None else roots).append(node)
     return roots
 

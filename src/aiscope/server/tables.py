@@ -56,6 +56,8 @@ calls = Table(
     Column("trace_id", String(32)),
     Column("span_id", String(16)),
     Column("parent_span_id", String(16)),
+    Column("name", String(512), nullable=False),
+    Column("service_name", String(256)),
     Column("request_id", String(128)),
     Column("operation", String(64), nullable=False),
     Column("provider", String(128), nullable=False),
@@ -80,6 +82,7 @@ calls = Table(
     Index("ix_calls_project_trace", "project_id", "trace_id"),
 )
 
+# Spans that are not calls (a call's span is its row in ``calls``): trace structure.
 spans = Table(
     "spans",
     metadata,
@@ -94,7 +97,6 @@ spans = Table(
     Column("end_ts", Float, nullable=False),
     Column("status", String(16), nullable=False),
     Column("service_name", String(256)),
-    Column("is_call", Boolean, nullable=False),
     Column("attributes", JSON, nullable=False),
     Index("ix_spans_project_trace", "project_id", "trace_id"),
 )

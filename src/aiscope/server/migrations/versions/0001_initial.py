@@ -29,6 +29,8 @@ def upgrade() -> None:
         sa.Column("trace_id", sa.String(length=32), nullable=True),
         sa.Column("span_id", sa.String(length=16), nullable=True),
         sa.Column("parent_span_id", sa.String(length=16), nullable=True),
+        sa.Column("name", sa.String(length=512), nullable=False),
+        sa.Column("service_name", sa.String(length=256), nullable=True),
         sa.Column("request_id", sa.String(length=128), nullable=True),
         sa.Column("operation", sa.String(length=64), nullable=False),
         sa.Column("provider", sa.String(length=128), nullable=False),
@@ -129,7 +131,6 @@ def upgrade() -> None:
         sa.Column("end_ts", sa.Float(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("service_name", sa.String(length=256), nullable=True),
-        sa.Column("is_call", sa.Boolean(), nullable=False),
         sa.Column("attributes", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
