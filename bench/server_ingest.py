@@ -32,6 +32,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from aiscope.server.db import normalize_url
+from aiscope.server.rollup import compact
 from aiscope.server.tables import calls, rollups
 
 MODELS = (("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4-5"))
@@ -144,6 +145,9 @@ def main() -> None:
     ap.add_argument("--senders", type=int, default=4, help="concurrent senders")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--span-minutes", type=int, default=7 * 24 * 60, help="the calls' start times cover this"
+    )
     args = ap.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
@@ -167,8 +171,8 @@ def main() -> None:
         rates = []
         for r in range(args.rounds):
             bodies = [
-                payload(rng, args.spans, now - (r * args.batches + i) * 60_000_000_000)
-                for i in range(args.batches)
+                payload(rng, args.spans, now - rng.randrange(args.span_minutes) * 60_000_000_000)
+                for _ in range(args.batches)
             ]
             secs = ingest_round(port, bodies, args.senders)
             rates.append(args.batches * args.spans / secs)
@@ -177,6 +181,12 @@ def main() -> None:
         with engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(calls)).scalar()
             n_rollups = conn.execute(select(func.count()).select_from(rollups)).scalar()
+        t0 = time.perf_counter()
+        while compact(engine):  # what the server's compactor does every 30 s
+            pass
+        compact_s = time.perf_counter() - t0
+        with engine.connect() as conn:
+            compacted = conn.execute(select(func.count()).select_from(rollups)).scalar()
         engine.dispose()
         sent = args.rounds * args.batches * args.spans
         assert stored == sent, f"stored {stored} of {sent} acknowledged spans"
@@ -184,7 +194,8 @@ def main() -> None:
         print(
             f"{backend}: stored spans/s median {statistics.median(rates):,.0f} "
             f"(rounds: {', '.join(f'{x:,.0f}' for x in rates)}); "
-            f"{stored:,} calls, {n_rollups:,} rollup rows"
+            f"{stored:,} calls, {n_rollups:,} rollup rows, "
+            f"{compacted:,} after compaction ({compact_s:.1f} s)"
         )
         for name, path, params in (
             ("cost by model", "/api/cost", {"group_by": "model"}),

@@ -12,9 +12,10 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
-from aiscope.server.tables import calls
+from aiscope.server.rollup import compact
+from aiscope.server.tables import calls, rollups
 from server_tests.harness import Running
 
 MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5")
@@ -128,7 +129,11 @@ def test_latency_percentiles_come_from_rollups(local_server: Running, workload: 
         conn.execute(delete(calls))
     again = httpx.get(url, params={"q": [0.5, 0.95]}, timeout=10).json()["rows"]
     assert again == rows
-    # a time range selects rollup minutes
+    # a time range selects rollup buckets: whole minutes, wherever the range starts and ends
+    lo, hi = DAY0 + 5400.5, DAY0 + 86400 + 5 * 3600 + 7 * 60 + 1.2
+    odd = httpx.get(url, params={"start": lo, "end": hi}, timeout=10).json()["rows"]
+    want = sum(lo // 60 * 60 <= w["start"] < -(-hi // 60) * 60 for w in workload)
+    assert sum(r["count"] for r in odd) == want > 0
     first_day = httpx.get(url, params={"start": DAY0, "end": DAY0 + 86400}, timeout=10).json()
     assert sum(r["count"] for r in first_day["rows"]) == sum(
         w["start"] < DAY0 + 86400 for w in workload
@@ -165,3 +170,34 @@ def test_feedback_is_stored_for_the_project(local_server: Running) -> None:
     assert missing.status_code == 400 and "trace_id or request_id" in missing.json()["detail"]
     bad = httpx.post(url, json={"name": "t", "trace_id": "xyz"}, timeout=10)
     assert bad.status_code == 422
+
+
+def test_compaction_merges_rollup_rows_without_changing_answers(
+    local_server: Running, workload: list[dict]
+) -> None:
+    def answers() -> list[object]:
+        return [
+            httpx.get(f"{local_server.url}{path}", params=params, timeout=10).json()
+            for path, params in (
+                ("/api/cost", {"group_by": "model"}),
+                ("/api/cost", {"group_by": "day"}),
+                ("/api/latency", {"q": [0.5, 0.99]}),
+            )
+        ]
+
+    def n_rows() -> int:
+        with local_server.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(rollups)).scalar() or 0)
+
+    before, rows_before = answers(), n_rows()
+    removed = compact(local_server.engine)
+    assert removed > 0 and n_rows() == rows_before - removed
+    after = answers()
+    assert after[2] == before[2]  # sketches merge exactly
+    for a, b in zip(after[:2], before[:2], strict=True):
+        assert [{k: v for k, v in r.items() if k != "cost_usd"} for r in a["rows"]] == [
+            {k: v for k, v in r.items() if k != "cost_usd"} for r in b["rows"]
+        ]
+        for ra, rb in zip(a["rows"], b["rows"], strict=True):
+            assert ra["cost_usd"] == pytest.approx(rb["cost_usd"], rel=1e-12)
+    assert compact(local_server.engine) == 0  # nothing left to merge

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, inspect, select
 
 from aiscope.server import sketch
 from aiscope.server.db import migrate, normalize_url, open_engine
+from aiscope.server.queries import cover
 from aiscope.server.rollup import rollup_rows
 from aiscope.server.tables import metadata, rollups
 
@@ -98,8 +99,15 @@ def test_rollups_group_by_minute_model_feature(engine: Engine) -> None:
             _call(61.0, "b", None, 50.0, 1.0),
         ]
     )
-    by_key = {(r["minute"], r["model"], r["feature"]): r for r in rows}
+    by_key = {(r["minute"], r["model"], r["feature"]): r for r in rows if r["resolution"] == 1}
     assert set(by_key) == {(1, "a", "x"), (2, "a", "x"), (1, "b", "")}
+    # the hour and day buckets hold the same calls, merged
+    for res in (60, 1440):
+        coarse = {(r["minute"], r["model"]): r for r in rows if r["resolution"] == res}
+        assert set(coarse) == {(0, "a"), (0, "b")}
+        a = coarse[(0, "a")]
+        assert (a["calls"], a["errors"], a["cost_usd"]) == (3, 1, 0.75)
+        assert sum(a["latency_bins"].values()) == 3
     first = by_key[(1, "a", "x")]
     assert (first["calls"], first["errors"], first["cost_usd"]) == (2, 0, 0.75)
     assert first["input_tokens"] == 20 and sum(first["latency_bins"].values()) == 2
@@ -108,5 +116,23 @@ def test_rollups_group_by_minute_model_feature(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(rollups.insert(), rows)
     with engine.connect() as conn:
-        stored = conn.execute(select(rollups.c.latency_bins).where(rollups.c.model == "a")).all()
+        stored = conn.execute(
+            select(rollups.c.latency_bins).where(rollups.c.model == "a", rollups.c.resolution == 1)
+        ).all()
     assert sum(sum(r.latency_bins.values()) for r in stored) == 3
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi"),
+    [(0, 1440), (90, 1440 + 5 * 60 + 7), (61, 119), (5, 5), (1439, 2881), (0, 3 * 1440 + 1)],
+)
+def test_cover_uses_the_coarsest_buckets_and_covers_exactly(lo: int, hi: int) -> None:
+    parts = cover(lo, hi)
+    minutes = [m for res, a, b in parts for m in range(a, b)]
+    assert minutes == list(range(lo, hi))  # every minute once, in order
+    for res, a, b in parts:
+        assert a % res == 0 and b % res == 0
+    if (lo, hi) == (0, 3 * 1440 + 1):
+        assert parts == [(1440, 0, 4320), (1, 4320, 4321)]
+    if (lo, hi) == (90, 1440 + 5 * 60 + 7):
+        assert parts == [(1, 90, 120), (60, 120, 1740), (1, 1740, 1747)]

@@ -9,7 +9,11 @@ or ``x-aiscope-key``. In local-only mode (no keys) everything belongs to the
 from __future__ import annotations
 
 import ipaddress
+import logging
+import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -19,11 +23,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, insert
 
 from aiscope.cost.pricing import Pricing, default_pricing
-from aiscope.server import auth, ingest, otlp, queries
+from aiscope.server import auth, ingest, otlp, queries, rollup
 from aiscope.server.db import write_lock
 from aiscope.server.tables import feedback
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("aiscope.server")
 
 
 @dataclass(slots=True)
@@ -34,6 +39,16 @@ class Settings:
     local_only: bool = False
     pricing: Pricing | None = None
     max_body_bytes: int = MAX_BODY_BYTES
+    #: seconds between rollup compactions while the app runs (None: never)
+    compact_every_s: float | None = 30.0
+
+
+def _compactor(engine: Engine, every: float, stop: threading.Event) -> None:
+    while not stop.wait(every):
+        try:
+            rollup.compact(engine)
+        except Exception:  # a failed compaction is retried next time; ingest goes on
+            log.exception("rollup compaction failed")
 
 
 def is_loopback(host: str) -> bool:
@@ -104,10 +119,27 @@ async def _body(request: Request, limit: int) -> bytes:
 
 def create_app(settings: Settings) -> FastAPI:
     """The server's ASGI app over ``settings.engine`` (already migrated)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        if settings.compact_every_s is not None:
+            threading.Thread(
+                target=_compactor,
+                args=(settings.engine, settings.compact_every_s, stop),
+                name="aiscope-rollup-compactor",
+                daemon=True,
+            ).start()
+        try:
+            yield
+        finally:
+            stop.set()
+
     app = FastAPI(
         title="aiscope server",
         summary="OTLP ingest and queries for LLM calls",
         version="0.1.0",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     pricing = settings.pricing or default_pricing()

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, false, func, or_, select
 
 from aiscope.server import sketch
+from aiscope.server.rollup import RESOLUTIONS
 from aiscope.server.tables import calls, rollups, spans
 
 GroupBy = Literal["model", "provider", "feature", "team", "day"]
@@ -134,14 +135,38 @@ def trace_tree(engine: Engine, project_id: str, trace_id: str) -> list[dict[str,
     return roots
 
 
+def cover(lo: int, hi: int, levels: Sequence[int] = RESOLUTIONS) -> list[tuple[int, int, int]]:
+    """``(resolution, first, end)`` bucket ranges covering minutes [lo, hi) exactly, with
+    the coarsest buckets that fit: whole days, then whole hours, then minutes."""
+    if lo >= hi:
+        return []
+    res, rest = levels[0], levels[1:]
+    if not rest:
+        return [(res, lo, hi)]
+    a = -(-lo // res) * res  # first bucket start at or after lo
+    b = hi - hi % res
+    if a >= b:
+        return cover(lo, hi, rest)
+    return [*cover(lo, a, rest), (res, a, b), *cover(b, hi, rest)]
+
+
+_FOREVER = RESOLUTIONS[0] * 2**30  # a day-aligned minute far beyond any real timestamp
+
+
 def _range(q: Any, project_id: str, start: float | None, end: float | None) -> Any:
     lo, hi = _minutes(start, end)
-    q = q.where(rollups.c.project_id == project_id)
-    if lo is not None:
-        q = q.where(rollups.c.minute >= lo)
-    if hi is not None:
-        q = q.where(rollups.c.minute < hi)
-    return q
+    parts = cover(0 if lo is None else max(lo, 0), _FOREVER if hi is None else hi)
+    if not parts:
+        return q.where(false())
+    return q.where(
+        rollups.c.project_id == project_id,
+        or_(
+            *(
+                and_(rollups.c.resolution == res, rollups.c.minute >= a, rollups.c.minute < b)
+                for res, a, b in parts
+            )
+        ),
+    )
 
 
 def cost_by(

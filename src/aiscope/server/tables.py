@@ -116,15 +116,19 @@ feedback = Table(
     Index("ix_feedback_project_time", "project_id", "created_ts"),
 )
 
-# One row per ingest batch and (minute, model, feature, team): rows are only ever
-# inserted, so concurrent writers (several replicas on PostgreSQL) never contend
-# on a row, and a query merges them (sums, and bin-wise sums of the sketches).
+# One row per ingest batch, resolution (1, 60 or 1440 minutes), bucket and (provider,
+# model, feature, team): rows are only ever inserted, so concurrent writers (several
+# replicas on PostgreSQL) never contend on a row, and a query merges them (sums, and
+# bin-wise sums of the sketches); the compactor later merges a bucket's rows into one.
+# A query over a range reads day buckets for the whole days in it, hours for the
+# whole hours left, and minutes only at the edges.
 rollups = Table(
     "rollups",
     metadata,
     Column("id", _ID, primary_key=True, autoincrement=True),
     Column("project_id", String(64), nullable=False),
-    Column("minute", BigInteger, nullable=False),
+    Column("resolution", Integer, nullable=False),  # minutes per bucket
+    Column("minute", BigInteger, nullable=False),  # the bucket's first Unix minute
     Column("provider", String(128), nullable=False),
     Column("model", String(256), nullable=False),
     Column("feature", String(256), nullable=False),
@@ -140,5 +144,5 @@ rollups = Table(
     Column("unpriced_calls", BigInteger, nullable=False),
     Column("latency_bins", JSON, nullable=False),  # DDSketch bin key -> count (ms)
     Column("ttft_bins", JSON, nullable=False),
-    Index("ix_rollups_project_minute", "project_id", "minute"),
+    Index("ix_rollups_project_minute", "project_id", "resolution", "minute"),
 )

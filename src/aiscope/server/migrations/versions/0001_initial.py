@@ -94,6 +94,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("project_id", sa.String(length=64), nullable=False),
+        sa.Column("resolution", sa.Integer(), nullable=False),
         sa.Column("minute", sa.BigInteger(), nullable=False),
         sa.Column("provider", sa.String(length=128), nullable=False),
         sa.Column("model", sa.String(length=256), nullable=False),
@@ -112,7 +113,9 @@ def upgrade() -> None:
         sa.Column("ttft_bins", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_rollups_project_minute", "rollups", ["project_id", "minute"], unique=False)
+    op.create_index(
+        "ix_rollups_project_minute", "rollups", ["project_id", "resolution", "minute"], unique=False
+    )
     op.create_table(
         "spans",
         sa.Column(
