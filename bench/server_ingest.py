@@ -185,6 +185,9 @@ def main() -> None:
         while compact(engine):  # what the server's compactor does every 30 s
             pass
         compact_s = time.perf_counter() - t0
+        if args.db:  # fresh statistics, as autovacuum gathers them within a minute or so
+            with engine.connect() as conn:
+                conn.execute(text("ANALYZE"))
         with engine.connect() as conn:
             compacted = conn.execute(select(func.count()).select_from(rollups)).scalar()
         engine.dispose()

@@ -185,6 +185,9 @@ def serve(
     create_project: Annotated[
         str | None, typer.Option(help="Create a project with this name, print its keys, exit.")
     ] = None,
+    retention_days: Annotated[
+        float | None, typer.Option(help="Delete raw calls older than this (rollups stay).")
+    ] = None,
 ) -> None:
     """Run the aiscope server: OTLP ingest at /v1/traces and the query API at /api."""
     from aiscope import server
@@ -197,7 +200,13 @@ def serve(
             typer.echo(json.dumps(dataclasses.asdict(keys), indent=2))
             return
         console.print(f"aiscope server on http://{host}:{port} (OTLP: /v1/traces, docs: /docs)")
-        server.serve(db or server.DEFAULT_DB, host, port, require_keys=require_keys)
+        server.serve(
+            db or server.DEFAULT_DB,
+            host,
+            port,
+            require_keys=require_keys,
+            retention_days=retention_days,
+        )
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

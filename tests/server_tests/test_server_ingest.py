@@ -216,3 +216,21 @@ def test_gzip_bomb_is_refused(local_server: Running) -> None:
     )
     assert r.status_code == 413
     assert "limit" in r.json()["detail"]
+
+
+def test_a_resent_request_is_stored_and_counted_once(local_server: Running) -> None:
+    payload = _json_payload("4bf92f3577b34da6a3ce929d0e0e4738", "gpt-4o", 1000, 100)
+    spans_ = payload["resourceSpans"][0]["scopeSpans"][0]["spans"]
+    spans_.append({**spans_[0], "spanId": "00f067aa0ba902b8"})  # a second call
+    spans_.append({**spans_[0], "spanId": "00f067aa0ba902b9", "attributes": []})  # a plain span
+    for _ in range(3):  # an exporter retrying after lost answers
+        r = httpx.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
+        assert r.status_code == 200
+    got = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    assert len(got) == 2
+    cost = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
+    assert [(row["model"], row["calls"], row["input_tokens"]) for row in cost] == [
+        ("gpt-4o", 2, 2000)
+    ]
+    with local_server.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(spans)).scalar() == 1

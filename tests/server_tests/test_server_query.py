@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from sqlalchemy import delete, func, select
 
-from aiscope.server.rollup import compact
+from aiscope.server.rollup import compact, prune
 from aiscope.server.tables import calls, rollups
 from server_tests.harness import Running
 
@@ -201,3 +201,18 @@ def test_compaction_merges_rollup_rows_without_changing_answers(
         for ra, rb in zip(a["rows"], b["rows"], strict=True):
             assert ra["cost_usd"] == pytest.approx(rb["cost_usd"], rel=1e-12)
     assert compact(local_server.engine) == 0  # nothing left to merge
+
+
+def test_retention_deletes_raw_calls_and_keeps_rollups(
+    local_server: Running, workload: list[dict]
+) -> None:
+    url = local_server.url
+    cost_before = httpx.get(f"{url}/api/cost", params={"group_by": "day"}, timeout=10).json()
+    cutoff = DAY0 + 86400
+    deleted = prune(local_server.engine, cutoff)
+    assert deleted == sum(w["start"] < cutoff for w in workload) > 0
+    left = _all_calls(url)
+    assert len(left) == len(workload) - deleted
+    assert min(c["start_ts"] for c in left) >= cutoff
+    cost_after = httpx.get(f"{url}/api/cost", params={"group_by": "day"}, timeout=10).json()
+    assert cost_after == cost_before  # the first day is still answered from rollups

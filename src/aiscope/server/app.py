@@ -39,16 +39,21 @@ class Settings:
     local_only: bool = False
     pricing: Pricing | None = None
     max_body_bytes: int = MAX_BODY_BYTES
-    #: seconds between rollup compactions while the app runs (None: never)
+    #: seconds between rollup compactions (and retention runs) while the app runs
     compact_every_s: float | None = 30.0
+    #: raw calls, spans and feedback older than this are deleted; rollups are kept
+    retention_days: float | None = None
 
 
-def _compactor(engine: Engine, every: float, stop: threading.Event) -> None:
-    while not stop.wait(every):
+def _maintenance(settings: Settings, stop: threading.Event) -> None:
+    assert settings.compact_every_s is not None
+    while not stop.wait(settings.compact_every_s):
         try:
-            rollup.compact(engine)
-        except Exception:  # a failed compaction is retried next time; ingest goes on
-            log.exception("rollup compaction failed")
+            rollup.compact(settings.engine)
+            if settings.retention_days is not None:
+                rollup.prune(settings.engine, time.time() - settings.retention_days * 86400)
+        except Exception:  # retried next time; ingest goes on
+            log.exception("rollup compaction or retention failed")
 
 
 def is_loopback(host: str) -> bool:
@@ -125,9 +130,9 @@ def create_app(settings: Settings) -> FastAPI:
         stop = threading.Event()
         if settings.compact_every_s is not None:
             threading.Thread(
-                target=_compactor,
-                args=(settings.engine, settings.compact_every_s, stop),
-                name="aiscope-rollup-compactor",
+                target=_maintenance,
+                args=(settings, stop),
+                name="aiscope-maintenance",
                 daemon=True,
             ).start()
         try:
@@ -141,6 +146,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    if settings.retention_days is not None and not settings.retention_days > 0:
+        raise ValueError(f"retention_days must be > 0, got {settings.retention_days!r}")
     app.state.settings = settings
     pricing = settings.pricing or default_pricing()
     engine = settings.engine

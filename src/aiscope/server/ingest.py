@@ -12,7 +12,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import JSON as JSON_TYPE
-from sqlalchemy import Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table, select
 
 from aiscope.cost.pricing import Pricing
 from aiscope.server import otlp
@@ -74,11 +74,40 @@ def write(engine: Engine, batch: Batch) -> None:
     if not batch.spans and not batch.calls:
         return
     with write_lock(engine), engine.begin() as conn:
-        if batch.spans:
-            bulk_insert(conn, spans, batch.spans)
-        if batch.calls:
-            bulk_insert(conn, calls, batch.calls)
-            bulk_insert(conn, rollups, rollup_rows(batch.calls))
+        new_spans = _unseen(conn, spans, batch.spans)
+        new_calls = _unseen(conn, calls, batch.calls)
+        if new_spans:
+            bulk_insert(conn, spans, new_spans)
+        if new_calls:
+            bulk_insert(conn, calls, new_calls)
+            bulk_insert(conn, rollups, rollup_rows(new_calls))
+
+
+def _unseen(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` minus the spans already stored (a re-sent batch) and repeats within it,
+    so a retried request is stored, and counted in the rollups, once."""
+    if not rows:
+        return rows
+    project_id = rows[0]["project_id"]
+    trace_ids = sorted({r["trace_id"] for r in rows})
+    seen: set[tuple[str, str]] = set()
+    for i in range(0, len(trace_ids), 500):  # bounded IN lists
+        seen.update(
+            (t, s)
+            for t, s in conn.execute(
+                select(table.c.trace_id, table.c.span_id).where(
+                    table.c.project_id == project_id,
+                    table.c.trace_id.in_(trace_ids[i : i + 500]),
+                )
+            )
+        )
+    fresh = []
+    for r in rows:
+        key = (r["trace_id"], r["span_id"])
+        if key not in seen:
+            seen.add(key)
+            fresh.append(r)
+    return fresh
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -93,8 +122,9 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     if json_cols:
         rows = [{**r, **{c: json.dumps(r[c]) for c in json_cols}} for r in rows]
     style = "%({})s" if conn.dialect.paramstyle == "pyformat" else ":{}"
+    conflict = " ON CONFLICT DO NOTHING" if table is not rollups else ""  # replicas racing
     sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join(style.format(n) for n in names)})"
+        f"VALUES ({', '.join(style.format(n) for n in names)}){conflict}"
     )
     conn.exec_driver_sql(sql, rows)

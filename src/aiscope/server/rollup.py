@@ -1,5 +1,6 @@
-"""Per-minute rollups of calls: computed from each ingest batch before it is written,
-and compacted later (one row per group and minute) so queries read fewer rows."""
+"""Rollups of calls: computed from each ingest batch before it is written, compacted
+later (one row per group and bucket) so queries read fewer rows; and the retention
+of raw rows, which rollups outlive."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlalchemy import Engine, and_, delete, func, select, text
 
 from aiscope.server import sketch
 from aiscope.server.db import write_lock
-from aiscope.server.tables import rollups
+from aiscope.server.tables import calls, feedback, rollups, spans
 
 _GROUP = ("project_id", "resolution", "minute", "provider", "model", "feature", "team")
 #: bucket sizes in minutes, largest first
@@ -135,3 +136,21 @@ def compact(engine: Engine, limit: int = 5000) -> int:
         if merged_rows:
             conn.execute(rollups.insert(), merged_rows)
     return len(rows) - len(merged_rows)
+
+
+def prune(engine: Engine, before: float, batch: int = 10_000) -> int:
+    """Delete raw calls, spans and feedback older than Unix time ``before``, in chunks;
+    rollups are kept, so cost and latency over old ranges still answer. Returns the
+    number of rows deleted."""
+    deleted = 0
+    for table, ts in ((calls, calls.c.start_ts), (spans, spans.c.start_ts)):
+        while True:
+            with write_lock(engine), engine.begin() as conn:
+                ids = select(table.c.id).where(ts < before).limit(batch).scalar_subquery()
+                n = conn.execute(delete(table).where(table.c.id.in_(ids))).rowcount
+            deleted += n
+            if n < batch:
+                break
+    with write_lock(engine), engine.begin() as conn:
+        deleted += conn.execute(delete(feedback).where(feedback.c.created_ts < before)).rowcount
+    return deleted

@@ -27,11 +27,13 @@ def serve(
     port: int = DEFAULT_PORT,
     *,
     require_keys: bool = False,
+    retention_days: float | None = None,
 ) -> None:
     """Run the server until interrupted.
 
     Without ``require_keys`` it runs in local-only mode (no keys, one ``local``
-    project), which is refused unless ``host`` is a loopback address.
+    project), which is refused unless ``host`` is a loopback address. With
+    ``retention_days`` raw calls and spans older than that are deleted (rollups stay).
     """
     import uvicorn
 
@@ -43,7 +45,9 @@ def serve(
     engine = open_database(db)
     if not require_keys:
         ensure_local_project(engine)
-    app = create_app(Settings(engine=engine, local_only=not require_keys))
+    app = create_app(
+        Settings(engine=engine, local_only=not require_keys, retention_days=retention_days)
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning")
     finally:

@@ -79,7 +79,8 @@ calls = Table(
     Column("tags", JSON, nullable=False),
     Column("start_ts", Float, nullable=False),
     Index("ix_calls_project_time", "project_id", "start_ts", "id"),
-    Index("ix_calls_project_trace", "project_id", "trace_id"),
+    # a re-sent span (an exporter retrying after a lost answer) is stored once
+    Index("ux_calls_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
 )
 
 # Spans that are not calls (a call's span is its row in ``calls``): trace structure.
@@ -98,7 +99,7 @@ spans = Table(
     Column("status", String(16), nullable=False),
     Column("service_name", String(256)),
     Column("attributes", JSON, nullable=False),
-    Index("ix_spans_project_trace", "project_id", "trace_id"),
+    Index("ux_spans_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
 )
 
 feedback = Table(

@@ -56,7 +56,9 @@ def upgrade() -> None:
     op.create_index(
         "ix_calls_project_time", "calls", ["project_id", "start_ts", "id"], unique=False
     )
-    op.create_index("ix_calls_project_trace", "calls", ["project_id", "trace_id"], unique=False)
+    op.create_index(
+        "ux_calls_project_trace_span", "calls", ["project_id", "trace_id", "span_id"], unique=True
+    )
     op.create_table(
         "feedback",
         sa.Column(
@@ -137,7 +139,9 @@ def upgrade() -> None:
         sa.Column("attributes", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index("ix_spans_project_trace", "spans", ["project_id", "trace_id"], unique=False)
+    op.create_index(
+        "ux_spans_project_trace_span", "spans", ["project_id", "trace_id", "span_id"], unique=True
+    )
     op.create_table(
         "api_keys",
         sa.Column("key_id", sa.String(length=32), nullable=False),
