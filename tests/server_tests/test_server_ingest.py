@@ -234,3 +234,27 @@ def test_a_resent_request_is_stored_and_counted_once(local_server: Running) -> N
     ]
     with local_server.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(spans)).scalar() == 1
+
+
+def test_nul_bytes_and_long_names_are_stored_not_500(local_server: Running) -> None:
+    payload = _json_payload("4bf92f3577b34da6a3ce929d0e0e4739", "m\x00" + "x" * 600, 1, 1)
+    span = payload["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
+    span["name"] = "n\x00" * 400
+    span["attributes"].append(_kv("aiscope.tag.team", {"stringValue": "t\x00"}))
+    plain = {
+        **span,
+        "spanId": "00f067aa0ba902ba",
+        "attributes": [_kv("k", {"stringValue": "\x00"})],
+    }
+    payload["resourceSpans"][0]["scopeSpans"][0]["spans"].append(plain)
+    r = httpx.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
+    assert r.status_code == 200, r.text
+    (call,) = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    assert call["model"] == ("m\ufffd" + "x" * 600)[:256]
+    assert call["team"] == "t\ufffd" and len(call["name"]) == 512
+    fb = httpx.post(
+        f"{local_server.url}/api/feedback",
+        json={"name": "a\x00", "comment": "\x00", "request_id": "r\x00"},
+        timeout=10,
+    )
+    assert fb.status_code == 201

@@ -25,6 +25,7 @@ from sqlalchemy import Engine, insert
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.server import auth, ingest, otlp, queries, rollup
 from aiscope.server.db import write_lock
+from aiscope.server.genai import text
 from aiscope.server.tables import feedback
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -199,7 +200,7 @@ def create_app(settings: Settings) -> FastAPI:
     def add_feedback(
         who: Ingester,
         name: Annotated[str, Body(min_length=1, max_length=128)],
-        score: Annotated[float | None, Body()] = None,
+        score: Annotated[float | None, Body(allow_inf_nan=False)] = None,
         comment: Annotated[str | None, Body(max_length=10_000)] = None,
         trace_id: Annotated[str | None, Body(pattern="^[0-9a-f]{32}$")] = None,
         span_id: Annotated[str | None, Body(pattern="^[0-9a-f]{16}$")] = None,
@@ -215,10 +216,10 @@ def create_app(settings: Settings) -> FastAPI:
                     "project_id": who.project_id,
                     "trace_id": trace_id,
                     "span_id": span_id,
-                    "request_id": request_id,
-                    "name": name,
+                    "request_id": None if request_id is None else text(request_id, 128),
+                    "name": text(name, 128),
                     "score": score,
-                    "comment": comment,
+                    "comment": None if comment is None else text(comment, 10_000),
                     "created_ts": time.time(),
                 },
             )

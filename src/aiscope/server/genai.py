@@ -36,6 +36,19 @@ class InvalidCall(ValueError):
     """A GenAI span whose numbers are inconsistent (kept as a plain span)."""
 
 
+def text(value: object, limit: int) -> str:
+    """``value`` as text that fits its column: no NUL (PostgreSQL refuses it in text),
+    at most ``limit`` characters."""
+    out = str(value)
+    if "\x00" in out:
+        out = out.replace("\x00", "\ufffd")
+    return out[:limit]
+
+
+def _opt(value: object, limit: int) -> str | None:
+    return text(value, limit) if value not in (None, "") else None
+
+
 def is_call(attributes: dict[str, Any]) -> bool:
     """Whether a span with these attributes describes one GenAI call."""
     return bool(attributes.get(REQUEST_MODEL) or attributes.get(RESPONSE_MODEL))
@@ -70,9 +83,9 @@ def _seconds(attrs: dict[str, Any], key: str) -> float | None:
 def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
     """The ``calls`` row of a GenAI span; :class:`InvalidCall` names a bad attribute."""
     a = span.attributes
-    model = str(a.get(REQUEST_MODEL) or a.get(RESPONSE_MODEL))
-    response_model = a.get(RESPONSE_MODEL)
-    provider = str(a.get(PROVIDER) or a.get(SYSTEM) or "unknown")
+    model = text(a.get(REQUEST_MODEL) or a.get(RESPONSE_MODEL), 256)
+    response_model = _opt(a.get(RESPONSE_MODEL), 256)
+    provider = text(a.get(PROVIDER) or a.get(SYSTEM) or "unknown", 128)
     try:
         usage = Usage(
             input_tokens=_count(a, INPUT_TOKENS),
@@ -86,13 +99,17 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
     start = span.start_ns / 1e9
     latency_s = max(0, span.end_ns - span.start_ns) / 1e9
     ttft = _seconds(a, TIME_TO_FIRST_CHUNK)
-    tags = {k[len(TAG_PREFIX) :]: str(v) for k, v in a.items() if k.startswith(TAG_PREFIX)}
+    tags = {
+        text(k[len(TAG_PREFIX) :], 256): text(v, 1024)
+        for k, v in a.items()
+        if k.startswith(TAG_PREFIX)
+    }
     record = CallRecord(
         model=model,
         provider=provider,
-        operation=str(a.get(OPERATION) or "chat"),
+        operation=text(a.get(OPERATION) or "chat", 64),
         request_id=span.span_id,  # not used here: saves generating a uuid per span
-        response_model=str(response_model) if response_model else None,
+        response_model=response_model,
         start_time=start,
         latency_s=latency_s,
         usage=usage,
@@ -105,9 +122,9 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         "trace_id": span.trace_id,
         "span_id": span.span_id,
         "parent_span_id": span.parent_span_id,
-        "name": span.name[:512],
-        "service_name": span.service_name,
-        "request_id": str(a[REQUEST_ID]) if a.get(REQUEST_ID) else None,
+        "name": text(span.name, 512),
+        "service_name": _opt(span.service_name, 256),
+        "request_id": _opt(a.get(REQUEST_ID), 128),
         "operation": record.operation,
         "provider": provider,
         "model": model,
@@ -122,9 +139,9 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         "cost_usd": record.cost_usd,
         "cost_status": record.cost_status,
         "status": "error" if span.error or error_type else "ok",
-        "error_type": str(error_type) if error_type else None,
-        "feature": tags.get("feature"),
-        "team": tags.get("team"),
+        "error_type": _opt(error_type, 256),
+        "feature": _opt(tags.get("feature"), 256),
+        "team": _opt(tags.get("team"), 256),
         "tags": tags,
         "start_ts": start,
     }

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, Table, select
 from aiscope.cost.pricing import Pricing
 from aiscope.server import otlp
 from aiscope.server.db import write_lock
-from aiscope.server.genai import InvalidCall, call_row, is_call
+from aiscope.server.genai import InvalidCall, call_row, is_call, text
 from aiscope.server.rollup import rollup_rows
 from aiscope.server.tables import calls, rollups, spans
 
@@ -57,12 +57,12 @@ def to_batch(request: ExportTraceServiceRequest, project_id: str, pricing: Prici
                 "trace_id": s.trace_id,
                 "span_id": s.span_id,
                 "parent_span_id": s.parent_span_id,
-                "name": s.name[:512],
+                "name": text(s.name, 512),
                 "kind": s.kind,
                 "start_ts": s.start_ns / 1e9,
                 "end_ts": s.end_ns / 1e9,
                 "status": "error" if s.error else "ok",
-                "service_name": s.service_name,
+                "service_name": None if s.service_name is None else text(s.service_name, 256),
                 "attributes": s.attributes,
             }
         )

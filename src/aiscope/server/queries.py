@@ -8,6 +8,7 @@ teams in the range, not with the number of calls.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ GroupBy = Literal["model", "provider", "feature", "team", "day"]
 GROUPS: tuple[str, ...] = ("model", "provider", "feature", "team", "day")
 CALL_FILTERS = ("model", "provider", "feature", "team", "status", "trace_id", "operation")
 MAX_PAGE = 1000
+MAX_TIME = 1e11  # seconds: year 5138, and minute numbers well inside BIGINT
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +38,8 @@ class Page:
 def _minutes(start: float | None, end: float | None) -> tuple[int | None, int | None]:
     """Rollup minutes covering [start, end): every minute that overlaps the range."""
     for name, v in (("start", start), ("end", end)):
-        if v is not None and not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite Unix time in seconds, got {v!r}")
+        if v is not None and not (math.isfinite(v) and 0 <= v < MAX_TIME):
+            raise ValueError(f"{name} must be a Unix time in seconds from 0 to 1e11, got {v!r}")
     if start is not None and end is not None and end < start:
         raise ValueError(f"end ({end}) must not be before start ({start})")
     return (
@@ -64,6 +66,8 @@ def list_calls(
     for key, value in (filters or {}).items():
         if key not in CALL_FILTERS:
             raise ValueError(f"unknown filter {key!r}; allowed: {', '.join(CALL_FILTERS)}")
+        if not isinstance(value, str) or "\x00" in value or len(value) > 1024:
+            raise ValueError(f"filter {key} must be text of at most 1024 characters without NUL")
         q = q.where(calls.c[key] == value)
     if start is not None:
         q = q.where(calls.c.start_ts >= start)
@@ -89,7 +93,7 @@ def _parse_cursor(cursor: str) -> tuple[float, int]:
         value = float(ts), int(last_id)
     except ValueError:
         raise ValueError(f"cursor is malformed: {cursor[:60]!r}") from None
-    if not math.isfinite(value[0]):
+    if not (math.isfinite(value[0]) and 0 <= value[1] < 2**63):
         raise ValueError(f"cursor is malformed: {cursor[:60]!r}")
     return value
 
@@ -97,6 +101,8 @@ def _parse_cursor(cursor: str) -> tuple[float, int]:
 def trace_tree(engine: Engine, project_id: str, trace_id: str) -> list[dict[str, Any]] | None:
     """The spans of one trace as a forest (roots with nested ``children``), each call's
     span with its ``call``; None when the project has no such trace."""
+    if not re.fullmatch(r"[0-9a-f]{32}", trace_id):
+        return None  # ids are stored as 32 lower-case hex digits: nothing else can match
     with engine.connect() as conn:
         span_rows = conn.execute(
             select(spans).where(spans.c.project_id == project_id, spans.c.trace_id == trace_id)
