@@ -275,6 +275,46 @@ def mock_provider(
     serve(host, port)
 
 
+@app.command()
+def serve(
+    db: Annotated[
+        str | None, typer.Option(help="sqlite:///path or postgresql://... (default ~/.aiscope).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 6363,
+    require_keys: Annotated[
+        bool, typer.Option("--require-keys", help="Require project API keys (any host).")
+    ] = False,
+    create_project: Annotated[
+        str | None, typer.Option(help="Create a project with this name, print its keys, exit.")
+    ] = None,
+    retention_days: Annotated[
+        float | None, typer.Option(help="Delete raw calls older than this (rollups stay).")
+    ] = None,
+) -> None:
+    """Run the aiscope server: OTLP ingest at /v1/traces and the query API at /api."""
+    from aiscope import server
+
+    try:
+        if create_project is not None:
+            keys = server.create_project(
+                server.open_database(db or server.DEFAULT_DB), create_project
+            )
+            typer.echo(json.dumps(dataclasses.asdict(keys), indent=2))
+            return
+        console.print(f"aiscope server on http://{host}:{port} (OTLP: /v1/traces, docs: /docs)")
+        server.serve(
+            db or server.DEFAULT_DB,
+            host,
+            port,
+            require_keys=require_keys,
+            retention_days=retention_days,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
 def main() -> None:
     """Entry point of the ``aiscope`` script."""
     app()

@@ -1,0 +1,23 @@
+"""The aiscope server: OTLP ingest into SQLite or PostgreSQL, and a query API.
+
+``aiscope serve`` runs it; in Python, :func:`open_database` opens (and migrates)
+a database and :func:`create_app` builds the ASGI app over it.
+"""
+
+from __future__ import annotations
+
+from aiscope.server.app import Settings, create_app, is_loopback
+from aiscope.server.auth import ProjectKeys, create_project
+from aiscope.server.run import DEFAULT_DB, DEFAULT_PORT, open_database, serve
+
+__all__ = [
+    "DEFAULT_DB",
+    "DEFAULT_PORT",
+    "ProjectKeys",
+    "Settings",
+    "create_app",
+    "create_project",
+    "is_loopback",
+    "open_database",
+    "serve",
+]

@@ -1,0 +1,302 @@
+"""The FastAPI application: OTLP ingest, feedback, and the query API.
+
+Ingest (``/v1/traces``, ``/api/feedback``) takes a project's public key; reads
+(``/api/...`` GETs) take its secret key; either goes in ``Authorization: Bearer``
+or ``x-aiscope-key``. In local-only mode (no keys) everything belongs to the
+``local`` project and only loopback clients are served.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import Engine, insert
+
+from aiscope.cost.pricing import Pricing, default_pricing
+from aiscope.server import auth, ingest, otlp, queries, rollup
+from aiscope.server.db import write_lock
+from aiscope.server.genai import text
+from aiscope.server.tables import feedback
+
+MAX_BODY_BYTES = 16 * 1024 * 1024
+log = logging.getLogger("aiscope.server")
+
+
+@dataclass(slots=True)
+class Settings:
+    """What one server process needs: its database and how it authenticates."""
+
+    engine: Engine
+    local_only: bool = False
+    pricing: Pricing | None = None
+    max_body_bytes: int = MAX_BODY_BYTES
+    #: seconds between rollup compactions (and retention runs) while the app runs
+    compact_every_s: float | None = 30.0
+    #: raw calls, spans and feedback older than this are deleted; rollups are kept
+    retention_days: float | None = None
+
+
+def _maintenance(settings: Settings, stop: threading.Event) -> None:
+    assert settings.compact_every_s is not None
+    while not stop.wait(settings.compact_every_s):
+        try:
+            rollup.compact(settings.engine)
+            if settings.retention_days is not None:
+                rollup.prune(settings.engine, time.time() - settings.retention_days * 86400)
+        except Exception:  # retried next time; ingest goes on
+            log.exception("rollup compaction or retention failed")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) is a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _key(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip()
+    return request.headers.get("x-aiscope-key", "").strip()
+
+
+def _principal(request: Request, kind: auth.Kind) -> auth.Principal:
+    settings: Settings = request.app.state.settings
+    if settings.local_only:
+        client = request.client.host if request.client else ""
+        if not is_loopback(client):
+            raise HTTPException(403, "local-only mode serves loopback clients only")
+        return auth.Principal(auth.LOCAL_PROJECT, kind)
+    key = _key(request)
+    if not key:
+        raise HTTPException(401, "missing API key (Authorization: Bearer <key>)")
+    who = auth.authenticate(settings.engine, key)
+    if who is None:
+        raise HTTPException(401, "invalid API key")
+    if who.kind != kind:
+        need = "public (ingest)" if kind == "public" else "secret (read)"
+        raise HTTPException(403, f"this endpoint needs the project's {need} key")
+    return who
+
+
+def ingest_principal(request: Request) -> auth.Principal:
+    """The project a write goes to (public key)."""
+    return _principal(request, "public")
+
+
+def read_principal(request: Request) -> auth.Principal:
+    """The project a read is scoped to (secret key)."""
+    return _principal(request, "secret")
+
+
+Ingester = Annotated[auth.Principal, Depends(ingest_principal)]
+Reader = Annotated[auth.Principal, Depends(read_principal)]
+Start = Annotated[float | None, Query(description="Unix seconds, inclusive")]
+End = Annotated[float | None, Query(description="Unix seconds, exclusive")]
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise otlp.PayloadError(f"body exceeds the {limit}-byte limit", 413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise otlp.PayloadError(f"body exceeds the {limit}-byte limit", 413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The server's ASGI app over ``settings.engine`` (already migrated)."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        if settings.compact_every_s is not None:
+            threading.Thread(
+                target=_maintenance,
+                args=(settings, stop),
+                name="aiscope-maintenance",
+                daemon=True,
+            ).start()
+        try:
+            yield
+        finally:
+            stop.set()
+
+    app = FastAPI(
+        title="aiscope server",
+        summary="OTLP ingest and queries for LLM calls",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    if settings.retention_days is not None and not settings.retention_days > 0:
+        raise ValueError(f"retention_days must be > 0, got {settings.retention_days!r}")
+    app.state.settings = settings
+    pricing = settings.pricing or default_pricing()
+    engine = settings.engine
+
+    @app.exception_handler(otlp.PayloadError)
+    async def payload_error(_request: Request, exc: otlp.PayloadError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(ValueError)
+    async def value_error(_request: Request, exc: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.get("/api/health")
+    def health() -> dict[str, str]:
+        """Liveness: the process answers (no key needed)."""
+        return {"status": "ok"}
+
+    @app.post(
+        "/v1/traces",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    otlp.PROTOBUF: {"schema": {"type": "string", "format": "binary"}},
+                    otlp.JSON: {"schema": {"type": "object"}},
+                },
+                "required": True,
+            }
+        },
+    )
+    async def traces(request: Request, who: Ingester) -> Response:
+        """OTLP/HTTP traces (protobuf or JSON, gzip): answered after the batch is committed."""
+        raw = await _body(request, settings.max_body_bytes)
+        body = otlp.decompress(
+            raw, request.headers.get("content-encoding"), settings.max_body_bytes
+        )
+        ctype = request.headers.get("content-type")
+        parsed = otlp.parse(body, ctype)
+
+        def work() -> ingest.Batch:
+            batch = ingest.to_batch(parsed, who.project_id, pricing)
+            ingest.write(engine, batch)
+            return batch
+
+        batch = await anyio.to_thread.run_sync(work)
+        content, media = otlp.encode_response(ctype, batch.rejected, "; ".join(batch.errors[:5]))
+        return Response(content, media_type=media)
+
+    @app.post("/api/feedback", status_code=201)
+    def add_feedback(
+        who: Ingester,
+        name: Annotated[str, Body(min_length=1, max_length=128)],
+        score: Annotated[float | None, Body(allow_inf_nan=False)] = None,
+        comment: Annotated[str | None, Body(max_length=10_000)] = None,
+        trace_id: Annotated[str | None, Body(pattern="^[0-9a-f]{32}$")] = None,
+        span_id: Annotated[str | None, Body(pattern="^[0-9a-f]{16}$")] = None,
+        request_id: Annotated[str | None, Body(max_length=128)] = None,
+    ) -> dict[str, str]:
+        """A score or label for a call or trace (e.g. a user's thumbs up)."""
+        if trace_id is None and request_id is None:
+            raise ValueError("feedback needs trace_id or request_id")
+        with write_lock(engine), engine.begin() as conn:
+            conn.execute(
+                insert(feedback),
+                {
+                    "project_id": who.project_id,
+                    "trace_id": trace_id,
+                    "span_id": span_id,
+                    "request_id": None if request_id is None else text(request_id, 128),
+                    "name": text(name, 128),
+                    "score": score,
+                    "comment": None if comment is None else text(comment, 10_000),
+                    "created_ts": time.time(),
+                },
+            )
+        return {"status": "stored"}
+
+    @app.get("/api/calls")
+    def calls(
+        who: Reader,
+        start: Start = None,
+        end: End = None,
+        model: str | None = None,
+        provider: str | None = None,
+        feature: str | None = None,
+        team: str | None = None,
+        status: Literal["ok", "error"] | None = None,
+        trace_id: str | None = None,
+        operation: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 100,
+        cursor: Annotated[str | None, Query(max_length=100)] = None,
+    ) -> dict[str, Any]:
+        """Calls, newest first; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        given = {
+            "model": model,
+            "provider": provider,
+            "feature": feature,
+            "team": team,
+            "status": status,
+            "trace_id": trace_id,
+            "operation": operation,
+        }
+        page = queries.list_calls(
+            engine,
+            who.project_id,
+            filters={k: v for k, v in given.items() if v is not None},
+            start=start,
+            end=end,
+            limit=limit,
+            cursor=cursor,
+        )
+        return {"items": page.items, "next_cursor": page.next_cursor}
+
+    @app.get("/api/traces/{trace_id}")
+    def trace(who: Reader, trace_id: str) -> dict[str, Any]:
+        """One trace as a tree of spans, each GenAI span with its call."""
+        roots = queries.trace_tree(engine, who.project_id, trace_id)
+        if roots is None:
+            raise HTTPException(404, f"no trace {trace_id[:40]!r} in this project")
+        return {"trace_id": trace_id, "roots": roots}
+
+    @app.get("/api/cost")
+    def cost(
+        who: Reader,
+        group_by: Literal["model", "provider", "feature", "team", "day"] = "model",
+        start: Start = None,
+        end: End = None,
+    ) -> dict[str, Any]:
+        """Calls, tokens and cost by model, provider, feature, team or day (from rollups)."""
+        rows = queries.cost_by(engine, who.project_id, group_by, start=start, end=end)
+        return {"group_by": group_by, "rows": rows}
+
+    @app.get("/api/latency")
+    def latency(
+        who: Reader,
+        start: Start = None,
+        end: End = None,
+        metric: Literal["latency", "ttft"] = "latency",
+        q: Annotated[list[float] | None, Query(description="quantiles in [0, 1]")] = None,
+    ) -> dict[str, Any]:
+        """Latency (or time-to-first-token) percentiles in ms per model (from rollups)."""
+        rows = queries.latency_by_model(
+            engine,
+            who.project_id,
+            start=start,
+            end=end,
+            quantiles=q or (0.5, 0.95, 0.99),
+            metric=metric,
+        )
+        return {"metric": metric, "rows": rows}
+
+    return app

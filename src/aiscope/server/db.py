@@ -1,0 +1,77 @@
+"""Opening the database: URL rules, SQLite settings, and migrations at start.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` so a committed (acknowledged)
+write survives the process being killed; PostgreSQL needs nothing special.
+Migrations run programmatically with Alembic, under an advisory lock on
+PostgreSQL so replicas starting together do not race.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalize_url(url: str) -> str:
+    """A SQLAlchemy URL for ``url``: ``postgresql://`` uses psycopg 3, a bare path is SQLite."""
+    if not isinstance(url, str) or not url:
+        raise ValueError("db url must be a non-empty string (sqlite:///path or postgresql://...)")
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser()}"
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"db url: only sqlite and postgresql are supported, got {url!r}")
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")  # an acknowledged batch is on disk
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url`` (see :func:`normalize_url`), SQLite configured for WAL."""
+    real = normalize_url(url)
+    parsed = make_url(real)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(real, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(real, pool_pre_ping=True)
+
+
+def write_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """SQLite has one writer: serialize writes in-process instead of spinning on busy."""
+    if engine.dialect.name == "sqlite":
+        return _SQLITE_LOCKS.setdefault(str(engine.url), threading.Lock())
+    return nullcontext()
+
+
+_SQLITE_LOCKS: dict[str, threading.Lock] = {}
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

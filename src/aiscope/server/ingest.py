@@ -1,0 +1,130 @@
+"""Turning one OTLP request into rows, and writing them in one transaction.
+
+The transaction commits before the HTTP answer is sent, so an acknowledged
+request is on disk (SQLite ``synchronous=FULL``; PostgreSQL's commit).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from sqlalchemy import JSON as JSON_TYPE
+from sqlalchemy import Connection, Engine, Table, select
+
+from aiscope.cost.pricing import Pricing
+from aiscope.server import otlp
+from aiscope.server.db import write_lock
+from aiscope.server.genai import InvalidCall, call_row, is_call, text
+from aiscope.server.rollup import rollup_rows
+from aiscope.server.tables import calls, rollups, spans
+
+
+@dataclass(slots=True)
+class Batch:
+    """The rows of one request, and what was wrong with the spans that are not calls."""
+
+    spans: list[dict[str, Any]] = field(default_factory=list)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def to_batch(request: ExportTraceServiceRequest, project_id: str, pricing: Pricing) -> Batch:
+    """Rows for every span of ``request`` (a call's span is its ``calls`` row).
+
+    A GenAI span with bad numbers stays a plain span and is counted as rejected
+    (OTLP partial success) with the reason.
+    """
+    batch = Batch()
+    for s in otlp.spans(request):
+        if len(s.trace_id) != 32 or len(s.span_id) != 16:
+            batch.rejected += 1
+            batch.errors.append(f"span {s.name!r}: trace_id/span_id missing or malformed")
+            continue
+        if is_call(s.attributes):
+            try:
+                batch.calls.append(call_row(s, project_id, pricing))
+                continue
+            except InvalidCall as exc:  # kept below as a plain span
+                batch.rejected += 1
+                batch.errors.append(f"span {s.span_id}: {exc}")
+        batch.spans.append(
+            {
+                "project_id": project_id,
+                "trace_id": s.trace_id,
+                "span_id": s.span_id,
+                "parent_span_id": s.parent_span_id,
+                "name": text(s.name, 512),
+                "kind": s.kind,
+                "start_ts": s.start_ns / 1e9,
+                "end_ts": s.end_ns / 1e9,
+                "status": "error" if s.error else "ok",
+                "service_name": None if s.service_name is None else text(s.service_name, 256),
+                "attributes": s.attributes,
+            }
+        )
+    return batch
+
+
+def write(engine: Engine, batch: Batch) -> None:
+    """Insert the batch's spans, calls and rollups in one transaction."""
+    if not batch.spans and not batch.calls:
+        return
+    with write_lock(engine), engine.begin() as conn:
+        new_spans = _unseen(conn, spans, batch.spans)
+        new_calls = _unseen(conn, calls, batch.calls)
+        if new_spans:
+            bulk_insert(conn, spans, new_spans)
+        if new_calls:
+            bulk_insert(conn, calls, new_calls)
+            bulk_insert(conn, rollups, rollup_rows(new_calls))
+
+
+def _unseen(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` minus the spans already stored (a re-sent batch) and repeats within it,
+    so a retried request is stored, and counted in the rollups, once."""
+    if not rows:
+        return rows
+    project_id = rows[0]["project_id"]
+    trace_ids = sorted({r["trace_id"] for r in rows})
+    seen: set[tuple[str, str]] = set()
+    for i in range(0, len(trace_ids), 500):  # bounded IN lists
+        seen.update(
+            (t, s)
+            for t, s in conn.execute(
+                select(table.c.trace_id, table.c.span_id).where(
+                    table.c.project_id == project_id,
+                    table.c.trace_id.in_(trace_ids[i : i + 500]),
+                )
+            )
+        )
+    fresh = []
+    for r in rows:
+        key = (r["trace_id"], r["span_id"])
+        if key not in seen:
+            seen.add(key)
+            fresh.append(r)
+    return fresh
+
+
+def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """``INSERT`` many rows through the driver's ``executemany`` directly.
+
+    SQLAlchemy's per-row parameter processing costs more than the insert itself
+    at ingest rates; the rows here hold only str/int/float/bool/None and JSON
+    columns (encoded here), which both drivers take as they are.
+    """
+    names = list(rows[0])
+    json_cols = [n for n in names if isinstance(table.c[n].type, JSON_TYPE)]
+    if json_cols:
+        rows = [{**r, **{c: json.dumps(r[c]) for c in json_cols}} for r in rows]
+    style = "%({})s" if conn.dialect.paramstyle == "pyformat" else ":{}"
+    conflict = " ON CONFLICT DO NOTHING" if table is not rollups else ""  # replicas racing
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) "
+        f"VALUES ({', '.join(style.format(n) for n in names)}){conflict}"
+    )
+    conn.exec_driver_sql(sql, rows)

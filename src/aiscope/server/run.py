@@ -1,0 +1,54 @@
+"""Starting the server: open and migrate the database, then run uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from aiscope.server.app import Settings, create_app, is_loopback
+from aiscope.server.auth import ensure_local_project
+from aiscope.server.db import migrate, open_engine
+
+DEFAULT_DB = f"sqlite:///{Path.home() / '.aiscope' / 'aiscope.db'}"
+DEFAULT_PORT = 6363
+
+
+def open_database(url: str = DEFAULT_DB) -> Engine:
+    """An engine on ``url`` (``sqlite:///path`` or ``postgresql://...``), schema migrated."""
+    engine = open_engine(url)
+    migrate(engine)
+    return engine
+
+
+def serve(
+    db: str = DEFAULT_DB,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    require_keys: bool = False,
+    retention_days: float | None = None,
+) -> None:
+    """Run the server until interrupted.
+
+    Without ``require_keys`` it runs in local-only mode (no keys, one ``local``
+    project), which is refused unless ``host`` is a loopback address. With
+    ``retention_days`` raw calls and spans older than that are deleted (rollups stay).
+    """
+    import uvicorn
+
+    if not require_keys and not is_loopback(host):
+        raise ValueError(
+            f"host {host!r} is not a loopback address: keyless local mode would expose "
+            "the data; bind to 127.0.0.1 or require API keys"
+        )
+    engine = open_database(db)
+    if not require_keys:
+        ensure_local_project(engine)
+    app = create_app(
+        Settings(engine=engine, local_only=not require_keys, retention_days=retention_days)
+    )
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        engine.dispose()

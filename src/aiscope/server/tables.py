@@ -1,0 +1,149 @@
+"""The server's tables, in SQLAlchemy Core: one definition for SQLite and PostgreSQL.
+
+Times are Unix seconds as floats (``start_ts``) so both engines compare and
+index them the same way; rollups are keyed by the Unix minute (``minute``).
+The Alembic migrations in ``migrations/versions`` create exactly these tables
+(``tests/test_server_store.py`` compares them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# BigInteger primary keys are plain INTEGER on SQLite (its rowid alias), BIGINT elsewhere.
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_ts", Float, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    # the public part of a key; the secret part is only stored as a SHA-256 digest
+    Column("key_id", String(32), primary_key=True),
+    Column("project_id", String(64), ForeignKey("projects.id"), nullable=False),
+    Column("kind", String(10), nullable=False),  # "public" (ingest) or "secret" (read)
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_ts", Float, nullable=False),
+    Column("revoked", Boolean, nullable=False, default=False),
+)
+
+calls = Table(
+    "calls",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), nullable=False),
+    Column("trace_id", String(32)),
+    Column("span_id", String(16)),
+    Column("parent_span_id", String(16)),
+    Column("name", String(512), nullable=False),
+    Column("service_name", String(256)),
+    Column("request_id", String(128)),
+    Column("operation", String(64), nullable=False),
+    Column("provider", String(128), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("response_model", String(256)),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float),
+    Column("cost_usd", Float),
+    Column("cost_status", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error_type", String(256)),
+    Column("feature", String(256)),
+    Column("team", String(256)),
+    Column("tags", JSON, nullable=False),
+    Column("start_ts", Float, nullable=False),
+    Index("ix_calls_project_time", "project_id", "start_ts", "id"),
+    # a re-sent span (an exporter retrying after a lost answer) is stored once
+    Index("ux_calls_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
+)
+
+# Spans that are not calls (a call's span is its row in ``calls``): trace structure.
+spans = Table(
+    "spans",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), nullable=False),
+    Column("trace_id", String(32), nullable=False),
+    Column("span_id", String(16), nullable=False),
+    Column("parent_span_id", String(16)),
+    Column("name", String(512), nullable=False),
+    Column("kind", Integer, nullable=False),
+    Column("start_ts", Float, nullable=False),
+    Column("end_ts", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("service_name", String(256)),
+    Column("attributes", JSON, nullable=False),
+    Index("ux_spans_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), nullable=False),
+    Column("trace_id", String(32)),
+    Column("span_id", String(16)),
+    Column("request_id", String(128)),
+    Column("name", String(128), nullable=False),
+    Column("score", Float),
+    Column("comment", Text),
+    Column("created_ts", Float, nullable=False),
+    Index("ix_feedback_project_time", "project_id", "created_ts"),
+)
+
+# One row per ingest batch, resolution (1, 60 or 1440 minutes), bucket and (provider,
+# model, feature, team): rows are only ever inserted, so concurrent writers (several
+# replicas on PostgreSQL) never contend on a row, and a query merges them (sums, and
+# bin-wise sums of the sketches); the compactor later merges a bucket's rows into one.
+# A query over a range reads day buckets for the whole days in it, hours for the
+# whole hours left, and minutes only at the edges.
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), nullable=False),
+    Column("resolution", Integer, nullable=False),  # minutes per bucket
+    Column("minute", BigInteger, nullable=False),  # the bucket's first Unix minute
+    Column("provider", String(128), nullable=False),
+    Column("model", String(256), nullable=False),
+    Column("feature", String(256), nullable=False),
+    Column("team", String(256), nullable=False),
+    Column("calls", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("input_tokens", BigInteger, nullable=False),
+    Column("output_tokens", BigInteger, nullable=False),
+    Column("cache_read_tokens", BigInteger, nullable=False),
+    Column("cache_write_tokens", BigInteger, nullable=False),
+    Column("reasoning_tokens", BigInteger, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("unpriced_calls", BigInteger, nullable=False),
+    Column("latency_bins", JSON, nullable=False),  # DDSketch bin key -> count (ms)
+    Column("ttft_bins", JSON, nullable=False),
+    Index("ix_rollups_project_minute", "project_id", "resolution", "minute"),
+)

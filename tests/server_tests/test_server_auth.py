@@ -1,0 +1,113 @@
+"""Projects and keys: an ingest key cannot read, one project never sees another's data,
+keys are stored hashed, and keyless mode is for loopback only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from aiscope.server import create_project, serve
+from aiscope.server.auth import authenticate
+from aiscope.server.tables import api_keys
+from server_tests.harness import Running
+
+
+def _send(url: str, key: str, trace_id: str, model: str) -> httpx.Response:
+    span = {
+        "traceId": trace_id,
+        "spanId": "1111111111111111",
+        "name": "chat",
+        "startTimeUnixNano": "1700000000000000000",
+        "endTimeUnixNano": "1700000000500000000",
+        "attributes": [
+            {"key": "gen_ai.provider.name", "value": {"stringValue": "openai"}},
+            {"key": "gen_ai.request.model", "value": {"stringValue": model}},
+        ],
+    }
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    return httpx.post(f"{url}/v1/traces", json=body, headers={"x-aiscope-key": key}, timeout=10)
+
+
+def _get(url: str, path: str, key: str | None) -> httpx.Response:
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    return httpx.get(f"{url}{path}", headers=headers, timeout=10)
+
+
+def test_projects_are_isolated_and_keys_have_one_role(server: Running) -> None:
+    a = create_project(server.engine, "A")
+    b = create_project(server.engine, "B")
+    ta, tb = "a" * 32, "b" * 32
+    assert _send(server.url, a.public_key, ta, "gpt-4o").status_code == 200
+    assert _send(server.url, b.public_key, tb, "gpt-4o-mini").status_code == 200
+
+    # an ingest key cannot read, a read key cannot ingest
+    r = _get(server.url, "/api/calls", a.public_key)
+    assert r.status_code == 403 and "secret (read)" in r.json()["detail"]
+    assert _send(server.url, a.secret_key, ta, "x").status_code == 403
+
+    # each secret key sees its own project only, on every read endpoint
+    for keys, mine, other, model in ((a, ta, tb, "gpt-4o"), (b, tb, ta, "gpt-4o-mini")):
+        items = _get(server.url, "/api/calls", keys.secret_key).json()["items"]
+        assert [c["model"] for c in items] == [model]
+        assert _get(server.url, f"/api/traces/{mine}", keys.secret_key).status_code == 200
+        assert _get(server.url, f"/api/traces/{other}", keys.secret_key).status_code == 404
+        assert _get(server.url, f"/api/calls?trace_id={other}", keys.secret_key).json() == {
+            "items": [],
+            "next_cursor": None,
+        }
+        cost = _get(server.url, "/api/cost", keys.secret_key).json()["rows"]
+        assert [row["model"] for row in cost] == [model]
+        lat = _get(server.url, "/api/latency", keys.secret_key).json()["rows"]
+        assert [row["model"] for row in lat] == [model]
+
+
+@pytest.mark.parametrize(
+    ("key", "status"),
+    [
+        (None, 401),
+        ("nonsense", 401),
+        ("ask_sec_0123456789abcdef_" + "0" * 64, 401),  # well-formed, unknown
+    ],
+)
+def test_missing_or_wrong_keys_are_refused(server: Running, key: str | None, status: int) -> None:
+    r = _get(server.url, "/api/calls", key)
+    assert r.status_code == status
+    assert r.json()["detail"]
+
+
+def test_tampered_secret_is_refused(server: Running) -> None:
+    keys = create_project(server.engine, "A")
+    tampered = keys.secret_key[:-1] + ("0" if keys.secret_key[-1] != "0" else "1")
+    assert _get(server.url, "/api/calls", tampered).status_code == 401
+    assert _get(server.url, "/api/calls", keys.secret_key).status_code == 200
+
+
+def test_keys_are_stored_hashed(server: Running) -> None:
+    keys = create_project(server.engine, "A")
+    with server.engine.connect() as conn:
+        dump = json.dumps([list(r) for r in conn.execute(select(api_keys))], default=str)
+        assert conn.execute(text("SELECT count(*) FROM api_keys")).scalar() == 2
+    for key in (keys.public_key, keys.secret_key):
+        secret = key.rsplit("_", 1)[1]
+        assert secret not in dump
+        assert hashlib.sha256(secret.encode()).hexdigest() in dump
+    who = authenticate(server.engine, keys.secret_key)
+    assert who is not None and (who.project_id, who.kind) == (keys.project_id, "secret")
+
+
+def test_local_mode_needs_no_key_but_only_on_loopback(local_server: Running) -> None:
+    assert _send(local_server.url, "", "c" * 32, "gpt-4o").status_code == 200
+    assert len(_get(local_server.url, "/api/calls", None).json()["items"]) == 1
+    with pytest.raises(ValueError, match="not a loopback address"):
+        serve("sqlite:///unused.db", host="0.0.0.0", port=1)
+
+
+def test_project_id_is_validated(server: Running) -> None:
+    with pytest.raises(ValueError, match="project_id"):
+        create_project(server.engine, "x", project_id="bad id; drop")
+    with pytest.raises(ValueError, match="project name"):
+        create_project(server.engine, "  ")

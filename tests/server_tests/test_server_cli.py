@@ -1,0 +1,74 @@
+"""``aiscope serve``: the real command in a subprocess, on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from typer.testing import CliRunner
+
+from aiscope.cli import app
+
+AISCOPE = [sys.executable, "-c", "from aiscope.cli import main; main()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_serve_ingests_and_answers(tmp_path: Path) -> None:
+    port = _free_port()
+    db = f"sqlite:///{tmp_path}/s.db"
+    proc = subprocess.Popen(
+        [*AISCOPE, "serve", "--db", db, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+        span = {
+            "traceId": "e" * 32,
+            "spanId": "2" * 16,
+            "name": "chat",
+            "startTimeUnixNano": "1700000000000000000",
+            "endTimeUnixNano": "1700000000250000000",
+            "attributes": [{"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}}],
+        }
+        body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+        assert httpx.post(f"{base}/v1/traces", json=body, timeout=10).status_code == 200
+        items = httpx.get(f"{base}/api/calls", timeout=10).json()["items"]
+        assert [(c["model"], c["latency_ms"]) for c in items] == [("gpt-4o", 250.0)]
+        assert "/v1/traces" in httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(10)
+
+
+def test_create_project_prints_keys_and_public_bind_needs_keys(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/p.db"
+    result = CliRunner().invoke(app, ["serve", "--db", db, "--create-project", "shop"])
+    assert result.exit_code == 0, result.output
+    keys = json.loads(result.output)
+    assert keys["public_key"].startswith("ask_pub_") and keys["secret_key"].startswith("ask_sec_")
+    refused = CliRunner().invoke(app, ["serve", "--db", db, "--host", "0.0.0.0"])
+    assert refused.exit_code == 2
+    assert "not a loopback address" in refused.output
