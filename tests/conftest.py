@@ -13,6 +13,9 @@ import aiscope
 from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
 
+#: fixtures shared by the SDK instrumentation tests (``records``)
+pytest_plugins = ["sdk_support"]
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx2
+import pytest
 
 import aiscope
 from aiscope.record import CallRecord
@@ -75,3 +76,12 @@ def mock_transport(mock: MockProvider) -> httpx2.MockTransport:
         return httpx2.Response(out.status, headers=headers, content=body)
 
     return httpx2.MockTransport(handle)
+
+
+@pytest.fixture
+def records(mock: MockProvider) -> Iterator[Records]:
+    """A recording sink around the instrumented SDKs; the module's mock provider reset.
+    (``mock`` is conftest's module-scoped fixture.)"""
+    mock.reset()
+    with instrumented() as sink:
+        yield sink

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
 import anthropic
 import pytest
@@ -14,23 +13,10 @@ from anthropic.types import Message
 import aiscope
 from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
-from sdk_support import Records, instrumented
+from sdk_support import Records
 
 MODEL = "claude-haiku-4-5"
 MSG = [{"role": "user", "content": "Tell me about budgets."}]
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockProvider]:
-    with MockProvider() as m:
-        yield m
-
-
-@pytest.fixture
-def records(mock: MockProvider) -> Iterator[Records]:
-    mock.reset()
-    with instrumented() as sink:
-        yield sink
 
 
 def client(mock: MockProvider, **kw: object) -> anthropic.Anthropic:

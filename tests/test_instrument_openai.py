@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Iterator
 
 import openai
 import pytest
@@ -15,22 +14,9 @@ from openai.types.chat import ChatCompletion
 import aiscope
 from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
-from sdk_support import Records, instrumented
+from sdk_support import Records
 
 MSG = [{"role": "user", "content": "Say something about observability."}]
-
-
-@pytest.fixture(scope="module")
-def mock() -> Iterator[MockProvider]:
-    with MockProvider() as m:
-        yield m
-
-
-@pytest.fixture
-def records(mock: MockProvider) -> Iterator[Records]:
-    mock.reset()
-    with instrumented() as sink:
-        yield sink
 
 
 def client(mock: MockProvider, **kw: object) -> openai.OpenAI:
