@@ -284,23 +284,8 @@ class CostTracker:
                 acc[6] += u.cache_write_tokens
             if u.reasoning_tokens:
                 acc[7] += u.reasoning_tokens
-        periods = self._periods
-        if not periods or (not cost and reservation is None):
-            return
-        if self._listeners or self.on_threshold is not None or self.on_exceed is not None:
+        if self._periods and (cost or reservation is not None):
             self._charge(cost or 0.0, reservation, record.start_time)
-            return
-        # the common case, inline: nothing to build, nobody to tell
-        settle = self.ledger.settle
-        if reservation is None or reservation.settled:
-            at = record.start_time
-            for p in periods:
-                cur = p._cur  # the period's cached (start, end, key, label)
-                settle(cur[2] if cur[0] <= at < cur[1] else p.current(at), None, cost or 0.0)
-        else:
-            reservation.settled = True
-            for _p, key, rid in reservation.ids:
-                settle(key, rid, cost or 0.0)
 
     def _accumulator(self, raw: tuple[Any, ...]) -> list[Any]:
         """The totals a record with these raw labels adds to (label values bounded;
@@ -329,25 +314,34 @@ class CostTracker:
         return acc
 
     def _charge(self, amount: float, reservation: Reservation | None, at: float) -> None:
+        """Settle ``amount`` in every budget: on the periods the reservation holds, else
+        on those containing ``at``; then tell listeners and callbacks, if any."""
         settle = self.ledger.settle
-        notify = bool(self._listeners or self.on_threshold or self.on_exceed)
-        statuses: list[BudgetStatus] = []
+        held: Sequence[tuple[_Period, str, str | None]] | None = None
         if reservation is not None and not reservation.settled:
             reservation.settled = True
-            held: Sequence[tuple[_Period, str, str | None]] = reservation.ids
-        else:
+            held = reservation.ids
+        if not (self._listeners or self.on_threshold or self.on_exceed):
+            # the common case: nothing to build, nobody to tell
+            if held is None:
+                for p in self._periods:
+                    settle(p.current(at), None, amount)
+            else:
+                for _p, key, rid in held:
+                    settle(key, rid, amount)
+            return
+        if held is None:
             held = [(p, p.current(at), None) for p in self._periods]
+        statuses: list[BudgetStatus] = []
         for p, key, rid in held:
             spent = settle(key, rid, amount)
-            if notify:
-                # The period charged is the key's ("name:window:label"), not p.label: a
-                # call admitted before a window boundary settles on the old period after it.
-                b = p.budget
-                statuses.append(
-                    BudgetStatus(b.name, b.window, key.rpartition(":")[2], b.limit_usd, spent, 0.0)
-                )
-        if notify:
-            self._after_charge(statuses)
+            # The period charged is the key's ("name:window:label"), not p.label: a call
+            # admitted before a window boundary settles on the old period after it.
+            b = p.budget
+            statuses.append(
+                BudgetStatus(b.name, b.window, key.rpartition(":")[2], b.limit_usd, spent, 0.0)
+            )
+        self._after_charge(statuses)
 
     def _after_charge(self, statuses: list[BudgetStatus]) -> None:
         for listener in self._listeners:
