@@ -161,3 +161,28 @@ def test_fast_validation_agrees_with_the_field_by_field_checks() -> None:
         assert _outcome(rec.validate) == _outcome(rec._validate_fields), rec
         cases += _outcome(rec.validate) != "ok"
     assert 1000 < cases < 3900  # both verdicts were exercised
+
+
+def test_fast_usage_validation_agrees_with_the_field_by_field_checks() -> None:
+    import random
+
+    rng = random.Random(2)
+    values = (0, 1, 3, 7, 100, -1, 1.0, True, False, None, "3", _IntSub(2))
+    verdicts = set()
+    for _ in range(5000):
+        u = Usage(10, 10)
+        for name in rng.sample(
+            [
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_write_tokens",
+                "reasoning_tokens",
+                "estimated",
+            ],
+            rng.randrange(0, 4),
+        ):
+            object.__setattr__(u, name, rng.choice(values))
+        assert _outcome(u.validate) == _outcome(u._validate_fields), u
+        verdicts.add(_outcome(u.validate) == "ok")
+    assert verdicts == {True, False}

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from dataclasses import dataclass, field
+from os import urandom
 from typing import Any, Literal
 
 Status = Literal["ok", "error"]
@@ -21,8 +21,8 @@ TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
 def new_request_id() -> str:
-    """A fresh, unique request id (32 hex characters)."""
-    return uuid.uuid4().hex
+    """A fresh, unique request id (32 hex characters, 128 random bits)."""
+    return urandom(16).hex()  # as unique as uuid4().hex, without building a UUID
 
 
 def _check_count(name: str, value: object) -> int:
@@ -60,6 +60,26 @@ class Usage:
 
     def validate(self) -> None:
         """Raise ``TypeError``/``ValueError`` naming the first bad field."""
+        # One expression for valid usage (built on every call); the checks below name
+        # what is wrong, or accept what this does not (int subclasses).
+        i, o = self.input_tokens, self.output_tokens
+        cr, cw, r = self.cache_read_tokens, self.cache_write_tokens, self.reasoning_tokens
+        if (
+            type(i) is int
+            and type(o) is int
+            and type(cr) is int
+            and type(cw) is int
+            and type(r) is int
+            and 0 <= r <= o
+            and cr >= 0
+            and cw >= 0
+            and cr + cw <= i
+            and type(self.estimated) is bool
+        ):
+            return
+        self._validate_fields()
+
+    def _validate_fields(self) -> None:
         i = _check_count("usage.input_tokens", self.input_tokens)
         o = _check_count("usage.output_tokens", self.output_tokens)
         cr = _check_count("usage.cache_read_tokens", self.cache_read_tokens)

@@ -122,7 +122,7 @@ def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
     if record.upstream_request_id:
         attrs[UPSTREAM_REQUEST_ID] = record.upstream_request_id
     if record.finish_reasons:
-        attrs[RESPONSE_FINISH_REASONS] = list(record.finish_reasons)
+        attrs[RESPONSE_FINISH_REASONS] = tuple(record.finish_reasons)
     if record.time_to_first_token_s is not None:
         attrs[RESPONSE_TIME_TO_FIRST_CHUNK] = record.time_to_first_token_s
     if record.status == "error":
@@ -132,7 +132,7 @@ def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
     if record.retry_count:
         attrs[RETRY_COUNT] = record.retry_count
     if record.operations:
-        attrs[OPERATIONS] = list(record.operations)
+        attrs[OPERATIONS] = tuple(record.operations)
     for key, value in record.tags.items():
         attrs[TAG_PREFIX + key] = value
     return attrs

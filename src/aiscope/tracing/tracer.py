@@ -41,6 +41,7 @@ from opentelemetry.util.types import AttributeValue
 from aiscope.logs import mask_secrets
 from aiscope.record import CallRecord
 from aiscope.tracing import attributes as A
+from aiscope.tracing.callspan import CallSpan, CallSpans
 from aiscope.tracing.console import ConsoleExporter
 from aiscope.tracing.memory import InMemoryExporter
 from aiscope.tracing.otlp import Protocol, otlp_exporter
@@ -159,6 +160,8 @@ class Tracer:
         from aiscope import __version__
 
         self._otel = provider.get_tracer("aiscope", __version__)
+        # Call spans the fast way where that is exactly what the SDK would export.
+        self._calls = CallSpans.for_tracer(self._otel) if self._own_provider is not None else None
         self._closed = False
         self._close_lock = threading.Lock()
         self._metrics = _GenAIMetrics(meter_provider, self) if meter_provider is not None else None
@@ -199,6 +202,10 @@ class Tracer:
     # -- LLM calls (driven by the Scope) ------------------------------------------------
     def start_call(self, model: str, provider: str, operation: str = "chat") -> Span:
         """Start (not activate) the span of an LLM call beginning now."""
+        if self._calls is not None:
+            return self._calls.start(
+                A.span_name(operation, model), A.call_start_attributes(operation, model, provider)
+            )
         return self._otel.start_span(
             A.span_name(operation, model),
             kind=SpanKind.CLIENT,
@@ -229,11 +236,14 @@ class Tracer:
     def on_record(self, record: CallRecord) -> None:
         """A span for a record made without :meth:`start_call`, back-dated by its latency."""
         start_ns = int(record.start_time * 1e9)
-        span = self._otel.start_span(
-            A.span_name(record.operation, record.model),
-            kind=SpanKind.CLIENT,
-            attributes=A.call_start_attributes(record.operation, record.model, record.provider),
-            start_time=start_ns,
+        name = A.span_name(record.operation, record.model)
+        attributes = A.call_start_attributes(record.operation, record.model, record.provider)
+        span = (
+            self._calls.start(name, attributes, start_ns)
+            if self._calls is not None
+            else self._otel.start_span(
+                name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
+            )
         )
         self._finish(record, span, start_ns + int(record.latency_s * 1e9))
 
@@ -242,8 +252,11 @@ class Tracer:
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
             record.span_id = format(ctx.span_id, "016x")
-        if span.is_recording():
+        if isinstance(span, CallSpan):
+            span.set_record_attributes(A.record_attributes(record))
+        elif span.is_recording():
             span.set_attributes(A.record_attributes(record))
+        if span.is_recording():
             if record.status == "error":
                 span.set_status(Status(StatusCode.ERROR, record.error_type or None))
             span.end(end_time=end_ns)
