@@ -35,7 +35,10 @@ def estimate_tokens(text: str) -> int:
     """
     if not isinstance(text, str):
         raise TypeError(f"prompt must be a str, got {type(text).__name__}")
-    return math.ceil(len(text.encode("utf-8")) / 3) + 4 if text else 0
+    if not text:
+        return 0
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))  # bytes, cheaply
+    return math.ceil(size / 3) + 4
 
 
 class LLMCall:

@@ -125,6 +125,20 @@ def _prompt_estimate(ep: Endpoint, kwargs: Mapping[str, Any]) -> int:
         return 0
 
 
+_raw_types: dict[type, bool] = {}
+
+
+def _is_raw(result: Any) -> bool:
+    """True for the SDKs' raw-response wrappers (``with_raw_response``), which carry
+    the ``http_response``. Cached per class: on a pydantic response model, looking
+    for a missing attribute raises and catches an AttributeError every time."""
+    cls = type(result)
+    raw = _raw_types.get(cls)
+    if raw is None:
+        raw = _raw_types[cls] = hasattr(result, "http_response")
+    return raw
+
+
 def end_call(
     call: LLMCall,
     ep: Endpoint,
@@ -136,7 +150,7 @@ def end_call(
 ) -> None:
     """Record ``result`` on ``call``: now for a response, when it ends for a stream."""
     try:
-        if hasattr(result, "http_response"):  # with_raw_response / with_streaming_response
+        if _is_raw(result):  # with_raw_response / with_streaming_response
             call.set_response(request_id=result.http_response.headers.get(ep.request_id_header))
             if type(result).__name__ != "LegacyAPIResponse":
                 # The body is the application's to read (streamed): nothing to parse.

@@ -52,7 +52,7 @@ def messages_text(messages: Any) -> str:
     """The text of a list of chat messages (dicts with ``content``)."""
     if not isinstance(messages, list | tuple):
         return ""
-    return "\n".join(text_of(m.get("content")) for m in messages if isinstance(m, Mapping))
+    return "\n".join([text_of(m.get("content")) for m in messages if isinstance(m, Mapping)])
 
 
 def count(value: Any) -> int:
