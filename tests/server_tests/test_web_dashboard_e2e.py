@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -288,7 +287,9 @@ def test_keys_and_hostile_strings(browser: Any, engine: Engine, tmp_path: Path) 
 
 def _keys_and_hostile_strings(browser: Any, server: Running, public: str, secret: str) -> None:
     now = time.time_ns()
-    body = {"resourceSpans": [{"scopeSpans": [{"spans": [_hostile_span(i, now) for i in range(4)]}]}]}
+    body = {
+        "resourceSpans": [{"scopeSpans": [{"spans": [_hostile_span(i, now) for i in range(4)]}]}]
+    }
     r = httpx.post(
         f"{server.url}/v1/traces", json=body, headers={"authorization": f"Bearer {public}"}
     )
