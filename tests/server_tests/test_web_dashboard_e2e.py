@@ -67,7 +67,7 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def _workload(url: str, n: int = 24) -> InMemoryExporter:
+def _workload(url: str, n: int = 60) -> InMemoryExporter:
     """``n`` real AiClient calls (some streamed, some failing) inside request spans,
     exported over OTLP to ``url``; returns the spans the client side recorded."""
     rng = random.Random(5)
@@ -205,11 +205,29 @@ def test_dashboard_shows_the_workload(browser: Any, local_server: Running, db_ur
     assert "no alerts" in page.locator("#active-alerts").inner_text()  # endpoint absent: 404
     _shot(page, f"dashboard-overview-{backend}.png")
 
-    # the calls table, filtered, and a call's trace
+    # the time range drives the queries: a custom range before the workload is empty
+    _render(page, lambda: page.select_option("#range", "custom"))
+    page.fill("#range-start", "2020-01-01T00:00")
+    page.fill("#range-end", "2020-01-02T00:00")
+    _render(page, lambda: page.click("#refresh"))
+    assert page.locator("#cost-by-model").count() == 0
+    assert page.locator("#total-calls .value").inner_text() == "0"
+    _render(page, lambda: page.select_option("#range", "900"))  # the last 15 minutes
+    assert page.locator("#total-calls .value").inner_text() == str(total_calls)
+
+    # the calls table, paged and filtered, and a call's trace
     _render(page, lambda: page.goto(f"{local_server.url}/#/calls"))
+    rows = page.locator("#calls-table tbody tr")
+    assert rows.count() == 50 and page.locator("#newer").is_disabled()
+    first_page = rows.evaluate_all("rs => rs.map(r => r.dataset.spanId)")
+    _render(page, lambda: page.click("#older"))
+    assert rows.count() == total_calls - 50 and page.locator("#older").is_disabled()
+    second_page = rows.evaluate_all("rs => rs.map(r => r.dataset.spanId)")
+    assert len(set(first_page) | set(second_page)) == total_calls
+    _render(page, lambda: page.click("#newer"))
+    assert rows.evaluate_all("rs => rs.map(r => r.dataset.spanId)") == first_page
     page.fill("#call-filters input[name=model]", "claude-sonnet-4-5")
     _render(page, lambda: page.click("#call-filters button[type=submit]"))
-    rows = page.locator("#calls-table tbody tr")
     assert rows.count() == want["claude-sonnet-4-5"]["calls"]
     models = page.locator("#calls-table td[data-col=model]").all_inner_texts()
     assert set(models) == {"claude-sonnet-4-5"}
@@ -294,6 +312,11 @@ def _keys_and_hostile_strings(browser: Any, server: Running, public: str, secret
         f"{server.url}/v1/traces", json=body, headers={"authorization": f"Bearer {public}"}
     )
     assert r.status_code == 200 and "rejected" not in r.text, r.text
+    fb = {"name": XSS[1], "score": 1, "comment": XSS[0], "trace_id": "ab" * 16}
+    r = httpx.post(
+        f"{server.url}/api/feedback", json=fb, headers={"authorization": f"Bearer {public}"}
+    )
+    assert r.status_code == 201, r.text
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -315,6 +338,9 @@ def _keys_and_hostile_strings(browser: Any, server: Running, public: str, secret
     names = page.locator("#trace-tree td.span-name").all_inner_texts()
     assert sorted(names) == sorted([XSS[0], *XSS])
     _shot(page, "dashboard-hostile-trace.png")
+    _render(page, lambda: page.goto(f"{server.url}/#/feedback"))
+    assert page.locator("#feedback-table td[data-col=comment]").all_inner_texts() == [XSS[0]]
+    assert page.locator("#feedback-table td[data-col=name]").all_inner_texts() == [XSS[1]]
     # nothing was parsed as markup, let alone run
     assert page.locator("#view img, #view script, #view svg[onload]").count() == 0
     assert page.evaluate("window.__xss") is None
