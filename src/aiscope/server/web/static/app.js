@@ -124,8 +124,9 @@
     return { section: section, panels: panels };
   }
 
-  function add(rowObj, title, id) {
+  function add(rowObj, title, id, wide) {
     const [box, body] = panel(title, id);
+    if (wide) box.classList.add("wide");
     rowObj.panels.appendChild(box);
     return body;
   }
@@ -165,7 +166,7 @@
       tile("Cost per request", calls ? usd(total / calls) : "—", "cost-per-request"),
       tile("Calls without a price", int(unpriced), "unpriced"));
     cost.section.insertBefore(tiles, cost.panels);
-    add(cost, "Spend by model").appendChild(table([
+    add(cost, "Spend by model", null, true).appendChild(table([
       { label: "Model", key: "model", get: (x) => x.model },
       { label: "Calls", key: "calls", num: true, get: (x) => int(x.calls) },
       { label: "Errors", key: "errors", num: true, get: (x) => int(x.errors) },
@@ -185,7 +186,7 @@
     C.lineChart(add(lat, "Latency p50 / p95 / p99, all models (ms)", "chart-latency"), latAll.timestamps,
       latAll.series.map((s) => ({ label: s.quantile, values: s.values })), (v) => v.toFixed(0));
     C.lineChart(add(lat, "p95 latency by model (ms)"), latModel.timestamps, seriesOf(latModel), (v) => v.toFixed(0));
-    add(lat, "Percentiles by model over the range").appendChild(table([
+    add(lat, "Percentiles by model over the range", null, true).appendChild(table([
       { label: "Model", key: "model", get: (x) => x.model },
       { label: "Calls", key: "count", num: true, get: (x) => int(x.count) },
       { label: "p50", key: "p50", num: true, get: (x) => ms(x.quantiles.p50) },
@@ -197,7 +198,7 @@
     const tok = row("Token usage", "row-tokens");
     C.lineChart(add(tok, "Tokens by type", "chart-tokens"), tokType.timestamps, seriesOf(tokType), (v) => v.toFixed(0));
     C.lineChart(add(tok, "Tokens (input + output) by model"), tokModel.timestamps, seriesOf(tokModel), (v) => v.toFixed(0));
-    add(tok, "Tokens per request by model").appendChild(table([
+    add(tok, "Tokens per request by model", null, true).appendChild(table([
       { label: "Model", key: "model", get: (x) => x.model },
       { label: "Tokens / request", key: "per_request", num: true, get: (x) => num((x.input_tokens + x.output_tokens) / x.calls, 1) },
       { label: "Input / output", key: "ratio", num: true, get: (x) => (x.output_tokens ? num(x.input_tokens / x.output_tokens, 2) : "—") },

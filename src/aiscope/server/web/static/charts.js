@@ -62,7 +62,7 @@
     const all = [];
     series.forEach((s) => s.values.forEach((v) => { if (v !== null && v !== undefined) all.push(v); }));
     if (!series.length || !all.length) { empty(container); return null; }
-    const yMax = niceMax(Math.max.apply(null, all));
+    const yMax = 4 * niceMax(Math.max.apply(null, all) / 4); // four round ticks
     // tick labels: the caller's format unless it would print equal labels for unequal ticks
     const ticks = [0, 1, 2, 3, 4].map((i) => fmt((yMax * i) / 4));
     const axis = new Set(ticks).size === 5 ? fmt : (v) => String(Number(v.toPrecision(3)));
