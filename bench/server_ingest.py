@@ -137,6 +137,21 @@ def time_query(port: int, path: str, params: dict[str, object], repeat: int) -> 
     return statistics.median(times)
 
 
+def dashboard_queries(now: float, span_s: float) -> list[tuple[str, str, dict[str, object]]]:
+    """The web dashboard's time series over the whole range, and over its last day."""
+    week = {"start": now - span_s, "end": now, "step": 3600}
+    day = {"start": now - 86400, "end": now, "step": 900}
+    return [
+        ("series: cost by model, hourly", "/api/timeseries", {"metric": "cost", **week}),
+        ("series: p95 latency by model, hourly", "/api/timeseries",
+         {"metric": "latency", "q": 0.95, **week}),
+        ("series: tokens by type, last day / 15 min", "/api/timeseries",
+         {"metric": "tokens", "group_by": "type", **day}),
+        ("series: p50/p95/p99 latency, last day / 15 min", "/api/timeseries",
+         {"metric": "latency", "group_by": "none", **day}),
+    ]  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--db", help="postgresql://... (default: SQLite in a temporary directory)")
@@ -206,6 +221,7 @@ def main() -> None:
             ("latency p50/p95/p99 by model", "/api/latency", {}),
             ("calls, first page of 100", "/api/calls", {"limit": 100}),
             ("calls of one model, page", "/api/calls", {"model": "gpt-4o", "limit": 100}),
+            *dashboard_queries(now / 1e9, args.span_minutes * 60),
         ):
             print(f"query {name}: median {time_query(port, path, params, 9):.1f} ms")
     finally:

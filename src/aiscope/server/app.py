@@ -299,4 +299,10 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return {"metric": metric, "rows": rows}
 
+    from aiscope.server import quality, timeseries  # their routes use this module's Reader
+    from aiscope.server.web import routes as web
+
+    app.include_router(timeseries.router)
+    app.include_router(quality.router)
+    app.include_router(web.router)
     return app

@@ -159,9 +159,17 @@ def cover(lo: int, hi: int, levels: Sequence[int] = RESOLUTIONS) -> list[tuple[i
 _FOREVER = RESOLUTIONS[0] * 2**30  # a day-aligned minute far beyond any real timestamp
 
 
-def _range(q: Any, project_id: str, start: float | None, end: float | None) -> Any:
+def _range(
+    q: Any,
+    project_id: str,
+    start: float | None,
+    end: float | None,
+    levels: Sequence[int] = RESOLUTIONS,
+) -> Any:
+    """``q`` restricted to the project's rollup rows covering [start, end) exactly, read at
+    the coarsest of ``levels`` (bucket sizes in minutes, largest first) that fit."""
     lo, hi = _minutes(start, end)
-    parts = cover(0 if lo is None else max(lo, 0), _FOREVER if hi is None else hi)
+    parts = cover(0 if lo is None else max(lo, 0), _FOREVER if hi is None else hi, levels)
     if not parts:
         return q.where(false())
     return q.where(

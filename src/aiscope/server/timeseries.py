@@ -1,0 +1,250 @@
+"""Time series for the dashboard's charts, from the rollups (never from scanning calls).
+
+A series is a metric (cost, calls, errors, tokens, latency or time-to-first-token
+percentiles) per bucket of ``step`` seconds, one series per model, provider,
+feature, team or token type. Buckets are aligned to multiples of ``step`` since the
+Unix epoch, so each rollup row read (day, hour or minute buckets, the coarsest that
+``step`` is a multiple of) falls into exactly one of them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import ColumnElement, Engine, func, select
+
+from aiscope.server import sketch
+from aiscope.server.app import End, Reader, Start
+from aiscope.server.queries import _minutes, _range
+from aiscope.server.rollup import RESOLUTIONS
+from aiscope.server.tables import rollups
+
+Metric = Literal["cost", "calls", "errors", "tokens", "latency", "ttft"]
+SeriesGroup = Literal["model", "provider", "feature", "team", "type", "none"]
+METRICS: tuple[str, ...] = ("cost", "calls", "errors", "tokens", "latency", "ttft")
+SERIES_GROUPS: tuple[str, ...] = ("model", "provider", "feature", "team", "type", "none")
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+#: most buckets one answer may hold
+MAX_POINTS = 1500
+#: steps picked when none is given: the smallest giving at most ``_TARGET`` buckets
+NICE_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
+_TARGET = 120
+DEFAULT_RANGE_S = 3600.0
+UNITS = {
+    "cost": "usd",
+    "calls": "calls",
+    "errors": "calls",
+    "tokens": "tokens",
+    "latency": "ms",
+    "ttft": "ms",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """Buckets ``first + i * step`` for i in ``range(n)``, covering [start, end)."""
+
+    first: int
+    step: int
+    n: int
+
+    def timestamps(self) -> list[int]:
+        """Each bucket's start (Unix seconds)."""
+        return [self.first + i * self.step for i in range(self.n)]
+
+    def index(self, seconds: float) -> int:
+        """The bucket holding ``seconds`` (clamped to the grid)."""
+        return min(max(int((seconds - self.first) // self.step), 0), self.n - 1)
+
+
+def auto_step(span_s: float) -> int:
+    """A round step (seconds, a multiple of 60) giving at most about 120 buckets."""
+    for step in NICE_STEPS:
+        if span_s / step <= _TARGET:
+            return step
+    return math.ceil(span_s / _TARGET / 86400) * 86400
+
+
+def grid(start: float | None, end: float | None, step: int | None) -> tuple[float, float, Grid]:
+    """The validated range (default: the last hour) and its bucket grid."""
+    if end is None:
+        end = time.time() if start is None else max(time.time(), start)
+    if start is None:
+        start = max(end - DEFAULT_RANGE_S, 0.0)
+    _minutes(start, end)  # validates both
+    if step is None:
+        step = auto_step(max(end - start, 60.0))
+    if isinstance(step, bool) or not isinstance(step, int) or step < 60 or step % 60:
+        raise ValueError(f"step must be a whole number of minutes in seconds (>= 60), got {step!r}")
+    first = math.floor(start / step) * step
+    n = max(math.ceil((end - first) / step), 1)
+    if n > MAX_POINTS:
+        raise ValueError(
+            f"{n} buckets of {step} s in the range: at most {MAX_POINTS}; use a larger step"
+        )
+    return start, end, Grid(first, step, n)
+
+
+def levels_for(step: int) -> tuple[int, ...]:
+    """The rollup resolutions (minutes) that fit a whole number of times in ``step``."""
+    return tuple(r for r in RESOLUTIONS if (step // 60) % r == 0)
+
+
+def series(
+    engine: Engine,
+    project_id: str,
+    metric: str,
+    *,
+    group_by: str = "model",
+    start: float | None = None,
+    end: float | None = None,
+    step: int | None = None,
+    quantiles: Sequence[float] = (0.5, 0.95, 0.99),
+) -> dict[str, Any]:
+    """``metric`` per bucket and per ``group_by`` value of ``project_id``'s rollups.
+
+    Counts and cost are 0 in buckets without calls; percentiles (ms) are None there.
+    ``group_by="type"`` (tokens only) splits tokens into input, output, cache read,
+    cache write and reasoning; otherwise ``tokens`` is input plus output.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    if group_by not in SERIES_GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(SERIES_GROUPS)}, got {group_by!r}")
+    if group_by == "type" and metric != "tokens":
+        raise ValueError("group_by=type applies to metric=tokens only")
+    if metric in ("latency", "ttft"):
+        sketch.check_quantiles(quantiles)
+    start, end, g = grid(start, end, step)
+    key = None if group_by in ("none", "type") else rollups.c[group_by]
+    levels = levels_for(g.step)
+    if metric in ("latency", "ttft"):
+        out = _percentiles(engine, project_id, metric, key, start, end, g, levels, quantiles)
+    else:
+        out = _sums(engine, project_id, metric, group_by, key, start, end, g, levels)
+    return {
+        "metric": metric,
+        "group_by": group_by,
+        "unit": UNITS[metric],
+        "step": g.step,
+        "start": g.first,
+        "end": g.first + g.n * g.step,
+        "timestamps": g.timestamps(),
+        "series": out,
+    }
+
+
+def _sums(
+    engine: Engine,
+    project_id: str,
+    metric: str,
+    group_by: str,
+    key: Any,
+    start: float,
+    end: float,
+    g: Grid,
+    levels: tuple[int, ...],
+) -> list[dict[str, Any]]:
+    columns: dict[str, ColumnElement[Any]]
+    if metric == "tokens" and group_by == "type":
+        columns = {t: rollups.c[f"{t}_tokens"] for t in TOKEN_TYPES}
+    elif metric == "tokens":
+        columns = {"tokens": rollups.c.input_tokens + rollups.c.output_tokens}
+    else:
+        columns = {metric: rollups.c["cost_usd" if metric == "cost" else metric]}
+    sums = [func.sum(col).label(name) for name, col in columns.items()]
+    by = [rollups.c.minute] if key is None else [key.label("key"), rollups.c.minute]
+    q = _range(select(*by, *sums), project_id, start, end, levels).group_by(*by)
+    values: dict[str, list[float]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(q):
+            i = g.index(row.minute * 60)
+            for name in columns:
+                label = name if group_by == "type" else _key(row)
+                bucket = values.setdefault(label, [0.0] * g.n)
+                bucket[i] += float(getattr(row, name) or 0)
+    as_int = metric != "cost"
+    ranked = sorted(values.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+    return [
+        {"key": k, "quantile": None, "values": [int(v) if as_int else v for v in vs]}
+        for k, vs in ranked
+    ]
+
+
+def _percentiles(
+    engine: Engine,
+    project_id: str,
+    metric: str,
+    key: Any,
+    start: float,
+    end: float,
+    g: Grid,
+    levels: tuple[int, ...],
+    quantiles: Sequence[float],
+) -> list[dict[str, Any]]:
+    column = rollups.c.latency_bins if metric == "latency" else rollups.c.ttft_bins
+    q = _range(
+        select(
+            *([] if key is None else [key.label("key")]), rollups.c.minute, column.label("bins")
+        ),
+        project_id,
+        start,
+        end,
+        levels,
+    )
+    parts: dict[str, list[list[dict[str, int]]]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(q):
+            buckets = parts.setdefault(_key(row), [[] for _ in range(g.n)])
+            buckets[g.index(row.minute * 60)].append(row.bins)
+    out = []
+    for k in sorted(parts):
+        per_bucket = [sketch.quantiles(sketch.merge(b), quantiles) for b in parts[k]]
+        for j, q_ in enumerate(quantiles):
+            out.append(
+                {"key": k, "quantile": f"p{q_ * 100:g}", "values": [v[j] for v in per_bucket]}
+            )
+    return out
+
+
+def _key(row: Any) -> str:
+    return str(row.key) if "key" in row._mapping else "all"
+
+
+router = APIRouter()
+
+
+@router.get("/api/timeseries")
+def timeseries(
+    request: Request,
+    who: Reader,
+    metric: Metric = "cost",
+    group_by: SeriesGroup = "model",
+    start: Start = None,
+    end: End = None,
+    step: Annotated[
+        int | None, Query(ge=60, description="bucket size in seconds, a multiple of 60")
+    ] = None,
+    q: Annotated[list[float] | None, Query(description="quantiles in [0, 1]")] = None,
+) -> dict[str, Any]:
+    """A metric per time bucket and per model/provider/feature/team/token type (rollups).
+
+    Without ``start``/``end`` the last hour; without ``step`` a round step giving at
+    most about 120 buckets.
+    """
+    engine: Engine = request.app.state.settings.engine
+    return series(
+        engine,
+        who.project_id,
+        metric,
+        group_by=group_by,
+        start=start,
+        end=end,
+        step=step,
+        quantiles=q or (0.5, 0.95, 0.99),
+    )

@@ -1,0 +1,1 @@
+"""The web dashboard: a static page (own JS and CSS, no CDN) over the query API."""
