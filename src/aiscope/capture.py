@@ -41,6 +41,10 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(size / 3) + 4
 
 
+#: The usage of a call that reported none (never mutated: set_usage replaces it).
+_NO_USAGE = Usage()
+
+
 class LLMCall:
     """One manually captured call: a ``with``/``async with`` block or a decorator."""
 
@@ -57,9 +61,16 @@ class LLMCall:
         usage_from: Callable[[Any], Mapping[str, int] | Usage] | None = None,
         **tags: str,
     ) -> None:
-        for name, value in (("model", model), ("provider", provider), ("operation", operation)):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{name} must be a non-empty str, got {value!r}")
+        if not (type(model) is str and model and type(provider) is str and provider) or not (
+            type(operation) is str and operation
+        ):
+            for name, value in (
+                ("model", model),
+                ("provider", provider),
+                ("operation", operation),
+            ):
+                if not isinstance(value, str) or not value:
+                    raise ValueError(f"{name} must be a non-empty str, got {value!r}")
         for key, value in tags.items():
             if not isinstance(value, str):
                 raise TypeError(f"tag {key!r} must be a str, got {type(value).__name__} {value!r}")
@@ -75,7 +86,7 @@ class LLMCall:
         self._clean = True  # just reset: the first __enter__ need not reset again
 
     def _reset(self) -> None:
-        self._usage = Usage()
+        self._usage = _NO_USAGE
         self._ttft: float | None = None
         self._t0 = 0.0
         self._start = 0.0

@@ -185,6 +185,17 @@ def set_counts(
     estimated: bool = False,
 ) -> None:
     """Set usage from SDK fields, clamping the parts so the record stays valid."""
+    if (
+        type(input_tokens) is int
+        and type(output_tokens) is int
+        and type(cache_read) is int
+        and type(cache_write) is int
+        and type(reasoning) is int
+        and 0 <= cache_read <= cache_read + cache_write <= input_tokens
+        and 0 <= reasoning <= output_tokens
+    ):  # what the SDKs send: consistent counts, nothing to clamp
+        call.set_usage(input_tokens, output_tokens, cache_read, cache_write, reasoning, estimated)
+        return
     i, o = count(input_tokens), count(output_tokens)
     cr = min(count(cache_read), i)
     cw = min(count(cache_write), i - cr)

@@ -173,6 +173,11 @@ class CallSpans:
         self._processor.on_end(readable)
 
 
+#: One lock for every call span's rare changes after start: held for a dict update,
+#: it is cheaper than a lock allocated per call.
+_LOCK = threading.Lock()
+
+
 class CallSpan(Span):
     """A recording span of one LLM call (see the module's docstring)."""
 
@@ -207,7 +212,7 @@ class CallSpan(Span):
         self._status = Status(StatusCode.UNSET)
         self._start = start_ns if start_ns is not None else time.time_ns()
         self._end: int | None = None
-        self._lock = threading.Lock()
+        self._lock = _LOCK
 
     @property
     def name(self) -> str:
