@@ -239,11 +239,24 @@ class CallSpan(Span):
         """Set one attribute."""
         self.set_attributes({key: value})
 
-    def set_record_attributes(self, attributes: dict[str, AttributeValue]) -> None:
-        """Set a finished call's attributes: aiscope's own, already valid (no copy)."""
+    def end_call(
+        self,
+        name: str,
+        attributes: dict[str, AttributeValue],
+        error: Status | None,
+        end_ns: int | None = None,
+    ) -> None:
+        """End the span of a finished call: its final name, its attributes (aiscope's
+        own, already valid: set without cleaning) and an error status, in one step."""
         with self._lock:
-            if self._end is None:
-                self._attributes.update(attributes)
+            if self._end is not None:
+                return
+            self._name = name
+            self._attributes.update(attributes)
+            if error is not None and self._status.status_code is not StatusCode.OK:
+                self._status = error
+            self._end = end_ns if end_ns is not None else time.time_ns()
+        self._export()
 
     def add_event(
         self,
@@ -302,6 +315,9 @@ class CallSpan(Span):
             if self._end is not None:
                 return
             self._end = end_time if end_time is not None else time.time_ns()
+        self._export()
+
+    def _export(self) -> None:
         try:
             self._factory.finish(self)
         except Exception:

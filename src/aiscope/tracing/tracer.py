@@ -221,6 +221,9 @@ class Tracer:
 
     def end_call(self, record: CallRecord, span: Span) -> None:
         """Set a finished call's attributes on its span and end it."""
+        if type(span) is CallSpan:
+            self._finish_call_span(record, span, None)
+            return
         name = A.span_name(record.operation, record.model)
         if span.is_recording() and getattr(span, "name", name) != name:
             span.update_name(name)  # begin assumed a chat call
@@ -238,25 +241,41 @@ class Tracer:
         start_ns = int(record.start_time * 1e9)
         name = A.span_name(record.operation, record.model)
         attributes = A.call_start_attributes(record.operation, record.model, record.provider)
-        span = (
-            self._calls.start(name, attributes, start_ns)
-            if self._calls is not None
-            else self._otel.start_span(
+        end_ns = start_ns + int(record.latency_s * 1e9)
+        if self._calls is not None:
+            span = self._calls.start(name, attributes, start_ns)
+            if type(span) is CallSpan:
+                self._finish_call_span(record, span, end_ns)
+                return
+        else:
+            span = self._otel.start_span(
                 name, kind=SpanKind.CLIENT, attributes=attributes, start_time=start_ns
             )
+        self._finish(record, span, end_ns)
+
+    def _finish_call_span(self, record: CallRecord, span: CallSpan, end_ns: int | None) -> None:
+        """:meth:`_finish` for aiscope's own call spans: one step, one lock."""
+        ctx = span.get_span_context()
+        record.trace_id = f"{ctx.trace_id:032x}"
+        record.span_id = f"{ctx.span_id:016x}"
+        span.end_call(
+            A.span_name(record.operation, record.model),
+            A.record_attributes(record),
+            Status(StatusCode.ERROR, record.error_type or None)
+            if record.status == "error"
+            else None,
+            end_ns,
         )
-        self._finish(record, span, start_ns + int(record.latency_s * 1e9))
+        if self._metrics is not None:
+            self._metrics.record(record)
 
     def _finish(self, record: CallRecord, span: Span, end_ns: int | None) -> None:
         ctx = span.get_span_context()
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
             record.span_id = format(ctx.span_id, "016x")
-        if isinstance(span, CallSpan):
-            span.set_record_attributes(A.record_attributes(record))
-        elif span.is_recording():
-            span.set_attributes(A.record_attributes(record))
         if span.is_recording():
+            span.set_attributes(A.record_attributes(record))
             if record.status == "error":
                 span.set_status(Status(StatusCode.ERROR, record.error_type or None))
             span.end(end_time=end_ns)
