@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -123,6 +124,22 @@ class _IntSub(int):
     pass
 
 
+_USAGE_FIELDS = [
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "estimated",
+]
+
+
+def _spoil_usage(rng: Any, u: Usage, most: int, values: tuple[object, ...]) -> None:
+    """Set up to ``most - 1`` of ``u``'s fields to values picked from ``values``."""
+    for name in rng.sample(_USAGE_FIELDS, rng.randrange(0, most)):
+        object.__setattr__(u, name, rng.choice(values))
+
+
 def _outcome(fn: object) -> str:
     try:
         fn()  # type: ignore[operator]
@@ -143,19 +160,7 @@ def test_fast_validation_agrees_with_the_field_by_field_checks() -> None:
         rec = CallRecord(model="m", provider="p", tags={"feature": "f"})
         for name in rng.sample(_FIELDS, rng.randrange(0, 3)):
             object.__setattr__(rec, name, rng.choice(_ANY_VALUES))
-        u = rec.usage
-        for name in rng.sample(
-            [
-                "input_tokens",
-                "output_tokens",
-                "cache_read_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-                "estimated",
-            ],
-            rng.randrange(0, 3),
-        ):
-            object.__setattr__(u, name, rng.choice((0, 3, -1, 7, 1.0, True, None, _IntSub(2))))
+        _spoil_usage(rng, rec.usage, 3, (0, 3, -1, 7, 1.0, True, None, _IntSub(2)))
         if rng.random() < 0.1:
             rec.tags = {rng.choice(("a", 1)): rng.choice(("b", 2, None))}  # type: ignore[dict-item]
         assert _outcome(rec.validate) == _outcome(rec._validate_fields), rec
@@ -171,18 +176,7 @@ def test_fast_usage_validation_agrees_with_the_field_by_field_checks() -> None:
     verdicts = set()
     for _ in range(5000):
         u = Usage(10, 10)
-        for name in rng.sample(
-            [
-                "input_tokens",
-                "output_tokens",
-                "cache_read_tokens",
-                "cache_write_tokens",
-                "reasoning_tokens",
-                "estimated",
-            ],
-            rng.randrange(0, 4),
-        ):
-            object.__setattr__(u, name, rng.choice(values))
+        _spoil_usage(rng, u, 4, values)
         assert _outcome(u.validate) == _outcome(u._validate_fields), u
         verdicts.add(_outcome(u.validate) == "ok")
     assert verdicts == {True, False}
