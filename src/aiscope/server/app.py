@@ -299,4 +299,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return {"metric": metric, "rows": rows}
 
+    from aiscope.server import extras  # its routes use this module's dependencies
+
+    extras.install(app)
     return app
