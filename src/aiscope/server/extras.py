@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from aiscope.server import calls_api
+from aiscope.server import calls_api, policy_api
 
 
 def install(app: FastAPI) -> None:
     """Add the routes (and their background work) to ``app``."""
     app.include_router(calls_api.router)
+    policy_api.install(app)
