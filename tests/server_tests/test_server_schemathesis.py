@@ -16,7 +16,6 @@ from sqlalchemy import Engine
 
 from aiscope.server import Settings, create_app, create_project
 
-
 SECRET_WRITES = ("/api/budgets", "/api/alert-rules")
 
 
