@@ -113,6 +113,10 @@ def test_a_record_sent_twice_is_stored_once(local_server: Running) -> None:
             "cache_read_tokens",
         ),
         ("not an object", "calls[0] must be an object"),
+        ({"model": "m", "provider": "p", "start_time": 1e300}, "calls[0]: start_time"),
+        ({"model": "m", "provider": "p", "latency_s": 1e12}, "latency_s"),
+        ({"model": "m", "provider": "p", "cost_usd": 1e300}, "cost_usd"),
+        ({"model": "m", "provider": "p", "usage": {"input_tokens": 2**70}}, "usage.input_tokens"),
     ],
 )
 def test_bad_records_get_400_naming_the_field(

@@ -276,3 +276,32 @@ def test_projects_do_not_see_each_others_budgets_rules_or_quality(server: Runnin
     assert b.get("/api/alerts") == {"alerts": []}
     assert b.get("/api/quality")["count"] == 0
     assert a.get("/api/quality")["count"] == 1
+
+
+def test_the_background_loop_evaluates_every_project_with_rules(api: Api, server: Running) -> None:
+    import threading
+
+    from aiscope.server.alerting import AlertService
+
+    api.send(_workload())
+    assert api.post("/api/alert-rules", RULES[0]).status_code == 201
+    service = AlertService(server.engine, interval_s=0.05)
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not service._projects or not next(iter(service._projects.values())).evaluated_at:
+            assert time.monotonic() < deadline, "the loop never evaluated"
+            time.sleep(0.02)
+        (project,) = service._projects.values()
+        (alert,) = project.evaluator.firing()
+        assert (alert.rule, alert.labels, alert.value) == (
+            "error_rate_high",
+            {"model": "claude-sonnet-4-5"},
+            0.5,
+        )
+    finally:
+        stop.set()
+        thread.join(5)
+    assert service.errors == 0
