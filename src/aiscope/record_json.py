@@ -22,17 +22,41 @@ _REQUIRED = ("model", "provider")
 
 def record_to_json(record: CallRecord) -> dict[str, Any]:
     """A JSON-ready copy of ``record`` (a snapshot: later changes to it are not seen)."""
-    out: dict[str, Any] = {}
-    for name in _RECORD_FIELDS:
-        value = getattr(record, name)
-        if name == "usage":
-            value = {n: getattr(value, n) for n in _USAGE_FIELDS}
-        elif name in _LISTS:
-            value = list(value)
-        elif name == "tags":
-            value = dict(value)
-        out[name] = value
-    return out
+    u = record.usage
+    # spelled out, not a loop over the fields: this runs on the application's thread
+    return {
+        "model": record.model,
+        "provider": record.provider,
+        "operation": record.operation,
+        "request_id": record.request_id,
+        "upstream_request_id": record.upstream_request_id,
+        "response_id": record.response_id,
+        "trace_id": record.trace_id,
+        "span_id": record.span_id,
+        "response_model": record.response_model,
+        "start_time": record.start_time,
+        "latency_s": record.latency_s,
+        "time_to_first_token_s": record.time_to_first_token_s,
+        "status": record.status,
+        "error_type": record.error_type,
+        "usage": {
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cache_read_tokens": u.cache_read_tokens,
+            "cache_write_tokens": u.cache_write_tokens,
+            "reasoning_tokens": u.reasoning_tokens,
+            "estimated": u.estimated,
+        },
+        "cost_usd": record.cost_usd,
+        "cost_status": record.cost_status,
+        "tags": dict(record.tags),
+        "operations": list(record.operations),
+        "retry_count": record.retry_count,
+        "streaming": record.streaming,
+        "finish_reasons": list(record.finish_reasons),
+        "server_address": record.server_address,
+        "server_port": record.server_port,
+    }
 
 
 def record_from_json(data: object, where: str = "call") -> CallRecord:
