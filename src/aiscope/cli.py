@@ -111,13 +111,16 @@ def demo(
         str | None,
         typer.Option(help="Directory of the server's SQLite file (default: a temporary one)."),
     ] = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The server's port (0: a free one).")
+    ] = 0,
 ) -> None:
     """Send a workload through AiClient to the mock provider; print cost, latency and
     metrics; and (unless --no-server) the same workload as stored by the aiscope server."""
     from aiscope import demo as demo_mod
 
     with contextlib.ExitStack() as stack:
-        srv = _demo_server(stack, db_dir) if server else None
+        srv = _demo_server(stack, db_dir, port) if server else None
         tracer = srv.tracer() if srv is not None else None
         judged: list[Any] = []
         with Progress(console=console, transient=False) as progress:
@@ -137,14 +140,14 @@ def demo(
             _demo_server_report(srv, tracer, result, judged, budget, keep_serving)
 
 
-def _demo_server(stack: contextlib.ExitStack, db_dir: str | None) -> Any:
+def _demo_server(stack: contextlib.ExitStack, db_dir: str | None, port: int) -> Any:
     """The demo's server (None, with a note, when the server extras are missing)."""
     try:
         from aiscope.demo_server import DemoServer
     except ImportError as exc:
         console.print(f"[yellow]no server[/yellow] ({exc}): pip install 'aiscope[server]'")
         return None
-    return stack.enter_context(DemoServer(db_dir))
+    return stack.enter_context(DemoServer(db_dir, port))
 
 
 def _demo_server_report(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,7 +21,14 @@ from aiscope.demo_server import DemoServer
 AISCOPE = [sys.executable, "-c", "from aiscope.cli import main; main()"]
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_demo_serve_keeps_the_stored_workload_until_ctrl_c(tmp_path: Path) -> None:
+    port = _free_port()
     proc = subprocess.Popen(
         [
             *AISCOPE,
@@ -31,6 +39,8 @@ def test_demo_serve_keeps_the_stored_workload_until_ctrl_c(tmp_path: Path) -> No
             "--serve",
             "--db-dir",
             str(tmp_path),
+            "--port",
+            str(port),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -48,6 +58,7 @@ def test_demo_serve_keeps_the_stored_workload_until_ctrl_c(tmp_path: Path) -> No
         out.append(line)
         m = re.search(r"Dashboard: (http://127\.0\.0\.1:\d+/)", line)
         url = m.group(1) if m else None
+    assert url == f"http://127.0.0.1:{port}/"
     try:
         text = "".join(out)
         assert "server totals match the CostTracker" in text, text
