@@ -194,3 +194,20 @@ def test_bad_arguments_are_refused() -> None:
     e = ServerExporter("http://127.0.0.1:1/base/")
     assert e.endpoint == "http://127.0.0.1:1/base/api/ingest/calls"
     e.close(0.1)
+
+
+def test_a_call_traced_over_otlp_and_exported_is_stored_once(local_server: Running) -> None:
+    from aiscope import Tracer
+
+    tracer = Tracer(service_name="shop", endpoint=f"{local_server.url}/v1/traces")
+    exporter = ServerExporter(local_server.url, schedule_delay_s=60)  # sends at flush only
+    scope = Scope(tracer=tracer, sinks=[exporter])
+    stats = record_call("gpt-4o", "openai", input_tokens=100, output_tokens=10, scope=scope)
+    assert tracer.flush(10)  # the span first, then the record with the same ids
+    assert exporter.flush(10) and exporter.exported == 1
+    tracer.shutdown()
+    exporter.close()
+    got = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    assert [(c["request_id"], c["service_name"]) for c in got] == [(stats.request_id, "shop")]
+    cost = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
+    assert [r["calls"] for r in cost] == [1]
