@@ -86,11 +86,22 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     n = args.records
-    per_record_us, bare_us, rates = [], [], []
+    per_record_us, bare_us, rates, queued_us = [], [], [], []
     with _server() as url:
         stored_before = 0
         for k in range(args.rounds):
             bare = _emit_all(Scope(), _records(n, -1 - k))
+            # the exporter's own part with its thread idle: copy and enqueue only
+            # (to a closed port: what shutdown may still send must not reach the server)
+            idle = ServerExporter("http://127.0.0.1:9", max_queue_size=n, max_retries=0,
+                                  max_export_batch_size=n, schedule_delay_s=3600)  # fmt: skip
+            many = _records(n, -100 - k)
+            t = time.perf_counter()
+            for r in many:
+                idle.on_record(r)
+            queued_us.append((time.perf_counter() - t) / n * 1e6)
+            assert idle.queued == n
+            idle.close(0)
             exporter = ServerExporter(url, max_queue_size=max(2048, n))
             scope = Scope(sinks=[exporter])
             records = _records(n, k)
@@ -119,7 +130,8 @@ def main() -> int:
         f"\nmedian over {args.rounds} rounds of {n:,} records: Scope.emit "
         f"{statistics.median(per_record_us):.1f} µs with ServerExporter vs "
         f"{statistics.median(bare_us):.1f} µs without (+{statistics.median(over):.1f} µs); "
-        f"{statistics.median(rates):,.0f} records/s stored (SQLite, aiscope serve)"
+        f"{statistics.median(rates):,.0f} records/s stored (SQLite, aiscope serve); "
+        f"on_record alone (export thread idle) {statistics.median(queued_us):.1f} µs"
     )
     return 0
 

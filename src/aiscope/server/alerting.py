@@ -28,7 +28,6 @@ from aiscope.server.queries import _range
 from aiscope.server.tables import alert_rules, calls, feedback, rollups
 
 log = logging.getLogger("aiscope.server.alerts")
-LABELS = ("model", "provider", "feature", "team")
 MAX_RULES = 200
 
 
