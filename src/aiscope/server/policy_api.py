@@ -12,12 +12,55 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, FastAPI, HTTPException, Path, Request
+from pydantic import BaseModel, Field
 
 from aiscope.alerts import rule_to_dict
 from aiscope.server import alerting, budgets, quality
 from aiscope.server.app import End, Reader, Start
 
 router = APIRouter(tags=["budgets, alerts, quality"])
+
+
+class BudgetOut(BaseModel):
+    """A budget and what it spent in its current period."""
+
+    name: str
+    limit_usd: float
+    spent_usd: float
+    remaining_usd: float
+    period: Literal["day", "month", "total"]
+    period_label: str = Field(description='"all", "2026-11-28" or "2026-11"')
+    period_start: float = Field(description="Unix seconds (0 for total)")
+    mode: Literal["alert", "block"]
+    scope: dict[str, str]
+    exceeded: bool
+    unpriced_calls: int = Field(description="calls in the period without a known price")
+
+
+class BudgetsOut(BaseModel):
+    """Every budget of the project."""
+
+    budgets: list[BudgetOut]
+
+
+class AlertOut(BaseModel):
+    """An alert pending or firing now."""
+
+    name: str
+    severity: str
+    state: Literal["firing", "pending"]
+    since: float = Field(description="Unix seconds: when the condition started to hold")
+    value: float | None
+    summary: str
+    labels: dict[str, str]
+
+
+class AlertsOut(BaseModel):
+    """Alerts pending or firing now."""
+
+    alerts: list[AlertOut]
+
+
 Name = Annotated[str, Path(min_length=1, max_length=128)]
 
 
@@ -30,7 +73,7 @@ def _alerts(request: Request) -> alerting.AlertService:
     return service
 
 
-@router.post("/api/budgets", status_code=201)
+@router.post("/api/budgets", status_code=201, response_model=BudgetOut)
 def add_budget(
     request: Request,
     who: Reader,
@@ -56,7 +99,7 @@ def add_budget(
     return budgets.status(_engine(request), who.project_id, b)
 
 
-@router.get("/api/budgets")
+@router.get("/api/budgets", response_model=BudgetsOut)
 def list_budgets(request: Request, who: Reader) -> dict[str, Any]:
     """Every budget with what was spent in its current period (from rollups)."""
     engine = _engine(request)
@@ -115,7 +158,7 @@ def delete_alert_rule(request: Request, who: Reader, name: Name) -> None:
         raise HTTPException(404, f"no alert rule {name!r} in this project")
 
 
-@router.get("/api/alerts")
+@router.get("/api/alerts", response_model=AlertsOut)
 def active_alerts(request: Request, who: Reader) -> dict[str, Any]:
     """Alerts pending or firing now: the rules (evaluated on the stored rollups) and
     the budgets whose period's spend reached their limit."""
