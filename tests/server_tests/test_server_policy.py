@@ -305,3 +305,16 @@ def test_the_background_loop_evaluates_every_project_with_rules(api: Api, server
         stop.set()
         thread.join(5)
     assert service.errors == 0
+
+
+def test_concurrent_replacements_of_one_budget_never_500(api: Api) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def put(i: int) -> int:
+        return api.post("/api/budgets", {"name": "same", "limit_usd": i}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(put, range(40)))
+    assert set(codes) <= {201, 400} and 201 in codes, codes
+    (only,) = api.get("/api/budgets")["budgets"]
+    assert only["name"] == "same"

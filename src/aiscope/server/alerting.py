@@ -23,6 +23,7 @@ from sqlalchemy import Engine, and_, delete, func, insert, select, union_all
 from aiscope.alerts import AlertEvaluator, AlertRule, rule_from_dict, rule_to_dict
 from aiscope.alerts.window import WindowStats, WindowStore
 from aiscope.server import budgets, sketch
+from aiscope.server.budgets import conflicts
 from aiscope.server.db import write_lock
 from aiscope.server.queries import _range
 from aiscope.server.tables import alert_rules, calls, feedback, rollups
@@ -171,7 +172,7 @@ def parse_rule(data: object) -> AlertRule:
 
 def save_rule(engine: Engine, project_id: str, rule: AlertRule) -> None:
     """Store ``rule``, replacing the project's rule of the same name."""
-    with write_lock(engine), engine.begin() as conn:
+    with write_lock(engine), conflicts(f"alert rule {rule.name!r}"), engine.begin() as conn:
         existing = conn.execute(
             select(func.count()).where(
                 alert_rules.c.project_id == project_id, alert_rules.c.name != rule.name
@@ -225,6 +226,17 @@ class _Project:
     evaluated_at: float = 0.0
 
 
+def _readable(rules: list[dict[str, Any]], project_id: str) -> list[AlertRule]:
+    """The stored rules this version reads (one it cannot is skipped and logged)."""
+    out = []
+    for data in rules:
+        try:
+            out.append(rule_from_dict(data))
+        except (TypeError, ValueError):
+            log.warning("project %s: stored alert rule %r skipped", project_id, data, exc_info=True)
+    return out
+
+
 class AlertService:
     """One evaluator per project, rebuilt when its rules change (pending alerts start
     over then); :meth:`run` evaluates every project in a background thread."""
@@ -247,7 +259,7 @@ class AlertService:
                 return None
             if p is None or p.rules != rules:
                 store = RollupWindows(self.engine, project_id)
-                evaluator = AlertEvaluator([rule_from_dict(r) for r in rules], store=store)
+                evaluator = AlertEvaluator(_readable(rules, project_id), store=store)
                 p = self._projects[project_id] = _Project(rules, evaluator)
             now = time.time()
             if now - p.evaluated_at >= max_age_s:

@@ -10,11 +10,13 @@ it happened, so it cannot refuse one: a ``block`` budget is reported ``exceeded`
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from aiscope.cost.budget import Budget, BudgetStatus, Window, period_bounds
 from aiscope.server.db import write_lock
@@ -72,9 +74,18 @@ def parse_budget(data: Mapping[str, Any]) -> ServerBudget:
     return ServerBudget(budget, period, dict(scope), mode)
 
 
+@contextmanager
+def conflicts(what: str) -> Iterator[None]:
+    """A unique-key clash (two writers replacing the same name at once) as a 4xx."""
+    try:
+        yield
+    except IntegrityError:
+        raise ValueError(f"{what} was changed by another request at the same time; retry") from None
+
+
 def save(engine: Engine, project_id: str, b: ServerBudget) -> None:
     """Store ``b``, replacing the project's budget of the same name."""
-    with write_lock(engine), engine.begin() as conn:
+    with write_lock(engine), conflicts(f"budget {b.budget.name!r}"), engine.begin() as conn:
         conn.execute(
             delete(budgets).where(
                 budgets.c.project_id == project_id, budgets.c.name == b.budget.name
