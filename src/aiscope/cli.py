@@ -147,7 +147,11 @@ def _demo_server(stack: contextlib.ExitStack, db_dir: str | None, port: int) -> 
     except ImportError as exc:
         console.print(f"[yellow]no server[/yellow] ({exc}): pip install 'aiscope[server]'")
         return None
-    return stack.enter_context(DemoServer(db_dir, port))
+    try:
+        return stack.enter_context(DemoServer(db_dir, port))
+    except (RuntimeError, OSError) as exc:  # e.g. the port is taken
+        console.print(f"[red]error:[/red] the aiscope server did not start: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _demo_server_report(

@@ -76,7 +76,7 @@ class DemoServer:
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 self.close()
-                raise RuntimeError("the aiscope server did not start")
+                raise RuntimeError(f"nothing listens on 127.0.0.1:{self.port} (port taken?)")
             time.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"

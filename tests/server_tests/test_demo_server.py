@@ -89,3 +89,19 @@ def test_the_server_stores_what_the_tracker_counted() -> None:
     for local, stored in check.by_model.values():
         assert abs(local - stored) <= 1e-9
     assert not db.exists()  # a temporary directory is removed
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [*AISCOPE, "demo", "--requests", "2", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "the aiscope server did not start" in r.stdout
