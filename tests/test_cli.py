@@ -46,5 +46,14 @@ def test_demo_prints_breakdowns_and_metrics() -> None:
         "gpt-4o",
         "claude-sonnet-4-5",
         "ai_lib_requests_total{",
+        # the same workload sent to the aiscope server over OTLP, and checked
+        "server totals match the CostTracker",
+        "Dashboard: http://127.0.0.1:",
     ):
         assert text in result.output
+
+
+def test_demo_without_the_server() -> None:
+    result = runner.invoke(app, ["demo", "--requests", "5", "--no-server", "--no-prometheus"])
+    assert result.exit_code == 0, result.output
+    assert "Cost by model" in result.output and "Dashboard" not in result.output

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import NonRecordingSpan, SpanContext, StatusCode, TraceFlags
 
@@ -123,26 +123,23 @@ def test_a_call_inside_a_span_is_its_child_in_both() -> None:
     assert call.parent.span_id == outer.context.span_id
 
 
-def test_remote_parents_sampled_or_not_are_honoured() -> None:
-    for sampled in (True, False):
-        flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
-        remote = NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=flags))
+@pytest.mark.parametrize("sampled", [True, False])
+def test_remote_parents_sampled_or_not_are_honoured(sampled: bool) -> None:
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    remote = NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=flags))
 
-        def under_remote(tracer: Tracer) -> None:
-            token = trace.set_span_in_context(remote)
-            from opentelemetry import context
+    def under_remote(tracer: Tracer) -> None:
+        attached = context.attach(trace.set_span_in_context(remote))
+        try:
+            span = tracer.start_call("gpt-4o", "openai")
+            assert span.get_span_context().trace_id == 0xABC
+            assert span.is_recording() == sampled
+            tracer.end_call(_record(), span)
+        finally:
+            context.detach(attached)
 
-            attached = context.attach(token)
-            try:
-                span = tracer.start_call("gpt-4o", "openai")
-                assert span.get_span_context().trace_id == 0xABC
-                assert span.is_recording() == sampled
-                tracer.end_call(_record(), span)
-            finally:
-                context.detach(attached)
-
-        spans = _same(under_remote)
-        assert len(spans) == (1 if sampled else 0)
+    spans = _same(under_remote)
+    assert len(spans) == (1 if sampled else 0)
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.5])

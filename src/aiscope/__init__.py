@@ -28,6 +28,7 @@ from aiscope.logs import TRACE, JsonFormatter, configure_logging
 from aiscope.metrics import LatencyPercentiles, MetricsCollector
 from aiscope.record import CallRecord, CallStats, Usage
 from aiscope.scope import PendingCall, Scope, configure, current_scope, use_scope
+from aiscope.server_exporter import ServerExporter
 from aiscope.tracing import ConsoleExporter, InMemoryExporter, LangfuseExporter, Tracer
 
 __version__ = "0.1.0"
@@ -62,6 +63,7 @@ __all__ = [
     "Pricing",
     "SQLiteLedger",
     "Scope",
+    "ServerExporter",
     "Tracer",
     "UnknownModelWarning",
     "Usage",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from typing import Annotated, Any
@@ -96,18 +97,103 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 7,
     budget: Annotated[float, typer.Option(min=0.0, help="Budget in USD (block mode).")] = 5.0,
     prometheus: Annotated[bool, typer.Option(help="Print the Prometheus text.")] = True,
+    server: Annotated[
+        bool,
+        typer.Option(
+            "--server/--no-server",
+            help="Also start the aiscope server and send it the workload over OTLP.",
+        ),
+    ] = True,
+    keep_serving: Annotated[
+        bool, typer.Option("--serve", help="Keep the server running until Ctrl-C.")
+    ] = False,
+    db_dir: Annotated[
+        str | None,
+        typer.Option(help="Directory of the server's SQLite file (default: a temporary one)."),
+    ] = None,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The server's port (0: a free one).")
+    ] = 0,
 ) -> None:
-    """Send a workload through AiClient to the mock provider; print cost, latency and metrics."""
+    """Send a workload through AiClient to the mock provider; print cost, latency and
+    metrics; and (unless --no-server) the same workload as stored by the aiscope server."""
     from aiscope import demo as demo_mod
 
-    with Progress(console=console, transient=False) as progress:
-        task = progress.add_task(f"Sending {requests} calls to the mock provider", total=requests)
-        result = demo_mod.run_workload(
-            requests=requests,
-            seed=seed,
-            budget_usd=budget,
-            on_progress=lambda: progress.advance(task),
+    with contextlib.ExitStack() as stack:
+        srv = _demo_server(stack, db_dir, port) if server else None
+        tracer = srv.tracer() if srv is not None else None
+        judged: list[Any] = []
+        with Progress(console=console, transient=False) as progress:
+            task = progress.add_task(
+                f"Sending {requests} calls to the mock provider", total=requests
+            )
+            result = demo_mod.run_workload(
+                requests=requests,
+                seed=seed,
+                budget_usd=budget,
+                on_progress=lambda: progress.advance(task),
+                tracer=tracer,
+                on_feedback=judged.append,
+            )
+        _print_demo(result, prometheus)
+        if srv is not None and tracer is not None:
+            _demo_server_report(srv, tracer, result, judged, budget, keep_serving)
+
+
+def _demo_server(stack: contextlib.ExitStack, db_dir: str | None, port: int) -> Any:
+    """The demo's server (None, with a note, when the server extras are missing)."""
+    try:
+        from aiscope.demo_server import DemoServer
+    except ImportError as exc:
+        console.print(f"[yellow]no server[/yellow] ({exc}): pip install 'aiscope[server]'")
+        return None
+    try:
+        return stack.enter_context(DemoServer(db_dir, port))
+    except (RuntimeError, OSError) as exc:  # e.g. the port is taken
+        console.print(f"[red]error:[/red] the aiscope server did not start: {exc}")
+        raise typer.Exit(2) from None
+
+
+def _demo_server_report(
+    srv: Any, tracer: Any, result: Any, judged: list[Any], budget: float, keep_serving: bool
+) -> None:
+    flushed = tracer.flush(15.0)
+    tracer.shutdown(5.0)
+    srv.configure(budget)
+    srv.send_feedback(judged)
+    check = srv.check_cost(result.report)
+    t = Table(title="The same workload on the aiscope server (OTLP -> SQLite)")
+    for col in ("", "calls", "cost"):
+        t.add_column(col, justify="left" if not col else "right")
+    t.add_row("CostTracker (in process)", str(check.local_calls), f"${check.local_cost:,.6f}")
+    t.add_row("server GET /api/cost", str(check.server_calls), f"${check.server_cost:,.6f}")
+    console.print(t)
+    if check.matches and flushed:
+        console.print("[green]server totals match the CostTracker[/green]")
+    else:
+        console.print(
+            f"[red]server totals differ from the CostTracker[/red] (spans flushed: {flushed}; "
+            f"dropped: {tracer.dropped_spans})"
         )
+    active = srv.alerts()
+    if active:
+        t = Table(title="Alerts on the server (the same rules, on stored data: GET /api/alerts)")
+        for col in ("name", "severity", "state", "summary"):
+            t.add_column(col, overflow="fold")
+        for a in active:
+            t.add_row(a["name"], a["severity"], a["state"], a["summary"])
+        console.print(t)
+    else:
+        console.print("No alert rule holds on the server's stored data.")
+    console.print(f"Dashboard: [bold]{srv.url}/[/bold]  (API docs: {srv.url}/docs)")
+    if keep_serving:
+        console.print(f"Serving until Ctrl-C; database {srv.db_path}")
+        srv.wait()
+    if not (check.matches and flushed):
+        raise typer.Exit(1)
+
+
+def _print_demo(result: Any, prometheus: bool) -> None:
     r = result.report
     summary = Table(title="Cost")
     for col in (

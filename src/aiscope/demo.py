@@ -19,11 +19,12 @@ from aiscope.alerts import ActiveAlert, AlertEvaluator, AlertRule
 from aiscope.client import AiClient, AiClientError
 from aiscope.cost.budget import BudgetExceededError
 from aiscope.cost.tracker import CostReport, CostTracker
-from aiscope.feedback import FeedbackCollector
+from aiscope.feedback import Feedback, FeedbackCollector
 from aiscope.metrics.collector import LatencyPercentiles, MetricsCollector
 from aiscope.resilience import RetryPolicy
 from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
+from aiscope.tracing import Tracer
 
 MODELS = (
     # provider/model, the mock's base path, median latency (s), the simulated judge's scores
@@ -60,9 +61,12 @@ def run_workload(
     budget_usd: float = 5.0,
     on_progress: Callable[[], None] | None = None,
     rules: Sequence[AlertRule] | None = None,
+    tracer: Tracer | None = None,
+    on_feedback: Callable[[Feedback], None] | None = None,
 ) -> DemoResult:
     """Send ``requests`` calls through AiClient to a fresh mock provider (``rules``:
-    the alert rules to check, the defaults if None)."""
+    the alert rules to check, the defaults if None; ``tracer``: traces the calls;
+    ``on_feedback``: also gets every judge score)."""
     rng = random.Random(seed)
     metrics = MetricsCollector()
     tracker = CostTracker(budget_usd=budget_usd, alert_threshold=0.8)
@@ -71,11 +75,14 @@ def run_workload(
     # the default alert rules watch the calls (an extra sink of the scope the clients
     # inherit) and the quality scores a simulated LLM judge gives every answer
     alerts = AlertEvaluator(rules)
-    feedback = FeedbackCollector(metrics, listeners=[alerts.on_feedback])
+    listeners = [alerts.on_feedback] + ([on_feedback] if on_feedback is not None else [])
+    feedback = FeedbackCollector(metrics, listeners=listeners)
     with MockProvider(api_key="demo-key") as mock, use_scope(Scope(sinks=[alerts])):
+        builders = [AiClient.builder() for _ in MODELS]
+        if tracer is not None:
+            builders = [b.tracer(tracer) for b in builders]
         clients = [
-            AiClient.builder()
-            .model(spec)
+            builder.model(spec)
             .api_key("demo-key")
             .base_url(mock.base_url(base))
             .metrics(metrics)
@@ -83,7 +90,7 @@ def run_workload(
             .feedback(feedback)
             .retry(retry)
             .build()
-            for spec, base, *_ in MODELS
+            for builder, (spec, base, *_) in zip(builders, MODELS, strict=True)
         ]
         for i in range(requests):
             if on_progress is not None:

@@ -25,6 +25,7 @@ from aiscope.alerts.rules import (
     default_rules,
     load_rules,
     rule_from_dict,
+    rule_to_dict,
 )
 from aiscope.alerts.window import WindowStats, histogram_quantile
 
@@ -50,5 +51,6 @@ __all__ = [
     "load_rules",
     "prometheus_rules",
     "rule_from_dict",
+    "rule_to_dict",
     "signal_promql",
 ]

@@ -52,7 +52,10 @@ class ActiveAlert:
 
 class AlertEvaluator:
     """Evaluates ``rules`` (the seed's eight, in aggregate and per model, by default)
-    over rolling windows of the recorded calls and notifies ``notifiers``."""
+    over rolling windows of the recorded calls and notifies ``notifiers``.
+
+    ``store`` replaces the in-process windows (the aiscope server evaluates the same
+    rules over its stored rollups with one)."""
 
     def __init__(
         self,
@@ -65,6 +68,7 @@ class AlertEvaluator:
         max_queue: int = 1000,
         max_retries: int = 3,
         backoff_s: float = 0.5,
+        store: WindowStore | None = None,
     ) -> None:
         self.rules: list[AlertRule] = list(default_rules() if rules is None else rules)
         names = [r.name for r in self.rules]
@@ -74,7 +78,11 @@ class AlertEvaluator:
         if len(set(names)) != len(names):
             raise ValueError(f"rule names must be unique, got {names}")
         retention = max([r.window_s for r in self.rules if not r.daily] or [0.0])
-        self._store = WindowStore(retention, resolution_s, duration_buckets)
+        # ``store``: where the windows' numbers come from (the server passes one that
+        # reads its stored rollups); by default, the calls recorded in this process
+        self._store = (
+            store if store is not None else WindowStore(retention, resolution_s, duration_buckets)
+        )
         self._clock = clock
         self._lock = threading.Lock()
         self._states: dict[tuple[str, tuple[str, ...]], _State] = {}

@@ -296,6 +296,25 @@ def rule_from_dict(data: Mapping[str, Any], where: str = "rule") -> AlertRule:
         raise type(exc)(f"{where}: {exc}") from None
 
 
+def rule_to_dict(rule: AlertRule) -> dict[str, Any]:
+    """The mapping :func:`rule_from_dict` reads back into an equal rule (JSON/YAML-ready);
+    a rule whose signal is a function has none (``TypeError``)."""
+    if not isinstance(rule.signal, str):
+        raise TypeError(f"rule {rule.name!r}: a function signal cannot be written as data")
+    return {
+        "name": rule.name,
+        "severity": rule.severity,
+        "signal": rule.signal,
+        "comparison": rule.comparison,
+        "threshold": rule.threshold,
+        "window": rule.window,
+        "for": rule.for_,
+        "group_by": list(rule.group_by),
+        "description": rule.description,
+        "cooldown": rule.cooldown,
+    }
+
+
 def load_rules(path: str | Path) -> list[AlertRule]:
     """Rules from a YAML (or JSON) file: a list of rule mappings, or ``{"rules": [...]}``."""
     import yaml
@@ -328,4 +347,5 @@ __all__ = [
     "load_rules",
     "parse_duration",
     "rule_from_dict",
+    "rule_to_dict",
 ]

@@ -299,10 +299,12 @@ def create_app(settings: Settings) -> FastAPI:
         )
         return {"metric": metric, "rows": rows}
 
-    from aiscope.server import quality, timeseries  # their routes use this module's Reader
+    # their routes use this module's dependencies (Reader, ...): imported here
+    from aiscope.server import extras, feedback_report, timeseries
     from aiscope.server.web import routes as web
 
     app.include_router(timeseries.router)
-    app.include_router(quality.router)
+    app.include_router(feedback_report.router)
     app.include_router(web.router)
+    extras.install(app)
     return app

@@ -1,158 +1,60 @@
-"""Reading feedback back: the list, averages per name, per model and feature, and over time.
+"""Quality on stored data: feedback scores per model, feature or feedback name.
 
-Feedback that names a call's ``trace_id`` and ``span_id`` is attributed to that
-call's model and feature (a join on the calls' unique index); feedback naming only a
-trace or a request id counts in the per-name figures and the time series.
+Each score is labelled with the call it was given on (see
+:func:`aiscope.server.alerting.feedback_labels`); the range is the time the
+feedback was received.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
-from sqlalchemy import Engine, Integer, and_, cast, func, select
+from sqlalchemy import Engine, func, select
 
-from aiscope.server.app import End, Reader, Start
-from aiscope.server.tables import calls, feedback
-from aiscope.server.timeseries import Grid, grid
+from aiscope.server.alerting import feedback_labels
+from aiscope.server.queries import _minutes
 
-MAX_ITEMS = 1000
-
-
-def _filtered(q: Any, project_id: str, start: float, end: float, name: str | None) -> Any:
-    q = q.where(
-        feedback.c.project_id == project_id,
-        feedback.c.created_ts >= start,
-        feedback.c.created_ts < end,
-    )
-    return q if name is None else q.where(feedback.c.name == name)
+QualityGroup = Literal["model", "feature", "name"]
+GROUPS = ("model", "feature", "name")
 
 
-def report(
+def quality_by(
     engine: Engine,
     project_id: str,
+    group_by: str = "name",
     *,
     start: float | None = None,
     end: float | None = None,
-    name: str | None = None,
-    limit: int = 100,
-    step: int | None = None,
 ) -> dict[str, Any]:
-    """Feedback of ``project_id`` given in [start, end) (default: the last hour): the
-    newest ``limit`` items, and score averages per name, per (name, model), per (name,
-    feature) and per (name, time bucket)."""
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ITEMS:
-        raise ValueError(f"limit must be an integer from 1 to {MAX_ITEMS}, got {limit!r}")
-    if name is not None and (len(name) > 128 or "\x00" in name):
-        raise ValueError("name must be text of at most 128 characters without NUL")
-    start, end, g = grid(start, end, step)
-    score = feedback.c.score
+    """Count, mean, min and max of the scores per group, and over all of them."""
+    if group_by not in GROUPS:
+        raise ValueError(f"group_by must be one of {', '.join(GROUPS)}, got {group_by!r}")
+    _minutes(start, end)  # validates the range
+    fb = feedback_labels(project_id, start, end)
+    key = fb.c[group_by]
     stats = (
-        func.count().label("count"),
-        func.count(score).label("scored"),
-        func.avg(score).label("avg_score"),
-    )
-    items_q = _filtered(select(feedback), project_id, start, end, name)
-    items_q = items_q.order_by(feedback.c.created_ts.desc(), feedback.c.id.desc()).limit(limit)
-    names_q = _filtered(
-        select(
-            feedback.c.name,
-            *stats,
-            func.min(score).label("min_score"),
-            func.max(score).label("max_score"),
-        ),
-        project_id,
-        start,
-        end,
-        name,
-    ).group_by(feedback.c.name)
-    joined = feedback.join(
-        calls,
-        and_(
-            calls.c.project_id == feedback.c.project_id,
-            calls.c.trace_id == feedback.c.trace_id,
-            calls.c.span_id == feedback.c.span_id,
-        ),
+        func.count().label("n"),
+        func.avg(fb.c.score).label("mean"),
+        func.min(fb.c.score).label("min"),
+        func.max(fb.c.score).label("max"),
     )
     with engine.connect() as conn:
-        items = [dict(r._mapping) for r in conn.execute(items_q)]
-        by_name = [_stats(r) for r in conn.execute(names_q.order_by(feedback.c.name))]
-        per: dict[str, list[dict[str, Any]]] = {}
-        for col in ("model", "feature"):
-            q = _filtered(
-                select(feedback.c.name, calls.c[col].label("key"), *stats).select_from(joined),
-                project_id,
-                start,
-                end,
-                name,
-            ).group_by(feedback.c.name, calls.c[col])
-            per[col] = [
-                {"name": r.name, col: r.key, **_stats(r)}
-                for r in conn.execute(q.order_by(feedback.c.name, calls.c[col]))
-            ]
-        bucket = _bucket(engine, g)
-        series_q = (
-            _filtered(
-                select(feedback.c.name, bucket.label("i"), func.avg(score).label("avg_score")),
-                project_id,
-                start,
-                end,
-                name,
-            )
-            .where(score.is_not(None))
-            .group_by(feedback.c.name, bucket)
-        )
-        series: dict[str, list[float | None]] = {}
-        for r in conn.execute(series_q):
-            values = series.setdefault(r.name, [None] * g.n)
-            values[min(max(int(r.i), 0), g.n - 1)] = float(r.avg_score)
-    for item in items:
-        item.pop("project_id")
+        rows = conn.execute(select(key.label("key"), *stats).group_by(key)).all()
+        total = conn.execute(select(*stats)).one()
+    out = [
+        {
+            group_by: r.key,
+            "count": int(r.n),
+            "mean": float(r.mean),
+            "min": float(r.min),
+            "max": float(r.max),
+        }
+        for r in rows
+    ]
+    out.sort(key=lambda r: (-r["count"], str(r[group_by])))
     return {
-        "items": items,
-        "by_name": by_name,
-        "by_model": per["model"],
-        "by_feature": per["feature"],
-        "step": g.step,
-        "timestamps": g.timestamps(),
-        "series": [{"key": k, "values": v} for k, v in sorted(series.items())],
+        "group_by": group_by,
+        "count": int(total.n),
+        "mean": None if total.mean is None else float(total.mean),
+        "rows": out,
     }
-
-
-def _stats(r: Any) -> dict[str, Any]:
-    m = r._mapping
-    out = {k: m[k] for k in ("name",) if k in m}
-    out["count"] = int(m["count"])
-    out["scored"] = int(m["scored"])
-    for k in ("avg_score", "min_score", "max_score"):
-        if k in m:
-            out[k] = None if m[k] is None else float(m[k])
-    return out
-
-
-def _bucket(engine: Engine, g: Grid) -> Any:
-    """The bucket number of ``created_ts`` on ``g`` (rows are at or after ``g.first``)."""
-    x = (feedback.c.created_ts - g.first) / g.step
-    # PostgreSQL's cast to integer rounds; SQLite's truncates (a floor, as x >= 0)
-    return func.floor(x) if engine.dialect.name == "postgresql" else cast(x, Integer)
-
-
-router = APIRouter()
-
-
-@router.get("/api/feedback")
-def list_feedback(
-    request: Request,
-    who: Reader,
-    start: Start = None,
-    end: End = None,
-    name: Annotated[str | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_ITEMS)] = 100,
-    step: Annotated[
-        int | None, Query(ge=60, description="bucket size in seconds, a multiple of 60")
-    ] = None,
-) -> dict[str, Any]:
-    """Feedback given in the range (default: the last hour), newest first, with average
-    scores per name, per model, per feature and over time (the dashboard's quality row)."""
-    engine: Engine = request.app.state.settings.engine
-    return report(engine, who.project_id, start=start, end=end, name=name, limit=limit, step=step)

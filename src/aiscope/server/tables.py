@@ -81,6 +81,8 @@ calls = Table(
     Index("ix_calls_project_time", "project_id", "start_ts", "id"),
     # a re-sent span (an exporter retrying after a lost answer) is stored once
     Index("ux_calls_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
+    # feedback given by request id finds its call (quality by model/feature)
+    Index("ix_calls_project_request", "project_id", "request_id"),
 )
 
 # Spans that are not calls (a call's span is its row in ``calls``): trace structure.
@@ -146,4 +148,32 @@ rollups = Table(
     Column("latency_bins", JSON, nullable=False),  # DDSketch bin key -> count (ms)
     Column("ttft_bins", JSON, nullable=False),
     Index("ix_rollups_project_minute", "project_id", "resolution", "minute"),
+)
+
+# A project's budgets: a limit over a UTC period on the cost of the calls matching a
+# scope (feature/team/model); what was spent is read from the rollups.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("limit_usd", Float, nullable=False),
+    Column("period", String(8), nullable=False),  # "day", "month" or "total"
+    Column("scope", JSON, nullable=False),  # {"feature"?, "team"?, "model"?}
+    Column("mode", String(8), nullable=False),  # "alert" or "block"
+    Column("created_ts", Float, nullable=False),
+    Index("ux_budgets_project_name", "project_id", "name", unique=True),
+)
+
+# A project's alert rules, in the SDK's dict form (aiscope.alerts.rule_to_dict).
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("rule", JSON, nullable=False),
+    Column("created_ts", Float, nullable=False),
+    Index("ux_alert_rules_project_name", "project_id", "name", unique=True),
 )

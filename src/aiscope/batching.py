@@ -1,0 +1,168 @@
+"""A bounded queue drained in batches by one background thread, every wait bounded.
+
+The application thread only ever appends to a bounded deque (dropping and counting
+what does not fit); one daemon thread hands batches to :meth:`BoundedBatcher._export`;
+``force_flush`` and ``shutdown`` wait for it at most their timeout, then return. The
+span processor (:class:`~aiscope.tracing.BoundedBatchProcessor`) and the
+:class:`~aiscope.ServerExporter` are both this, with their own ``_export``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger("aiscope")
+
+
+class BoundedBatcher(Generic[T]):
+    """Queue items (at most ``max_queue_size``; more are dropped and counted) and export
+    them in batches of at most ``max_export_batch_size`` from a background thread,
+    at least every ``schedule_delay_s`` seconds."""
+
+    def __init__(
+        self,
+        *,
+        max_queue_size: int = 2048,
+        max_export_batch_size: int = 512,
+        schedule_delay_s: float = 1.0,
+        thread_name: str = "aiscope-export",
+    ) -> None:
+        for name, value in (
+            ("max_queue_size", max_queue_size),
+            ("max_export_batch_size", max_export_batch_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if max_export_batch_size > max_queue_size:
+            raise ValueError(
+                f"max_export_batch_size ({max_export_batch_size}) cannot exceed "
+                f"max_queue_size ({max_queue_size})"
+            )
+        if isinstance(schedule_delay_s, bool) or not isinstance(schedule_delay_s, int | float):
+            raise TypeError(f"schedule_delay_s must be a number, got {schedule_delay_s!r}")
+        if schedule_delay_s <= 0:
+            raise ValueError(f"schedule_delay_s must be > 0, got {schedule_delay_s!r}")
+        self.max_queue_size = max_queue_size
+        self.max_export_batch_size = max_export_batch_size
+        self.schedule_delay_s = float(schedule_delay_s)
+        self._queue: collections.deque[T] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._cond = threading.Condition(self._lock)
+        #: items dropped because the queue was full or the batcher shut down
+        self.dropped = 0
+        #: items handed to the exporter, and those it reported failed (or raised on)
+        self.exported = 0
+        self.failed = 0
+        self._flush_requested = 0
+        self._flush_done = 0
+        self._shutdown = False
+        self._thread = threading.Thread(target=self._worker, name=thread_name, daemon=True)
+        self._thread.start()
+
+    # -- to override --------------------------------------------------------------------
+    def _export(self, batch: list[T]) -> bool:
+        """Send one batch; True when it was accepted. Runs on the worker thread only."""
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        """Release the exporter's resources (called once, bounded by ``shutdown``)."""
+
+    # -- application side: never blocks on the exporter ---------------------------------
+    def _put(self, item: T) -> bool:
+        """Queue ``item``, or drop and count it when the queue is full; True if queued."""
+        with self._lock:
+            if self._shutdown or len(self._queue) >= self.max_queue_size:
+                self.dropped += 1
+                return False
+            self._queue.append(item)
+            full = len(self._queue) >= self.max_export_batch_size
+        if full:
+            self._wake.set()
+        return True
+
+    @property
+    def queued(self) -> int:
+        """Items waiting for export now."""
+        return len(self._queue)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Ask the worker to export everything queued now; wait at most the timeout.
+        True when it finished in time."""
+        deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
+        with self._cond:
+            if self._shutdown:
+                return not self._thread.is_alive()
+            self._flush_requested += 1
+            ticket = self._flush_requested
+        self._wake.set()
+        with self._cond:
+            while self._flush_done < ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:
+        """Stop taking items, give the worker up to the timeout to export what is
+        queued, then close the exporter (also bounded); always returns in time."""
+        deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
+        with self._lock:
+            if self._shutdown:
+                return
+            self._shutdown = True
+        self._wake.set()
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        # Closing may wait on a stuck request: give it the rest of the time on a side
+        # thread and leave it behind if it overruns.
+        closer = threading.Thread(target=self._safe_close, name="aiscope-close", daemon=True)
+        closer.start()
+        closer.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = len(self._queue)
+            self._queue.clear()
+            self.dropped += left
+
+    def _safe_close(self) -> None:
+        try:
+            self._close()
+        except Exception:
+            log.warning("exporter failed to shut down", exc_info=True)
+
+    # -- worker side ----------------------------------------------------------------------
+    def _worker(self) -> None:
+        while True:
+            self._wake.wait(self.schedule_delay_s)
+            self._wake.clear()
+            with self._lock:
+                stopping = self._shutdown
+                ticket = self._flush_requested
+            self._export_all()
+            with self._cond:
+                self._flush_done = max(self._flush_done, ticket)
+                self._cond.notify_all()
+            if stopping:
+                return
+
+    def _export_all(self) -> None:
+        while True:
+            with self._lock:
+                n = min(len(self._queue), self.max_export_batch_size)
+                batch = [self._queue.popleft() for _ in range(n)]
+            if not batch:
+                return
+            try:
+                ok = self._export(batch)
+            except Exception:
+                ok = False
+                log.warning("exporter raised; %d items lost", len(batch), exc_info=True)
+            with self._lock:
+                self.exported += len(batch)
+                if not ok:
+                    self.failed += len(batch)

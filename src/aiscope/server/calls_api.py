@@ -1,0 +1,75 @@
+"""``POST /api/ingest/calls``: aiscope's own records (:class:`~aiscope.ServerExporter`).
+
+The body is ``{"calls": [record, ...]}`` with records in the JSON form of
+:mod:`aiscope.record_json`. The whole request is refused (400, naming the field)
+if one record is bad; otherwise its calls are written like an OTLP request's
+(:mod:`aiscope.server.records`) and committed before the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Request
+
+from aiscope.cost.pricing import default_pricing
+from aiscope.record_json import record_from_json
+from aiscope.server import ingest, records
+from aiscope.server.app import Ingester, Settings, _body
+
+MAX_CALLS = 10_000
+router = APIRouter(tags=["ingest"])
+
+
+def parse_calls(body: bytes) -> list[Any]:
+    """The records of a request body; ``ValueError`` says what is wrong."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("calls"), list):
+        raise ValueError('body must be an object {"calls": [call, ...]}')
+    unknown = sorted(k for k in data if k != "calls")
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} (only 'calls')")
+    calls = data["calls"]
+    if len(calls) > MAX_CALLS:
+        raise ValueError(f"calls: at most {MAX_CALLS} per request, got {len(calls)}")
+    try:
+        return [record_from_json(c, f"calls[{i}]") for i, c in enumerate(calls)]
+    except TypeError as exc:  # a wrong type is a bad request too (400, not 500)
+        raise ValueError(str(exc)) from None
+
+
+@router.post(
+    "/api/ingest/calls",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["calls"],
+                        "properties": {"calls": {"type": "array", "items": {"type": "object"}}},
+                    }
+                }
+            },
+            "required": True,
+        }
+    },
+)
+async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
+    """aiscope CallRecords (JSON), stored like OTLP GenAI spans; answered after commit."""
+    settings: Settings = request.app.state.settings
+    body = await _body(request, settings.max_body_bytes)
+    pricing = settings.pricing or default_pricing()
+
+    def work() -> int:
+        found = parse_calls(body)
+        batch = records.to_batch(found, who.project_id, pricing)
+        ingest.write(settings.engine, batch)
+        return len(found)
+
+    return {"accepted": await anyio.to_thread.run_sync(work)}

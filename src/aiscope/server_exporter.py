@@ -1,0 +1,155 @@
+"""ServerExporter: a sink that sends every CallRecord to an aiscope server.
+
+::
+
+    exporter = ServerExporter("http://127.0.0.1:6363", api_key="ask_pub_...")
+    aiscope.configure(sinks=[exporter])          # or Scope(sinks=[exporter])
+
+Records are queued (bounded: more are dropped and counted) and POSTed as JSON to
+the server's ``/api/ingest/calls`` in batches from a background thread, so a slow
+or absent server never blocks or breaks the application. The server stores them
+exactly as it stores OTLP spans: same pricing (a record's own cost is kept), same
+rollups, and the same de-duplication, so a call also traced to the server over
+OTLP (same trace and span id) is stored once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import time
+import weakref
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from aiscope.batching import BoundedBatcher
+from aiscope.record import CallRecord
+from aiscope.record_json import record_to_json
+
+log = logging.getLogger("aiscope.server_exporter")
+
+INGEST_PATH = "/api/ingest/calls"
+#: answers worth sending the same batch again for (the server may take it later)
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class ServerExporter(BoundedBatcher[dict[str, Any]]):
+    """Send records to an aiscope server (a Scope sink).
+
+    ``url`` is the server's base URL (``http://host:6363``); ``api_key`` the
+    project's public key (none for a server in local-only mode). Failed batches are
+    retried up to ``max_retries`` times (connection errors, 408/429/5xx) and then
+    counted in ``failed``; records refused by a full queue are counted in
+    ``dropped``; ``exported`` counts records handed to the server.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        max_queue_size: int = 2048,
+        max_export_batch_size: int = 512,
+        schedule_delay_s: float = 1.0,
+        timeout_s: float = 10.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.endpoint = _endpoint(url)
+        if api_key is not None and (not isinstance(api_key, str) or not api_key):
+            raise ValueError("api_key must be a non-empty str (the project's public key) or None")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or timeout_s <= 0:
+            raise ValueError(f"timeout_s must be a number > 0, got {timeout_s!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        self._headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout_s = float(timeout_s)
+        self.max_retries = max_retries
+        self.backoff_s = float(backoff_s)
+        self._transport = transport
+        self._http: httpx.Client | None = None
+        #: records the server refused (4xx: bad data, retrying would not help)
+        self.rejected = 0
+        super().__init__(
+            max_queue_size=max_queue_size,
+            max_export_batch_size=max_export_batch_size,
+            schedule_delay_s=schedule_delay_s,
+            thread_name="aiscope-server-export",
+        )
+        atexit.register(_close_at_exit, weakref.ref(self))
+
+    def __repr__(self) -> str:
+        return f"ServerExporter({self.endpoint!r})"
+
+    # -- the sink ---------------------------------------------------------------------------
+    def on_record(self, record: CallRecord) -> None:
+        """Queue a copy of ``record`` for sending (never blocks)."""
+        self._put(record_to_json(record))
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Send everything queued now; wait at most ``timeout`` seconds. True when done."""
+        return self.force_flush(int(timeout * 1000))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what is queued (at most ``timeout`` seconds), then stop."""
+        self.shutdown(int(timeout * 1000))
+
+    def __enter__(self) -> ServerExporter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the worker -------------------------------------------------------------------------
+    def _export(self, batch: list[dict[str, Any]]) -> bool:
+        if self._http is None:
+            self._http = httpx.Client(timeout=self.timeout_s, transport=self._transport)
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                resp = self._http.post(self.endpoint, json={"calls": batch}, headers=self._headers)
+            except httpx.HTTPError as exc:
+                log.debug("aiscope server unreachable (%s), attempt %d", exc, attempt + 1)
+                continue
+            if resp.is_success:
+                return True
+            if resp.status_code not in _RETRY_STATUS:
+                self.rejected += len(batch)
+                log.warning(
+                    "aiscope server refused %d records: %s %s",
+                    len(batch),
+                    resp.status_code,
+                    resp.text[:500],
+                )
+                return False
+        log.warning("aiscope server did not take %d records; they are lost", len(batch))
+        return False
+
+    def _close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+
+def _endpoint(url: str) -> str:
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"url must be the server's URL, e.g. http://127.0.0.1:6363, got {url!r}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"url must be an http(s):// URL with a host, got {url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith(INGEST_PATH):
+        path += INGEST_PATH
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _close_at_exit(ref: weakref.ref[ServerExporter]) -> None:
+    exporter = ref()
+    if exporter is not None:
+        exporter.close(timeout=2.0)
+
+
+__all__ = ["INGEST_PATH", "ServerExporter"]
