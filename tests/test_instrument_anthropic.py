@@ -61,6 +61,25 @@ def test_create_stream(mock: MockProvider, records: Records) -> None:
     )
 
 
+def test_with_streaming_response_and_raw_response(mock: MockProvider, records: Records) -> None:
+    c = client(mock)
+    with c.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=200, messages=MSG
+    ) as raw:
+        msg = raw.parse()
+    with c.messages.with_streaming_response.create(
+        model=MODEL, max_tokens=200, messages=MSG, stream=True
+    ) as raw_stream:
+        events = list(raw_stream.parse())
+    legacy = c.messages.with_raw_response.create(model=MODEL, max_tokens=200, messages=MSG)
+    assert type(msg) is Message and events[-1].type == "message_stop"
+    assert type(legacy.parse()) is Message
+    first, streamed, third = records.items
+    assert first.usage.output_tokens == msg.usage.output_tokens and first.cost_usd
+    assert streamed.streaming and not streamed.usage.estimated and streamed.usage.output_tokens
+    assert third.usage.output_tokens == legacy.parse().usage.output_tokens
+
+
 def test_messages_stream_helper(mock: MockProvider, records: Records) -> None:
     with client(mock).messages.stream(model=MODEL, max_tokens=200, messages=MSG) as s:
         assert type(s) is MessageStream

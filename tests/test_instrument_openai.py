@@ -238,6 +238,85 @@ def test_with_raw_response_keeps_its_type(mock: MockProvider, records: Records) 
     assert records.one.upstream_request_id == raw.headers["x-request-id"]
 
 
+def test_with_streaming_response_parsed_body_is_read(mock: MockProvider, records: Records) -> None:
+    c = client(mock)
+    with c.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MSG) as raw:
+        assert type(raw) is openai.APIResponse and records.items == []  # body not read yet
+        parsed = raw.parse()
+        assert type(parsed) is ChatCompletion and raw.parse() is parsed  # the SDK's cache
+    sent = mock.last_request
+    assert sent is not None and sent.usage is not None
+    r = records.one
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (
+        sent.usage.input_tokens,
+        sent.usage.output_tokens,
+    )
+    assert r.upstream_request_id == raw.headers["x-request-id"] and r.cost_usd
+    assert r.response_model == parsed.model and r.finish_reasons == ("stop",)
+
+
+def test_with_streaming_response_stream_is_watched_to_its_end(
+    mock: MockProvider, records: Records
+) -> None:
+    mock.behave(first_token_delay_s=0.03)
+    c = client(mock)
+    with c.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MSG, stream=True, stream_options={"include_usage": True}
+    ) as raw:
+        stream = raw.parse()
+        assert isinstance(stream, openai.Stream)
+        text = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+    sent = mock.last_request
+    assert sent is not None and sent.usage is not None and text == sent.reply_text
+    r = records.one
+    assert r.streaming and not r.usage.estimated
+    assert r.usage.output_tokens == sent.usage.output_tokens
+    assert r.time_to_first_token_s is not None and r.time_to_first_token_s >= 0.03
+
+
+def test_with_streaming_response_read_raw_is_recorded_at_close(
+    mock: MockProvider, records: Records
+) -> None:
+    mock.behave(latency_s=0.02)
+    c = client(mock)
+    with c.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MSG) as raw:
+        lines = list(raw.iter_lines())
+        assert records.items == []
+    assert lines and '"usage"' in "".join(lines)  # the application got the body untouched
+    r = records.one
+    assert r.status == "ok" and r.usage.output_tokens == 0 and r.latency_s >= 0.02
+    assert r.upstream_request_id == raw.headers["x-request-id"]
+
+
+def test_with_streaming_response_left_unread_is_recorded_when_collected(
+    mock: MockProvider, records: Records
+) -> None:
+    c = client(mock)
+    raw = c.chat.completions.with_streaming_response.create(model="gpt-4o", messages=MSG)
+    response = raw.__enter__()
+    assert records.items == []
+    del raw, response
+    gc.collect()
+    assert records.one.status == "ok"
+
+
+async def test_async_with_streaming_response(mock: MockProvider, records: Records) -> None:
+    c = aclient(mock)
+    async with c.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MSG
+    ) as raw:
+        parsed = await raw.parse()
+    async with c.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=MSG, stream=True, stream_options={"include_usage": True}
+    ) as raw_stream:
+        n = len([ch async for ch in await raw_stream.parse()])
+    assert n > 2
+    first, second = records.items
+    assert first.usage.output_tokens == parsed.usage.completion_tokens  # type: ignore[union-attr]
+    assert second.streaming and not second.usage.estimated
+    await c.close()
+
+
 def test_budget_refuses_before_sending(mock: MockProvider) -> None:
     mock.reset()
     sink = Records()

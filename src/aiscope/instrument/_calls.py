@@ -19,6 +19,7 @@ from typing import Any
 from aiscope.capture import LLMCall, estimate_tokens
 from aiscope.cost.budget import BudgetExceededError
 from aiscope.instrument._endpoint import Endpoint, count
+from aiscope.instrument._raw import observe_raw
 from aiscope.instrument._streams import finish_call, observe_stream
 from aiscope.scope import Scope, current_scope
 
@@ -153,8 +154,14 @@ def end_call(
         if _is_raw(result):  # with_raw_response / with_streaming_response
             call.set_response(request_id=result.http_response.headers.get(ep.request_id_header))
             if type(result).__name__ != "LegacyAPIResponse":
-                # The body is the application's to read (streamed): nothing to parse.
-                finish_call(call, None)
+                # with_streaming_response: the body is the application's to read; it is
+                # recorded when the application parses it, or closes the response.
+                stream_reader = (
+                    ep.new_reader(_prompt_estimate(ep, kwargs))
+                    if streaming and ep.new_reader is not None
+                    else None
+                )
+                observe_raw(result, call, ep, stream_reader, is_async=is_async)
                 return
             result = result.parse()  # cached by the SDK: the application gets the same object
         if streaming and ep.new_reader is not None:
