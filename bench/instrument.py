@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/instrument.py            # full run
     .venv/bin/python bench/instrument.py --quick    # short run
+    .venv/bin/python bench/instrument.py --instructions 200   # instructions per call (valgrind)
     bash bench/setup_peers.sh                       # the peers' virtualenvs (once)
 
 Every contender makes the same call — ``client.chat.completions.create(model=
@@ -241,6 +242,89 @@ def worker(kind: str, rounds: int, calls: int) -> dict[str, Any]:
     return {"bare": bare, "inst": inst, "observed": observed, "openai": openai.__version__}
 
 
+def count_worker(kind: str, variant: str, calls: int) -> None:
+    """Set up ``kind``, warm both paths, then make ``calls`` calls through ``variant``
+    ("bare" or "inst") with nothing else: run under valgrind, the instructions of a
+    run with 0 calls subtracted give the instructions per call (deterministic)."""
+    import gc
+
+    from openai.resources.chat.completions import Completions
+
+    client = _client()
+    completions = client.chat.completions
+    bare_fn = Completions.__dict__["create"]
+    clear, _seen = _setup(kind)
+    inst_fn = Completions.__dict__["create"]
+    for fn in (inst_fn, bare_fn):
+        Completions.create = fn
+        for _ in range(30):
+            completions.create(model="gpt-4o", messages=MESSAGES)
+    clear()
+    gc.collect()
+    gc.disable()
+    Completions.create = inst_fn if variant == "inst" else bare_fn
+    for _ in range(calls):
+        completions.create(model="gpt-4o", messages=MESSAGES)
+
+
+def _instructions(py: Path, kind: str, variant: str, calls: int) -> int:
+    cmd = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        str(py),
+        str(Path(__file__)),
+        "--count-worker",
+        kind,
+        variant,
+        str(calls),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    for line in proc.stderr.splitlines():
+        if "I" in line and "refs:" in line:
+            return int(line.rsplit(":", 1)[1].replace(",", "").strip())
+    raise RuntimeError(f"{kind}: no instruction count from valgrind: {proc.stderr[-300:]}")
+
+
+def instructions(kinds: list[str], calls: int) -> int:
+    """Instructions per call, bare and instrumented, for each contender (valgrind)."""
+    import functools
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    if shutil.which("valgrind") is None:
+        print("--instructions needs valgrind (apt-get install valgrind)")
+        return 1
+    print(
+        f"instructions per call (valgrind cachegrind, {calls} calls minus 0 calls; "
+        "deterministic, unlike CPU time)\n"
+    )
+    print(
+        f"{'contender':<52}{'bare':>12}{'instrumented':>14}{'overhead':>12}{'vs leanest peer':>17}"
+    )
+    rows: dict[str, tuple[float, float]] = {}
+    for kind in kinds:
+        py = _python_for(kind)
+        if py is None:
+            print(f"{CONTENDERS[kind]:<52}  skipped: no virtualenv")
+            continue
+        print(f"  counting {kind} ...", file=sys.stderr, flush=True)
+        jobs = [(v, n) for v in ("bare", "inst") for n in (0, calls)]
+        with ThreadPoolExecutor(2) as pool:
+            counts = pool.map(functools.partial(_instructions, py, kind), *zip(*jobs, strict=True))
+            got = dict(zip(jobs, counts, strict=True))
+        bare = (got["bare", calls] - got["bare", 0]) / calls
+        inst = (got["inst", calls] - got["inst", 0]) / calls
+        rows[kind] = (bare, inst)
+    peers = {k: i - b for k, (b, i) in rows.items() if k != "aiscope"}
+    leanest = min(peers.values()) if peers else None
+    for kind, (bare, inst) in rows.items():
+        ratio = f"{(inst - bare) / leanest:.2f}x" if leanest else "-"
+        print(f"{CONTENDERS[kind]:<52}{bare:>12,.0f}{inst:>14,.0f}{inst - bare:>12,.0f}{ratio:>17}")
+    return 0
+
+
 # ----------------------------------------------------------------------------- orchestrator
 def _python_for(kind: str) -> Path | None:
     if kind == "aiscope":
@@ -253,8 +337,16 @@ def _run_worker(kind: str, rounds: int, calls: int) -> dict[str, Any] | str:
     py = _python_for(kind)
     if py is None:
         return f"no virtualenv {PEERS_DIR / kind} (run bash bench/setup_peers.sh {kind})"
-    cmd = [str(py), str(Path(__file__)), "--worker", kind, "--rounds", str(rounds),
-           "--calls", str(calls)]
+    cmd = [
+        str(py),
+        str(Path(__file__)),
+        "--worker",
+        kind,
+        "--rounds",
+        str(rounds),
+        "--calls",
+        str(calls),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -272,8 +364,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--calls", type=int, default=None, help="calls per pass")
     ap.add_argument("--only", nargs="*", default=None, help="contenders to run")
+    ap.add_argument(
+        "--instructions",
+        type=int,
+        default=None,
+        metavar="CALLS",
+        help="count instructions per call under valgrind instead of timing",
+    )
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--count-worker", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.count_worker:
+        sys.path.insert(0, str(ROOT / "src"))
+        kind, variant, n = args.count_worker
+        count_worker(kind, variant, int(n))
+        return 0
+    if args.instructions:
+        return instructions(args.only or list(CONTENDERS), args.instructions)
     rounds = args.rounds or (7 if args.quick else 21)
     calls = args.calls or (200 if args.quick else 500)
     if args.worker:
@@ -282,8 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     kinds = args.only or list(CONTENDERS)
     results: dict[str, dict[str, Any]] = {}
-    print(f"instrumentation overhead, openai {'3.x'} chat.completions.create, in-process "
-          f"endpoint; {rounds} rounds x {calls} calls per pass\n")
+    print(
+        f"instrumentation overhead, openai {'3.x'} chat.completions.create, in-process "
+        f"endpoint; {rounds} rounds x {calls} calls per pass\n"
+    )
     for kind in kinds:
         print(f"  running {kind} ...", file=sys.stderr, flush=True)
         got = _run_worker(kind, rounds, calls)
@@ -297,21 +406,37 @@ def main(argv: list[str] | None = None) -> int:
     for kind, got in results.items():
         diffs = [a - b for a, b in zip(got["inst"], got["bare"], strict=True)]
         q = statistics.quantiles(diffs, n=4) if len(diffs) >= 4 else [min(diffs), 0, max(diffs)]
-        rows.append((kind, statistics.median(got["bare"]), statistics.median(got["inst"]),
-                     statistics.median(diffs), q[0], q[2], got["observed"], got["openai"]))
+        rows.append(
+            (
+                kind,
+                statistics.median(got["bare"]),
+                statistics.median(got["inst"]),
+                statistics.median(diffs),
+                q[0],
+                q[2],
+                got["observed"],
+                got["openai"],
+            )
+        )
     peers = [r for r in rows if r[0] != "aiscope"]
     leanest = min(peers, key=lambda r: r[3]) if peers else None
-    print(f"{'contender':<52}{'bare µs':>9}{'instr. µs':>11}{'overhead µs':>13}"
-          f"{'  (IQR)':>18}{'  vs leanest peer':>18}  observed  openai")
+    print(
+        f"{'contender':<52}{'bare µs':>9}{'instr. µs':>11}{'overhead µs':>13}"
+        f"{'  (IQR)':>18}{'  vs leanest peer':>18}  observed  openai"
+    )
     for kind, bare, inst, over, lo, hi, observed, version in rows:
         ratio = f"{over / leanest[3]:.2f}x" if leanest and leanest[3] > 0 else "-"
-        print(f"{CONTENDERS[kind]:<52}{_us(bare):>9}{_us(inst):>11}{_us(over):>13}"
-              f"  ({_us(lo).strip()}..{_us(hi).strip()}){ratio:>14}  {observed!s:>8}  {version}")
+        print(
+            f"{CONTENDERS[kind]:<52}{_us(bare):>9}{_us(inst):>11}{_us(over):>13}"
+            f"  ({_us(lo).strip()}..{_us(hi).strip()}){ratio:>14}  {observed!s:>8}  {version}"
+        )
     if leanest is not None and "aiscope" in results:
         ours = next(r for r in rows if r[0] == "aiscope")[3]
         goal = ours <= leanest[3] / 2
-        print(f"\ngoal (aiscope overhead <= half the leanest peer's, {CONTENDERS[leanest[0]]}): "
-              f"{'met' if goal else 'NOT met'} ({ours * 1e6:.1f} µs vs {leanest[3] * 1e6:.1f} µs)")
+        print(
+            f"\ngoal (aiscope overhead <= half the leanest peer's, {CONTENDERS[leanest[0]]}): "
+            f"{'met' if goal else 'NOT met'} ({ours * 1e6:.1f} µs vs {leanest[3] * 1e6:.1f} µs)"
+        )
     return 0
 
 
