@@ -151,52 +151,62 @@ class CallRecord:
         # anything it does not accept goes through the field-by-field checks below,
         # which either accept it too (e.g. int subclasses) or name what is wrong.
         u = self.usage
-        ttft = self.time_to_first_token_s
-        cost = self.cost_usd
-        if (
-            type(self.model) is str
-            and self.model
-            and type(self.provider) is str
-            and self.provider
-            and type(self.operation) is str
-            and self.operation
-            and type(self.request_id) is str
-            and self.request_id
-            and type(self.upstream_request_id) in _OPTIONAL_STR
-            and type(self.response_id) in _OPTIONAL_STR
-            and type(self.trace_id) in _OPTIONAL_STR
-            and type(self.span_id) in _OPTIONAL_STR
-            and type(self.response_model) in _OPTIONAL_STR
-            and type(self.error_type) in _OPTIONAL_STR
-            and type(self.start_time) in _NUMBER
-            and 0.0 <= self.start_time < _INF
-            and type(self.latency_s) in _NUMBER
-            and 0.0 <= self.latency_s < _INF
-            and (ttft is None or (type(ttft) in _NUMBER and 0.0 <= ttft < _INF))
-            and (self.status == "ok" or self.status == "error")
-            and type(u) is Usage
-            and type(u.input_tokens) is int
-            and type(u.output_tokens) is int
-            and type(u.cache_read_tokens) is int
-            and type(u.cache_write_tokens) is int
-            and type(u.reasoning_tokens) is int
-            # cache_read >= 0, cache_write >= 0, their sum <= input; 0 <= reasoning <= output
-            and 0
-            <= u.cache_read_tokens
-            <= u.cache_read_tokens + u.cache_write_tokens
-            <= u.input_tokens
-            and 0 <= u.reasoning_tokens <= u.output_tokens
-            and type(u.estimated) is bool
-            and type(self.retry_count) is int
-            and self.retry_count >= 0
-            and (cost is None or (type(cost) in _NUMBER and 0.0 <= cost < _INF))
-            and type(self.tags) is dict
-        ):
-            for key, value in self.tags.items():
-                if type(key) is not str or type(value) is not str:
-                    break
-            else:
-                return
+        types = tuple(
+            map(
+                type,
+                (
+                    self.model,
+                    self.provider,
+                    self.operation,
+                    self.request_id,
+                    self.upstream_request_id,
+                    self.response_id,
+                    self.trace_id,
+                    self.span_id,
+                    self.response_model,
+                    self.error_type,
+                    self.start_time,
+                    self.latency_s,
+                    self.time_to_first_token_s,
+                    u,
+                    self.retry_count,
+                    self.cost_usd,
+                    self.tags,
+                ),
+            )
+        )
+        # the fields' types in one lookup: their combinations seen valid are kept
+        if types in _VALID_TYPES or _valid_types(types):
+            ttft = self.time_to_first_token_s
+            cost = self.cost_usd
+            i, o = u.input_tokens, u.output_tokens
+            cr, cw, r = u.cache_read_tokens, u.cache_write_tokens, u.reasoning_tokens
+            if (
+                self.model
+                and self.provider
+                and self.operation
+                and self.request_id
+                and 0.0 <= self.start_time < _INF
+                and 0.0 <= self.latency_s < _INF
+                and (ttft is None or 0.0 <= ttft < _INF)
+                and (self.status == "ok" or self.status == "error")
+                and type(i) is int
+                and type(o) is int
+                and type(cr) is int
+                and type(cw) is int
+                and type(r) is int
+                # cache_read >= 0, cache_write >= 0, their sum <= input; 0 <= reasoning <= output
+                and 0 <= cr <= cr + cw <= i
+                and 0 <= r <= o
+                and type(u.estimated) is bool
+                and self.retry_count >= 0
+                and (cost is None or 0.0 <= cost < _INF)
+            ):
+                for key, value in self.tags.items():
+                    if type(key) is not str or type(value) is not str:
+                        break
+                else:
+                    return
         self._validate_fields()
 
     def _validate_fields(self) -> None:
@@ -245,6 +255,29 @@ class CallRecord:
 _OPTIONAL_STR = frozenset({str, type(None)})
 _NUMBER = frozenset({float, int})
 _INF = math.inf
+_STR = frozenset({str})
+#: the types CallRecord.validate's fast path accepts, field by field (its tuple's order)
+_FIELD_TYPES = (
+    *(_STR,) * 4,  # model, provider, operation, request_id
+    *(_OPTIONAL_STR,) * 6,  # upstream_request_id ... error_type
+    _NUMBER,  # start_time
+    _NUMBER,  # latency_s
+    _NUMBER | {type(None)},  # time_to_first_token_s
+    frozenset({Usage}),
+    frozenset({int}),  # retry_count
+    _NUMBER | {type(None)},  # cost_usd
+    frozenset({dict}),  # tags
+)
+#: combinations of field types seen valid (at most the product of the sets above: 2,304)
+_VALID_TYPES: set[tuple[type, ...]] = set()
+
+
+def _valid_types(types: tuple[type, ...]) -> bool:
+    """True (and remembered) if every field's type is one the fast path accepts."""
+    if all(t in allowed for t, allowed in zip(types, _FIELD_TYPES, strict=True)):
+        _VALID_TYPES.add(types)
+        return True
+    return False
 
 
 def _check_seconds(name: str, value: Any) -> None:
