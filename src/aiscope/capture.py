@@ -48,6 +48,36 @@ _NO_USAGE = Usage()
 class LLMCall:
     """One manually captured call: a ``with``/``async with`` block or a decorator."""
 
+    # slots: a call sets some twenty attributes each time it starts
+    __slots__ = (
+        "_active_scope",
+        "_clean",
+        "_ctx_tags",
+        "_estimate_in",
+        "_max_out",
+        "_operations",
+        "_pending",
+        "_scope",
+        "_start",
+        "_t0",
+        "_tags",
+        "_ttft",
+        "_usage",
+        "_usage_from",
+        "finish_reasons",
+        "model",
+        "operation",
+        "provider",
+        "record",
+        "response_id",
+        "response_model",
+        "retry_count",
+        "server_address",
+        "server_port",
+        "streaming",
+        "upstream_request_id",
+    )
+
     def __init__(
         self,
         model: str,
@@ -208,7 +238,9 @@ class LLMCall:
     # -- decorator ------------------------------------------------------------------------
     def _fresh(self) -> LLMCall:
         call = LLMCall.__new__(LLMCall)
-        call.__dict__.update(self.__dict__)
+        for name in LLMCall.__slots__:
+            if hasattr(self, name):
+                setattr(call, name, getattr(self, name))
         call._reset()
         return call
 
