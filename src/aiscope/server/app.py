@@ -8,6 +8,7 @@ or ``x-aiscope-key``. In local-only mode (no keys) everything belongs to the
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import threading
@@ -27,6 +28,7 @@ from aiscope.server import auth, ingest, otlp, queries, rollup
 from aiscope.server.db import write_lock
 from aiscope.server.genai import text
 from aiscope.server.tables import feedback
+from aiscope.server.writer import GroupWriter
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 log = logging.getLogger("aiscope.server")
@@ -140,6 +142,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             stop.set()
+            writer.close()
 
     app = FastAPI(
         title="aiscope server",
@@ -152,6 +155,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     pricing = settings.pricing or default_pricing()
     engine = settings.engine
+    writer = GroupWriter(engine)
+    app.state.writer = writer
 
     @app.exception_handler(otlp.PayloadError)
     async def payload_error(_request: Request, exc: otlp.PayloadError) -> JSONResponse:
@@ -187,12 +192,9 @@ def create_app(settings: Settings) -> FastAPI:
         ctype = request.headers.get("content-type")
         parsed = otlp.parse(body, ctype)
 
-        def work() -> ingest.Batch:
-            batch = ingest.to_batch(parsed, who.project_id, pricing)
-            ingest.write(engine, batch)
-            return batch
-
-        batch = await anyio.to_thread.run_sync(work)
+        batch = await anyio.to_thread.run_sync(ingest.to_batch, parsed, who.project_id, pricing)
+        # answered only after the group commit that holds this batch
+        await asyncio.wrap_future(writer.submit(batch))
         content, media = otlp.encode_response(ctype, batch.rejected, "; ".join(batch.errors[:5]))
         return Response(content, media_type=media)
 
