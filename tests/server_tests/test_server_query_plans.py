@@ -85,7 +85,7 @@ def test_a_filtered_page_of_calls_seeks_its_index_in_order(filled: Engine, colum
     ):
         (plan,) = plans_of(
             filled,
-            lambda kw=kwargs: queries.list_calls(  # type: ignore[misc]
+            lambda kw=kwargs: queries.list_calls(
                 filled, P, filters={column: FILTER_VALUES[column]}, **kw
             ),
             prefer_index=True,
@@ -123,12 +123,12 @@ def test_aggregates_read_rollups_by_time_range(filled: Engine, group_by: str) ->
         plans = [
             *plans_of(
                 filled,
-                lambda s=start, e=end: queries.cost_by(filled, P, group_by, start=s, end=e),  # type: ignore[misc]
+                lambda s=start, e=end: queries.cost_by(filled, P, group_by, start=s, end=e),
                 prefer_index=True,
             ),
             *plans_of(
                 filled,
-                lambda s=start, e=end: queries.latency_by_model(filled, P, start=s, end=e),  # type: ignore[misc]
+                lambda s=start, e=end: queries.latency_by_model(filled, P, start=s, end=e),
                 prefer_index=True,
             ),
         ]

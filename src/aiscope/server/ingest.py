@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -122,6 +123,9 @@ def _unseen(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[
     return fresh
 
 
+_JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))
+
+
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
     """``INSERT`` many rows through the driver's ``executemany`` directly.
 
@@ -130,11 +134,15 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     columns (encoded here), which both drivers take as they are.
     """
     names = list(rows[0])
-    is_json = [isinstance(table.c[n].type, JSON_TYPE) for n in names]
-    dumps = json.dumps
-    values = [
-        tuple(dumps(r[n]) if j else r[n] for n, j in zip(names, is_json, strict=True)) for r in rows
-    ]
+    json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON_TYPE)]
+    values: list[Any] = list(map(itemgetter(*names), rows))  # the row tuples, in C
+    if json_at:
+        dumps = _JSON.encode
+        for i, row in enumerate(values):
+            cells = list(row)
+            for j in json_at:
+                cells[j] = dumps(cells[j])
+            values[i] = tuple(cells)
     mark = "%s" if conn.dialect.paramstyle in ("pyformat", "format") else "?"
     conflict = " ON CONFLICT DO NOTHING" if table is not rollups else ""  # replicas racing
     sql = (
