@@ -337,7 +337,7 @@ def main() -> None:
             pass
         compact_s = time.perf_counter() - t0
         if args.db:  # fresh statistics, as autovacuum gathers them within a minute or so
-            with engine.connect() as conn:
+            with engine.begin() as conn:  # committed: a rolled-back ANALYZE leaves none
                 conn.execute(text("ANALYZE"))
         with engine.connect() as conn:
             compacted = conn.execute(select(func.count()).select_from(rollups)).scalar()
