@@ -23,9 +23,8 @@ class Running:
 
 def run_server(settings: Settings) -> Iterator[Running]:
     """Run the app with uvicorn on a free loopback port until the generator is closed."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -40,3 +39,4 @@ def run_server(settings: Settings) -> Iterator[Running]:
     finally:
         server.should_exit = True
         thread.join(10)
+        app.state.writer.close()  # what the lifespan would do: its thread ends
