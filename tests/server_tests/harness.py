@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from aiscope.server import Settings, create_app
@@ -19,6 +20,7 @@ class Running:
 
     url: str
     engine: Engine
+    app: FastAPI
 
 
 def run_server(settings: Settings) -> Iterator[Running]:
@@ -35,7 +37,7 @@ def run_server(settings: Settings) -> Iterator[Running]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", settings.engine)
+        yield Running(f"http://127.0.0.1:{port}", settings.engine, app)
     finally:
         server.should_exit = True
         thread.join(10)

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import Engine, func, select, text
@@ -18,11 +19,13 @@ from aiscope.server.db import write_lock
 from aiscope.server.ingest import Batch, to_batch
 from aiscope.server.tables import calls, rollups
 from aiscope.server.writer import GroupWriter
+from server_tests.harness import Running
 
 PRICING = Pricing()
 
 
-def _batch(n: int, spans: int = 8, model: str = "gpt-4o") -> Batch:
+def _request(n: int, spans: int = 8, model: str = "gpt-4o") -> ExportTraceServiceRequest:
+    """``spans`` GenAI spans of trace number ``n``."""
     req = ExportTraceServiceRequest()
     ss = req.resource_spans.add().scope_spans.add()
     now = time.time_ns()
@@ -38,7 +41,11 @@ def _batch(n: int, spans: int = 8, model: str = "gpt-4o") -> Batch:
             kv.key, kv.value.string_value = key, value
         kv = s.attributes.add()
         kv.key, kv.value.int_value = "gen_ai.usage.input_tokens", 10
-    return to_batch(req, "p1", PRICING)
+    return req
+
+
+def _batch(n: int, spans: int = 8, model: str = "gpt-4o") -> Batch:
+    return to_batch(_request(n, spans, model), "p1", PRICING)
 
 
 def _count(engine: Engine, trace_n: int | None = None) -> int:
@@ -147,3 +154,33 @@ def test_close_writes_what_is_queued_then_refuses(engine: Engine) -> None:
     with pytest.raises(RuntimeError, match="closed"):
         writer.submit(_batch(7))
     assert writer.submit(Batch()).result(timeout=1) is None  # nothing to write: no thread needed
+
+
+def test_concurrent_requests_share_commits_and_are_answered_after_them(
+    local_server: Running,
+) -> None:
+    engine = local_server.engine
+    writer: GroupWriter = local_server.app.state.writer
+    answers: list[int] = []
+
+    def send(n: int) -> None:
+        r = httpx.post(
+            f"{local_server.url}/v1/traces",
+            content=_request(n).SerializeToString(),
+            headers={"content-type": "application/x-protobuf"},
+            timeout=60,
+        )
+        answers.append(r.status_code)
+
+    senders = [threading.Thread(target=send, args=(n,)) for n in range(1, 13)]
+    with _writes_blocked(engine):
+        for t in senders:
+            t.start()
+        time.sleep(1.0)  # every request decoded and waiting on the blocked writer
+        assert answers == []  # no answer before the commit
+    for t in senders:
+        t.join(60)
+    assert answers == [200] * 12
+    assert _count(engine) == 12 * 8
+    assert writer.batches == 12
+    assert writer.commits < 12  # the requests that waited shared transactions
