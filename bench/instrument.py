@@ -253,16 +253,8 @@ def _run_worker(kind: str, rounds: int, calls: int) -> dict[str, Any] | str:
     py = _python_for(kind)
     if py is None:
         return f"no virtualenv {PEERS_DIR / kind} (run bash bench/setup_peers.sh {kind})"
-    cmd = [
-        str(py),
-        str(Path(__file__)),
-        "--worker",
-        kind,
-        "--rounds",
-        str(rounds),
-        "--calls",
-        str(calls),
-    ]
+    cmd = [str(py), str(Path(__file__)), "--worker", kind, "--rounds", str(rounds),
+           "--calls", str(calls)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
@@ -290,10 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     kinds = args.only or list(CONTENDERS)
     results: dict[str, dict[str, Any]] = {}
-    print(
-        f"instrumentation overhead, openai {'3.x'} chat.completions.create, in-process "
-        f"endpoint; {rounds} rounds x {calls} calls per pass\n"
-    )
+    print(f"instrumentation overhead, openai {'3.x'} chat.completions.create, in-process "
+          f"endpoint; {rounds} rounds x {calls} calls per pass\n")
     for kind in kinds:
         print(f"  running {kind} ...", file=sys.stderr, flush=True)
         got = _run_worker(kind, rounds, calls)
@@ -307,37 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     for kind, got in results.items():
         diffs = [a - b for a, b in zip(got["inst"], got["bare"], strict=True)]
         q = statistics.quantiles(diffs, n=4) if len(diffs) >= 4 else [min(diffs), 0, max(diffs)]
-        rows.append(
-            (
-                kind,
-                statistics.median(got["bare"]),
-                statistics.median(got["inst"]),
-                statistics.median(diffs),
-                q[0],
-                q[2],
-                got["observed"],
-                got["openai"],
-            )
-        )
+        rows.append((kind, statistics.median(got["bare"]), statistics.median(got["inst"]),
+                     statistics.median(diffs), q[0], q[2], got["observed"], got["openai"]))
     peers = [r for r in rows if r[0] != "aiscope"]
     leanest = min(peers, key=lambda r: r[3]) if peers else None
-    print(
-        f"{'contender':<52}{'bare µs':>9}{'instr. µs':>11}{'overhead µs':>13}"
-        f"{'  (IQR)':>18}{'  vs leanest peer':>18}  observed  openai"
-    )
+    print(f"{'contender':<52}{'bare µs':>9}{'instr. µs':>11}{'overhead µs':>13}"
+          f"{'  (IQR)':>18}{'  vs leanest peer':>18}  observed  openai")
     for kind, bare, inst, over, lo, hi, observed, version in rows:
         ratio = f"{over / leanest[3]:.2f}x" if leanest and leanest[3] > 0 else "-"
-        print(
-            f"{CONTENDERS[kind]:<52}{_us(bare):>9}{_us(inst):>11}{_us(over):>13}"
-            f"  ({_us(lo).strip()}..{_us(hi).strip()}){ratio:>14}  {observed!s:>8}  {version}"
-        )
+        print(f"{CONTENDERS[kind]:<52}{_us(bare):>9}{_us(inst):>11}{_us(over):>13}"
+              f"  ({_us(lo).strip()}..{_us(hi).strip()}){ratio:>14}  {observed!s:>8}  {version}")
     if leanest is not None and "aiscope" in results:
         ours = next(r for r in rows if r[0] == "aiscope")[3]
         goal = ours <= leanest[3] / 2
-        print(
-            f"\ngoal (aiscope overhead <= half the leanest peer's, {CONTENDERS[leanest[0]]}): "
-            f"{'met' if goal else 'NOT met'} ({ours * 1e6:.1f} µs vs {leanest[3] * 1e6:.1f} µs)"
-        )
+        print(f"\ngoal (aiscope overhead <= half the leanest peer's, {CONTENDERS[leanest[0]]}): "
+              f"{'met' if goal else 'NOT met'} ({ours * 1e6:.1f} µs vs {leanest[3] * 1e6:.1f} µs)")
     return 0
 
 
