@@ -1,6 +1,7 @@
-"""Turning one OTLP request into rows, and writing them in one transaction.
+"""Turning one OTLP request into rows, and writing the rows of one or several
+requests in one transaction (:mod:`aiscope.server.writer` groups them).
 
-The transaction commits before the HTTP answer is sent, so an acknowledged
+The transaction commits before the HTTP answers are sent, so an acknowledged
 request is on disk (SQLite ``synchronous=FULL``; PostgreSQL's commit).
 """
 
