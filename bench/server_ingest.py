@@ -324,9 +324,15 @@ def main() -> None:
                 for _ in range(args.batches)
             ]
             first_bodies = first_bodies or bodies
+            cpu0 = _cpu_seconds(proc.pid)
             secs = ingest_round(port, bodies, args.senders)
+            cpu = _cpu_seconds(proc.pid) - cpu0
             rates.append(args.batches * args.spans / secs)
-            print(f"round {r + 1}: {args.batches * args.spans} spans in {secs:.2f} s")
+            print(
+                f"round {r + 1}: {args.batches * args.spans} spans in {secs:.2f} s, "
+                f"server {cpu / secs:.2f} cores, {cpu * 1e6 / (args.batches * args.spans):.0f} "
+                "CPU-us per span"
+            )
         engine = create_engine(normalize_url(db))
         with engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(calls)).scalar()
