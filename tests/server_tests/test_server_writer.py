@@ -4,6 +4,7 @@ group fails alone."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -12,14 +13,17 @@ from contextlib import contextmanager
 import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.engine import make_url
 
 from aiscope.cost.pricing import Pricing
+from aiscope.server import Settings, open_database
+from aiscope.server.auth import ensure_local_project
 from aiscope.server.db import write_lock
 from aiscope.server.ingest import Batch, to_batch
 from aiscope.server.tables import calls, rollups
 from aiscope.server.writer import GroupWriter
-from server_tests.harness import Running
+from server_tests.harness import Running, run_server
 
 PRICING = Pricing()
 
@@ -184,3 +188,43 @@ def test_concurrent_requests_share_commits_and_are_answered_after_them(
     assert _count(engine) == 12 * 8
     assert writer.batches == 12
     assert writer.commits < 12  # the requests that waited shared transactions
+
+
+def test_a_store_that_cannot_write_answers_503_then_takes_the_retry(db_url: str) -> None:
+    """A locked (or unreachable) store: 503 with Retry-After, which OTLP exporters retry,
+    not a 500 they would drop the spans after; the retry is stored once."""
+    sqlite = db_url.startswith("sqlite")
+    if sqlite:
+        engine = open_database(db_url)
+        # give up on SQLite's lock after 0.2 s instead of 10 s
+        event.listen(engine, "connect", lambda conn, _r: conn.execute("PRAGMA busy_timeout=200"))
+        engine.dispose()
+    else:
+        url = make_url(db_url)
+        options = f"{url.query['options']} -clock_timeout=200"
+        engine = open_database(url.update_query_dict({"options": options}).render_as_string(False))
+    ensure_local_project(engine)
+    if sqlite:
+        blocker = sqlite3.connect(make_url(db_url).database or "", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")  # another process's write transaction
+        release, close = blocker.rollback, blocker.close
+    else:
+        lock_conn = engine.connect()
+        lock_conn.execute(text("LOCK TABLE calls IN EXCLUSIVE MODE"))
+        release, close = lock_conn.rollback, lock_conn.close
+    body = _request(5).SerializeToString()
+    headers = {"content-type": "application/x-protobuf"}
+    try:
+        for running in run_server(Settings(engine=engine, local_only=True)):
+            r = httpx.post(f"{running.url}/v1/traces", content=body, headers=headers, timeout=30)
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"] == "1"
+            assert "retry" in r.json()["detail"]
+            release()
+            r = httpx.post(f"{running.url}/v1/traces", content=body, headers=headers, timeout=30)
+            assert r.status_code == 200
+            assert _count(engine, 5) == 8
+    finally:
+        release()
+        close()
+        engine.dispose()

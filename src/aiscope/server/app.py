@@ -22,6 +22,7 @@ import anyio
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine, insert
+from sqlalchemy.exc import OperationalError
 
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.server import auth, ingest, otlp, queries, rollup
@@ -193,8 +194,13 @@ def create_app(settings: Settings) -> FastAPI:
         parsed = otlp.parse(body, ctype)
 
         batch = await anyio.to_thread.run_sync(ingest.to_batch, parsed, who.project_id, pricing)
-        # answered only after the group commit that holds this batch
-        await asyncio.wrap_future(writer.submit(batch))
+        try:  # answered only after the group commit that holds this batch
+            await asyncio.wrap_future(writer.submit(batch))
+        except OperationalError as exc:  # unreachable or locked: OTLP exporters retry a 503
+            log.warning("ingest: the store could not write a batch: %s", exc)
+            raise HTTPException(
+                503, "the store cannot write now; retry", headers={"Retry-After": "1"}
+            ) from None
         content, media = otlp.encode_response(ctype, batch.rejected, "; ".join(batch.errors[:5]))
         return Response(content, media_type=media)
 
