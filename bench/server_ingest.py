@@ -1,23 +1,32 @@
-"""Server ingest throughput and query latency (run with the dev venv).
+"""Server ingest throughput and query latency, next to Arize Phoenix (run with the dev venv).
 
     .venv/bin/python bench/server_ingest.py                       # SQLite in a temp dir
     .venv/bin/python bench/server_ingest.py --db postgresql://postgres@127.0.0.1:5432/test
-    .venv/bin/python bench/server_ingest.py --batches 200 --senders 4 --rounds 3
+    .venv/bin/python bench/server_ingest.py --batches 650 --rounds 3 --plans   # ~1M calls
 
 Starts ``aiscope serve`` as a subprocess on loopback, sends OTLP/HTTP protobuf
 requests of ``--spans`` GenAI spans each from ``--senders`` threads, and reports
 *stored* spans per second: a request is answered only after its transaction
 commits, so when every request has been acknowledged every span is queryable
-(the script checks the stored count). Then it times the dashboard queries (cost by
-model/day, latency percentiles, first page of calls) over what was stored.
-On PostgreSQL the run uses a fresh schema, dropped at the end.
+(the script checks the stored count). Then it times the dashboard queries (median
+of ``--repeat`` after a warm-up) over what was stored, and with ``--plans`` prints
+each query's plan (EXPLAIN) at that size.
+
+Then, when Arize Phoenix is installed (``bash bench/setup_phoenix.sh`` makes
+``.venv-phoenix``; ``--no-phoenix`` skips it), it starts ``phoenix serve`` on SQLite
+in a temporary directory, sends it the first ``--phoenix-batches`` of the very same
+request bodies, and measures *its* stored rate: Phoenix answers 200 before it
+decodes, so the clock stops when its database holds every span (polled).
+On PostgreSQL the aiscope run uses a fresh schema, dropped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,13 +34,18 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
+from aiscope.server import queries
+from aiscope.server.auth import LOCAL_PROJECT
 from aiscope.server.db import normalize_url
+from aiscope.server.explain import plans_of
 from aiscope.server.rollup import compact
 from aiscope.server.tables import calls, rollups
 
@@ -152,16 +166,150 @@ def dashboard_queries(now: float, span_s: float) -> list[tuple[str, str, dict[st
     ]  # fmt: skip
 
 
+QUERIES: tuple[tuple[str, str, dict[str, object]], ...] = (
+    ("cost by model", "/api/cost", {"group_by": "model"}),
+    ("cost by day", "/api/cost", {"group_by": "day"}),
+    ("cost by feature, last 24 h", "/api/cost", {"group_by": "feature", "start": "DAY"}),
+    ("latency p50/p95/p99 by model", "/api/latency", {}),
+    ("latency by model, last 24 h", "/api/latency", {"start": "DAY"}),
+    ("calls, first page of 100", "/api/calls", {"limit": 100}),
+    ("calls of one model, page", "/api/calls", {"model": "gpt-4o", "limit": 100}),
+    ("calls of one team, page", "/api/calls", {"team": "b", "limit": 100}),
+    ("calls of one trace", "/api/calls", {"trace_id": "TRACE"}),
+    ("one trace as a tree", "/api/traces/TRACE", {}),
+)
+
+
+def _resolve(params: dict[str, object], day_ago: float, trace_id: str) -> dict[str, object]:
+    return {
+        k: day_ago if v == "DAY" else trace_id if v == "TRACE" else v for k, v in params.items()
+    }
+
+
+def print_plans(engine: Engine, day_ago: float, trace_id: str) -> None:
+    """EXPLAIN every dashboard query as the server runs it, at the stored size."""
+    p = LOCAL_PROJECT
+    reads: dict[str, Callable[[], object]] = {
+        "cost by model": lambda: queries.cost_by(engine, p, "model"),
+        "cost by day": lambda: queries.cost_by(engine, p, "day"),
+        "cost by feature, last 24 h": lambda: queries.cost_by(engine, p, "feature", start=day_ago),
+        "latency by model": lambda: queries.latency_by_model(engine, p),
+        "latency by model, last 24 h": lambda: queries.latency_by_model(engine, p, start=day_ago),
+        "calls, first page": lambda: queries.list_calls(engine, p),
+        **{
+            f"calls by {col}": (
+                lambda col=col, value=value: queries.list_calls(engine, p, filters={col: value})
+            )
+            for col, value in (
+                ("model", "gpt-4o"),
+                ("provider", "anthropic"),
+                ("feature", "search"),
+                ("team", "b"),
+                ("status", "error"),
+                ("operation", "embeddings"),
+                ("trace_id", trace_id),
+            )
+        },
+        "one trace": lambda: queries.trace_tree(engine, p, trace_id),
+    }
+    for name, read in reads.items():
+        for plan in plans_of(engine, read):
+            print(f"plan {name}: {' | '.join(plan.lines)}")
+
+
+def start_phoenix(phoenix: Path, workdir: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``phoenix serve`` on SQLite in ``workdir``, loopback only, nothing fetched."""
+    port, grpc_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PHOENIX_WORKING_DIR": workdir,
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(grpc_port),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+        "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+        "PHOENIX_ALLOWED_SANDBOX_PROVIDERS": "NONE",
+    }
+    env.pop("PHOENIX_SQL_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [str(phoenix), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.TransportError:
+            time.sleep(0.5)
+        if proc.poll() is not None:
+            break
+    proc.kill()
+    raise RuntimeError("phoenix serve did not start")
+
+
+def phoenix_round(
+    phoenix: Path, bodies: list[bytes], spans: int, senders: int
+) -> tuple[float, float, float]:
+    """Phoenix's (accepted, stored) spans per second for ``bodies``, and its CPU use
+    (cores) while storing: the clock stops when its SQLite database holds every span."""
+    with tempfile.TemporaryDirectory() as workdir:
+        proc, port = start_phoenix(phoenix, workdir)
+        try:
+            db = sqlite3.connect(f"file:{workdir}/phoenix.db?mode=ro", uri=True)
+            sent = len(bodies) * spans
+            cpu0 = _cpu_seconds(proc.pid)
+            t0 = time.perf_counter()
+            accept_s = ingest_round(port, bodies, senders)
+            stored = 0
+            deadline = time.monotonic() + 3600
+            while time.monotonic() < deadline:
+                stored = db.execute("SELECT count(*) FROM spans").fetchone()[0]
+                if stored >= sent:
+                    break
+                time.sleep(0.05)
+            store_s = time.perf_counter() - t0
+            cores = (_cpu_seconds(proc.pid) - cpu0) / store_s
+            db.close()
+            if stored != sent:
+                raise RuntimeError(f"phoenix stored {stored} of {sent} spans")
+            return sent / accept_s, sent / store_s, cores
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
+    root = Path(__file__).resolve().parent.parent
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--db", help="postgresql://... (default: SQLite in a temporary directory)")
     ap.add_argument("--spans", type=int, default=512, help="spans per request")
     ap.add_argument("--batches", type=int, default=100, help="requests per round")
     ap.add_argument("--senders", type=int, default=4, help="concurrent senders")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=9, help="timed runs of each query")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--span-minutes", type=int, default=7 * 24 * 60, help="the calls' start times cover this"
+    )
+    ap.add_argument("--plans", action="store_true", help="print each query's plan (EXPLAIN)")
+    ap.add_argument(
+        "--phoenix",
+        type=Path,
+        default=root / ".venv-phoenix" / "bin" / "phoenix",
+        help="the phoenix executable (default: .venv-phoenix, see bench/setup_phoenix.sh)",
+    )
+    ap.add_argument("--no-phoenix", action="store_true", help="skip the Phoenix comparison")
+    ap.add_argument(
+        "--phoenix-batches",
+        type=int,
+        default=20,
+        help="requests sent to Phoenix (it stores ~200 spans/s: keep it small)",
     )
     args = ap.parse_args()
 
@@ -182,6 +330,7 @@ def main() -> None:
     now = time.time_ns()
     port = free_port()
     proc = start_server(db, port)
+    first_bodies: list[bytes] = []
     try:
         rates = []
         for r in range(args.rounds):
@@ -189,41 +338,55 @@ def main() -> None:
                 payload(rng, args.spans, now - rng.randrange(args.span_minutes) * 60_000_000_000)
                 for _ in range(args.batches)
             ]
+            first_bodies = first_bodies or bodies
+            cpu0 = _cpu_seconds(proc.pid)
             secs = ingest_round(port, bodies, args.senders)
+            cpu = _cpu_seconds(proc.pid) - cpu0
             rates.append(args.batches * args.spans / secs)
-            print(f"round {r + 1}: {args.batches * args.spans} spans in {secs:.2f} s")
+            print(
+                f"round {r + 1}: {args.batches * args.spans} spans in {secs:.2f} s, "
+                f"server {cpu / secs:.2f} cores, {cpu * 1e6 / (args.batches * args.spans):.0f} "
+                "CPU-us per span"
+            )
         engine = create_engine(normalize_url(db))
         with engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(calls)).scalar()
             n_rollups = conn.execute(select(func.count()).select_from(rollups)).scalar()
+            trace_id = conn.execute(select(calls.c.trace_id).limit(1)).scalar_one()
         t0 = time.perf_counter()
         while compact(engine):  # what the server's compactor does every 30 s
             pass
         compact_s = time.perf_counter() - t0
         if args.db:  # fresh statistics, as autovacuum gathers them within a minute or so
-            with engine.connect() as conn:
+            with engine.begin() as conn:  # committed: a rolled-back ANALYZE leaves none
                 conn.execute(text("ANALYZE"))
         with engine.connect() as conn:
             compacted = conn.execute(select(func.count()).select_from(rollups)).scalar()
-        engine.dispose()
         sent = args.rounds * args.batches * args.spans
         assert stored == sent, f"stored {stored} of {sent} acknowledged spans"
         backend = "PostgreSQL" if args.db else "SQLite"
+        median_rate = statistics.median(rates)
         print(
-            f"{backend}: stored spans/s median {statistics.median(rates):,.0f} "
+            f"{backend}: stored spans/s median {median_rate:,.0f} "
             f"(rounds: {', '.join(f'{x:,.0f}' for x in rates)}); "
             f"{stored:,} calls, {n_rollups:,} rollup rows, "
             f"{compacted:,} after compaction ({compact_s:.1f} s)"
         )
+        day_ago = time.time() - 86400
         for name, path, params in (
-            ("cost by model", "/api/cost", {"group_by": "model"}),
-            ("cost by day", "/api/cost", {"group_by": "day"}),
-            ("latency p50/p95/p99 by model", "/api/latency", {}),
-            ("calls, first page of 100", "/api/calls", {"limit": 100}),
-            ("calls of one model, page", "/api/calls", {"model": "gpt-4o", "limit": 100}),
+            *QUERIES,
             *dashboard_queries(now / 1e9, args.span_minutes * 60),
         ):
-            print(f"query {name}: median {time_query(port, path, params, 9):.1f} ms")
+            ms = time_query(
+                port,
+                path.replace("TRACE", trace_id),
+                _resolve(params, day_ago, trace_id),
+                args.repeat,
+            )
+            print(f"query {name}: median {ms:.1f} ms")
+        if args.plans:
+            print_plans(engine, day_ago, trace_id)
+        engine.dispose()
     finally:
         proc.terminate()
         proc.wait(30)
@@ -232,6 +395,28 @@ def main() -> None:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
             admin.dispose()
         tmp.cleanup()
+
+    if args.no_phoenix:
+        return
+    if not args.phoenix.exists():
+        print(f"phoenix: {args.phoenix} not found (bash bench/setup_phoenix.sh); skipped")
+        return
+    bodies = first_bodies[: args.phoenix_batches]
+    accepted, phx_stored, cores = phoenix_round(args.phoenix, bodies, args.spans, args.senders)
+    print(
+        f"Phoenix (SQLite), same {len(bodies) * args.spans:,} spans: accepted {accepted:,.0f}/s, "
+        f"stored {phx_stored:,.0f}/s, {cores:.2f} cores while storing"
+    )
+    print(f"| stored spans/s | aiscope ({backend}) | Phoenix (SQLite) | ratio |")
+    print("| --- | --- | --- | --- |")
+    print(
+        f"| median of rounds | {median_rate:,.0f} | {phx_stored:,.0f} | "
+        f"{median_rate / phx_stored:,.0f}x |"
+    )
+    print(
+        f"| first round (empty store) | {rates[0]:,.0f} | {phx_stored:,.0f} | "
+        f"{rates[0] / phx_stored:,.0f}x |"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from aiscope.server import Settings, create_app
@@ -19,13 +20,13 @@ class Running:
 
     url: str
     engine: Engine
+    app: FastAPI
 
 
 def run_server(settings: Settings) -> Iterator[Running]:
     """Run the app with uvicorn on a free loopback port until the generator is closed."""
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
-    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -36,7 +37,8 @@ def run_server(settings: Settings) -> Iterator[Running]:
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Running(f"http://127.0.0.1:{port}", settings.engine)
+        yield Running(f"http://127.0.0.1:{port}", settings.engine, app)
     finally:
         server.should_exit = True
         thread.join(10)
+        app.state.writer.close()  # what the lifespan would do: its thread ends

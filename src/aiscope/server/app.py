@@ -27,6 +27,7 @@ from aiscope.server import auth, ingest, otlp, queries, rollup
 from aiscope.server.db import write_lock
 from aiscope.server.genai import text
 from aiscope.server.tables import feedback
+from aiscope.server.writer import GroupWriter, commit
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 log = logging.getLogger("aiscope.server")
@@ -140,6 +141,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             stop.set()
+            writer.close()
 
     app = FastAPI(
         title="aiscope server",
@@ -152,6 +154,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     pricing = settings.pricing or default_pricing()
     engine = settings.engine
+    writer = GroupWriter(engine)
+    app.state.writer = writer
 
     @app.exception_handler(otlp.PayloadError)
     async def payload_error(_request: Request, exc: otlp.PayloadError) -> JSONResponse:
@@ -187,12 +191,8 @@ def create_app(settings: Settings) -> FastAPI:
         ctype = request.headers.get("content-type")
         parsed = otlp.parse(body, ctype)
 
-        def work() -> ingest.Batch:
-            batch = ingest.to_batch(parsed, who.project_id, pricing)
-            ingest.write(engine, batch)
-            return batch
-
-        batch = await anyio.to_thread.run_sync(work)
+        batch = await anyio.to_thread.run_sync(ingest.to_batch, parsed, who.project_id, pricing)
+        await commit(writer, batch)  # answered only after the commit that holds it
         content, media = otlp.encode_response(ctype, batch.rejected, "; ".join(batch.errors[:5]))
         return Response(content, media_type=media)
 

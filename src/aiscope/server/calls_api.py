@@ -18,6 +18,7 @@ from aiscope.cost.pricing import default_pricing
 from aiscope.record_json import record_from_json
 from aiscope.server import ingest, records
 from aiscope.server.app import Ingester, Settings, _body
+from aiscope.server.writer import commit
 
 MAX_CALLS = 10_000
 router = APIRouter(tags=["ingest"])
@@ -66,10 +67,11 @@ async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
     body = await _body(request, settings.max_body_bytes)
     pricing = settings.pricing or default_pricing()
 
-    def work() -> int:
+    def decode() -> tuple[int, ingest.Batch]:
         found = parse_calls(body)
-        batch = records.to_batch(found, who.project_id, pricing)
-        ingest.write(settings.engine, batch)
-        return len(found)
+        return len(found), records.to_batch(found, who.project_id, pricing)
 
-    return {"accepted": await anyio.to_thread.run_sync(work)}
+    accepted, batch = await anyio.to_thread.run_sync(decode)
+    # the same group commit as OTLP ingest: answered only after the commit holding it
+    await commit(request.app.state.writer, batch)
+    return {"accepted": accepted}

@@ -1,13 +1,16 @@
-"""Turning one OTLP request into rows, and writing them in one transaction.
+"""Turning one OTLP request into rows, and writing the rows of one or several
+requests in one transaction (:mod:`aiscope.server.writer` groups them).
 
-The transaction commits before the HTTP answer is sent, so an acknowledged
+The transaction commits before the HTTP answers are sent, so an acknowledged
 request is on disk (SQLite ``synchronous=FULL``; PostgreSQL's commit).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -71,11 +74,19 @@ def to_batch(request: ExportTraceServiceRequest, project_id: str, pricing: Prici
 
 def write(engine: Engine, batch: Batch) -> None:
     """Insert the batch's spans, calls and rollups in one transaction."""
-    if not batch.spans and not batch.calls:
+    write_many(engine, [batch])
+
+
+def write_many(engine: Engine, batches: Sequence[Batch]) -> None:
+    """Insert the spans, calls and rollups of several batches in one transaction
+    (group commit, see :mod:`aiscope.server.writer`)."""
+    all_spans = [r for b in batches for r in b.spans]
+    all_calls = [r for b in batches for r in b.calls]
+    if not all_spans and not all_calls:
         return
     with write_lock(engine), engine.begin() as conn:
-        new_spans = _unseen(conn, spans, batch.spans)
-        new_calls = _unseen(conn, calls, batch.calls)
+        new_spans = _unseen(conn, spans, all_spans)
+        new_calls = _unseen(conn, calls, all_calls)
         if new_spans:
             bulk_insert(conn, spans, new_spans)
         if new_calls:
@@ -88,26 +99,32 @@ def _unseen(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[
     so a retried request is stored, and counted in the rollups, once."""
     if not rows:
         return rows
-    project_id = rows[0]["project_id"]
-    trace_ids = sorted({r["trace_id"] for r in rows})
-    seen: set[tuple[str, str]] = set()
-    for i in range(0, len(trace_ids), 500):  # bounded IN lists
-        seen.update(
-            (t, s)
-            for t, s in conn.execute(
-                select(table.c.trace_id, table.c.span_id).where(
-                    table.c.project_id == project_id,
-                    table.c.trace_id.in_(trace_ids[i : i + 500]),
+    trace_ids: dict[str, set[str]] = {}
+    for r in rows:
+        trace_ids.setdefault(r["project_id"], set()).add(r["trace_id"])
+    seen: set[tuple[str, str, str]] = set()
+    for project_id, ids in trace_ids.items():
+        ordered = sorted(ids)
+        for i in range(0, len(ordered), 500):  # bounded IN lists
+            seen.update(
+                (project_id, t, s)
+                for t, s in conn.execute(
+                    select(table.c.trace_id, table.c.span_id).where(
+                        table.c.project_id == project_id,
+                        table.c.trace_id.in_(ordered[i : i + 500]),
+                    )
                 )
             )
-        )
     fresh = []
     for r in rows:
-        key = (r["trace_id"], r["span_id"])
+        key = (r["project_id"], r["trace_id"], r["span_id"])
         if key not in seen:
             seen.add(key)
             fresh.append(r)
     return fresh
+
+
+_JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))
 
 
 def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
@@ -118,13 +135,19 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
     columns (encoded here), which both drivers take as they are.
     """
     names = list(rows[0])
-    json_cols = [n for n in names if isinstance(table.c[n].type, JSON_TYPE)]
-    if json_cols:
-        rows = [{**r, **{c: json.dumps(r[c]) for c in json_cols}} for r in rows]
-    style = "%({})s" if conn.dialect.paramstyle == "pyformat" else ":{}"
+    json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON_TYPE)]
+    values: list[Any] = list(map(itemgetter(*names), rows))  # the row tuples, in C
+    if json_at:
+        dumps = _JSON.encode
+        for i, row in enumerate(values):
+            cells = list(row)
+            for j in json_at:
+                cells[j] = dumps(cells[j])
+            values[i] = tuple(cells)
+    mark = "%s" if conn.dialect.paramstyle in ("pyformat", "format") else "?"
     conflict = " ON CONFLICT DO NOTHING" if table is not rollups else ""  # replicas racing
     sql = (
         f"INSERT INTO {table.name} ({', '.join(names)}) "
-        f"VALUES ({', '.join(style.format(n) for n in names)}){conflict}"
+        f"VALUES ({', '.join([mark] * len(names))}){conflict}"
     )
-    conn.exec_driver_sql(sql, rows)
+    conn.exec_driver_sql(sql, values)

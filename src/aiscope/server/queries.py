@@ -172,11 +172,17 @@ def _range(
     parts = cover(0 if lo is None else max(lo, 0), _FOREVER if hi is None else hi, levels)
     if not parts:
         return q.where(false())
+    # the project in every branch: each branch is then one index range
+    # (project_id, resolution, minute), which both engines read branch by branch
     return q.where(
-        rollups.c.project_id == project_id,
         or_(
             *(
-                and_(rollups.c.resolution == res, rollups.c.minute >= a, rollups.c.minute < b)
+                and_(
+                    rollups.c.project_id == project_id,
+                    rollups.c.resolution == res,
+                    rollups.c.minute >= a,
+                    rollups.c.minute < b,
+                )
                 for res, a, b in parts
             )
         ),

@@ -25,6 +25,17 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+#: the ``calls`` columns the dashboard filters a page of calls by, each with an index
+FILTERED_CALL_COLUMNS = (
+    "model",
+    "provider",
+    "feature",
+    "team",
+    "status",
+    "operation",
+    "trace_id",
+)
+
 # BigInteger primary keys are plain INTEGER on SQLite (its rowid alias), BIGINT elsewhere.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -79,6 +90,12 @@ calls = Table(
     Column("tags", JSON, nullable=False),
     Column("start_ts", Float, nullable=False),
     Index("ix_calls_project_time", "project_id", "start_ts", "id"),
+    # a page of calls filtered by one column, newest first, reads only its rows in
+    # order (migration 0002): one index per filter the dashboard offers
+    *(
+        Index(f"ix_calls_project_{col}_time", "project_id", col, "start_ts", "id")
+        for col in FILTERED_CALL_COLUMNS
+    ),
     # a re-sent span (an exporter retrying after a lost answer) is stored once
     Index("ux_calls_project_trace_span", "project_id", "trace_id", "span_id", unique=True),
     # feedback given by request id finds its call (quality by model/feature)
