@@ -136,3 +136,26 @@ def test_cover_uses_the_coarsest_buckets_and_covers_exactly(lo: int, hi: int) ->
         assert parts == [(1440, 0, 4320), (1, 4320, 4321)]
     if (lo, hi) == (90, 1440 + 5 * 60 + 7):
         assert parts == [(1, 90, 120), (60, 120, 1740), (1, 1740, 1747)]
+
+
+def test_sketch_quantiles_equal_ddsketchs_own() -> None:
+    # sketch.quantiles reads the sorted bins directly: it must answer what a DDSketch
+    # holding the same bins answers, at every quantile, zeros and single bins included
+    import random
+
+    from ddsketch import DDSketch
+
+    rng = random.Random(5)
+    qs = (0.0, 0.01, 0.25, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0)
+    for case in range(300):
+        bins: dict[str, int] = {}
+        for _ in range(rng.choice((1, 2, 5, 50, 400))):
+            sketch.add(bins, rng.choice((0.0, rng.lognormvariate(5, 2), rng.uniform(0, 3))))
+        if case % 7 == 0:
+            bins["z"] = bins.get("z", 0) + rng.randrange(1, 9)
+        reference = DDSketch(sketch.ACCURACY)
+        for key, n in bins.items():
+            value = 0.0 if key == "z" else sketch._MAPPING.value(int(key))
+            reference.add(value, float(n))
+        want = [float(reference.get_quantile_value(q)) for q in qs]
+        assert sketch.quantiles(bins, qs) == want, bins

@@ -17,6 +17,7 @@ from opentelemetry.trace import Status, StatusCode
 from sqlalchemy import delete, select
 
 from aiscope.server import create_project, sketch
+from aiscope.server.rollup import compact
 from aiscope.server.tables import calls
 from server_tests.harness import Running
 
@@ -155,6 +156,40 @@ def test_percentiles_per_bucket_are_the_merged_sketches(
     with local_server.engine.begin() as conn:
         conn.execute(delete(calls))
     assert _ts(url, metric=metric, group_by="model", **params) == got
+
+
+def _latency_buckets(workload: list[dict], model: str, step: int) -> list[dict[str, int]]:
+    buckets: list[dict[str, int]] = [{} for _ in range(2 * 86400 // step)]
+    for w in workload:
+        if w["gen_ai.request.model"] == model:
+            sketch.add(buckets[int((w["start"] - DAY0) // step)], w["latency"])
+    return buckets
+
+
+def test_cached_percentiles_follow_new_rows_and_compaction(
+    local_server: Running, workload: list[dict]
+) -> None:
+    # buckets' percentiles are cached by the rollup rows they merge: a bucket that
+    # gets rows must be recomputed, and compaction (rows replaced) changes nothing
+    url, step = local_server.url, 4 * 3600
+    params = {"metric": "latency", "start": DAY0, "end": DAY0 + 2 * 86400, "step": step}
+    model = MODELS[0]
+
+    def p95() -> list[float | None]:
+        got = _ts(url, group_by="model", q=[0.95], **params)
+        return next(s["values"] for s in got["series"] if s["key"] == model)
+
+    def want(sent: list[dict]) -> list[float | None]:
+        return [sketch.quantiles(b, [0.95])[0] for b in _latency_buckets(sent, model, step)]
+
+    assert p95() == pytest.approx(want(workload), rel=1e-9)
+    assert p95() == pytest.approx(want(workload), rel=1e-9)  # from the cache
+    more = workload + _send(url, 300, seed=11)
+    assert want(more) != want(workload)
+    assert p95() == pytest.approx(want(more), rel=1e-9)
+    while compact(local_server.engine):
+        pass
+    assert p95() == pytest.approx(want(more), rel=1e-9)
 
 
 def test_ranges_not_on_the_grid_count_whole_minutes(
