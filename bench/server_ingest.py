@@ -137,18 +137,18 @@ def ingest_round(port: int, bodies: list[bytes], senders: int) -> float:
     return elapsed
 
 
-def time_query(port: int, path: str, params: dict[str, object], repeat: int) -> float:
-    """Median milliseconds of ``repeat`` GETs (after one warm-up)."""
+def time_query(port: int, path: str, params: dict[str, object], repeat: int) -> tuple[float, float]:
+    """Milliseconds of the first GET (cold: nothing cached) and the median of ``repeat``
+    more."""
     times = []
     with httpx.Client(timeout=60) as client:
-        for i in range(repeat + 1):
+        for _ in range(repeat + 1):
             t0 = time.perf_counter()
             r = client.get(f"http://127.0.0.1:{port}{path}", params=params)
             dt = time.perf_counter() - t0
             r.raise_for_status()
-            if i:
-                times.append(dt * 1000)
-    return statistics.median(times)
+            times.append(dt * 1000)
+    return times[0], statistics.median(times[1:])
 
 
 def dashboard_queries(now: float, span_s: float) -> list[tuple[str, str, dict[str, object]]]:
@@ -377,13 +377,13 @@ def main() -> None:
             *QUERIES,
             *dashboard_queries(now / 1e9, args.span_minutes * 60),
         ):
-            ms = time_query(
+            first, ms = time_query(
                 port,
                 path.replace("TRACE", trace_id),
                 _resolve(params, day_ago, trace_id),
                 args.repeat,
             )
-            print(f"query {name}: median {ms:.1f} ms")
+            print(f"query {name}: median {ms:.1f} ms (first, cold: {first:.1f} ms)")
         if args.plans:
             print_plans(engine, day_ago, trace_id)
         engine.dispose()

@@ -159,3 +159,15 @@ def test_sketch_quantiles_equal_ddsketchs_own() -> None:
             reference.add(value, float(n))
         want = [float(reference.get_quantile_value(q)) for q in qs]
         assert sketch.quantiles(bins, qs) == want, bins
+
+
+def test_json_columns_decode_what_the_standard_library_wrote() -> None:
+    # orjson decodes the columns; values only json.dumps writes (NaN, huge ints) still read
+    import json
+    import math
+
+    from aiscope.server.db import _json_loads
+
+    assert _json_loads('{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
+    assert math.isnan(_json_loads(json.dumps({"v": float("nan")}))["v"])
+    assert _json_loads(json.dumps(2**80)) == 2**80

@@ -28,9 +28,10 @@ def add(bins: Bins, value: float) -> None:
 
 def merge(many: Iterable[Mapping[str, int]]) -> Bins:
     """The bin-wise sum of ``many`` sketches."""
-    out: Bins = {}
+    sketches = iter(many)
+    out: Bins = dict(next(sketches, {}))  # the first one copied whole, in C
     get = out.get
-    for bins in many:
+    for bins in sketches:
         for key, n in bins.items():
             out[key] = get(key, 0) + n
     return out
