@@ -166,8 +166,8 @@ def test_json_columns_decode_what_the_standard_library_wrote() -> None:
     import json
     import math
 
-    from aiscope.server.db import _json_loads
+    from aiscope.server.db import json_loads
 
-    assert _json_loads('{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
-    assert math.isnan(_json_loads(json.dumps({"v": float("nan")}))["v"])
-    assert _json_loads(json.dumps(2**80)) == 2**80
+    assert json_loads('{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
+    assert math.isnan(json_loads(json.dumps({"v": float("nan")}))["v"])
+    assert json_loads(json.dumps(2**80)) == 2**80

@@ -49,7 +49,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _json_loads(text: str | bytes) -> Any:
+def json_loads(text: str | bytes) -> Any:
     """JSON columns decoded with orjson (the dashboard's percentiles read thousands of
     sketches); what only the standard library reads (NaN, huge ints) still decodes."""
     try:
@@ -66,11 +66,11 @@ def open_engine(url: str) -> Engine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            real, connect_args={"check_same_thread": False}, json_deserializer=_json_loads
+            real, connect_args={"check_same_thread": False}, json_deserializer=json_loads
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(real, pool_pre_ping=True, json_deserializer=_json_loads)
+    return create_engine(real, pool_pre_ping=True, json_deserializer=json_loads)
 
 
 def write_lock(engine: Engine) -> AbstractContextManager[Any]:

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import ColumnElement, Engine, func, select
+from sqlalchemy import ColumnElement, Engine, Text, func, select, type_coerce
 
 from aiscope.server import sketch
 from aiscope.server.app import End, Reader, Start
+from aiscope.server.db import json_loads
 from aiscope.server.queries import _minutes, _range
 from aiscope.server.rollup import RESOLUTIONS
 from aiscope.server.tables import rollups
@@ -206,8 +207,6 @@ class _PercentileCache:
 
 
 _cache = _PercentileCache()
-#: ids per ``IN (...)`` when reading the sketches of buckets not cached
-_ID_CHUNK = 900
 
 
 def _percentiles(
@@ -228,6 +227,8 @@ def _percentiles(
             rollups.c.minute,
             rollups.c.id,
             rollups.c.calls,
+            # the sketch as text, decoded only for buckets not cached: one query either way
+            type_coerce(column, Text).label("bins"),
         ),
         project_id,
         start,
@@ -236,43 +237,40 @@ def _percentiles(
     )
     qs = tuple(quantiles)
     # (series key, bucket) -> ids of its rollup rows, and their calls
-    groups: dict[tuple[str, int], tuple[list[int], list[int]]] = {}
+    groups: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
     with engine.connect() as conn:
         for row in conn.execute(q):
-            ids, counts = groups.setdefault((_key(row), g.index(row.minute * 60)), ([], []))
-            ids.append(row.id)
-            counts.append(row.calls)
-        answers: dict[tuple[str, int], list[float | None]] = {}
-        todo: dict[tuple[Any, ...], tuple[str, int]] = {}
-        for group, (ids, counts) in groups.items():
-            ck = (project_id, metric, tuple(sorted(ids)), sum(counts), qs)
-            found = _cache.get(ck)
-            if found is None:
-                todo[ck] = group
-            else:
-                answers[group] = found
-        wanted = [i for ck in todo for i in ck[2]]
-        bins: dict[int, dict[str, int]] = {}
-        for n in range(0, len(wanted), _ID_CHUNK):
-            chunk = wanted[n : n + _ID_CHUNK]
-            for row in conn.execute(select(rollups.c.id, column).where(rollups.c.id.in_(chunk))):
-                bins[row[0]] = row[1]
-    for ck, group in todo.items():
-        value = sketch.quantiles(sketch.merge(bins[i] for i in ck[2]), qs)
-        _cache.put(ck, value)
-        answers[group] = value
+            where = (_key(row), g.index(row.minute * 60))
+            rows = groups.get(where)
+            if rows is None:
+                rows = groups[where] = []
+            rows.append((row.id, row.calls, row.bins))
+    answers: dict[tuple[str, int], list[float | None]] = {}
+    for group, rows in groups.items():
+        rows.sort()
+        ck = (project_id, metric, tuple(r[0] for r in rows), sum(r[1] for r in rows), qs)
+        found = _cache.get(ck)
+        if found is None:
+            found = sketch.quantiles(sketch.merge(_bins(r[2]) for r in rows), qs)
+            _cache.put(ck, found)
+        answers[group] = found
     per_key: dict[str, list[list[float | None]]] = {}
     empty: list[float | None] = [None] * len(qs)
-    for (k, i), value in answers.items():
-        per_key.setdefault(k, [empty] * g.n)[i] = value
+    for (name, i), value in answers.items():
+        per_key.setdefault(name, [empty] * g.n)[i] = value
     out = []
-    for k in sorted(per_key):
-        per_bucket = per_key[k]
+    for name in sorted(per_key):
+        per_bucket = per_key[name]
         for j, q_ in enumerate(qs):
             out.append(
-                {"key": k, "quantile": f"p{q_ * 100:g}", "values": [v[j] for v in per_bucket]}
+                {"key": name, "quantile": f"p{q_ * 100:g}", "values": [v[j] for v in per_bucket]}
             )
     return out
+
+
+def _bins(value: str | dict[str, int]) -> dict[str, int]:
+    # SQLite hands the column over as text; psycopg decodes json columns itself
+    return value if isinstance(value, dict) else json_loads(value)
 
 
 def _key(row: Any) -> str:
