@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import ColumnElement, Engine, Text, func, select, type_coerce
+from sqlalchemy import ColumnElement, Engine, Text, cast, func, select
 
 from aiscope.server import sketch
 from aiscope.server.app import End, Reader, Start
@@ -228,7 +228,7 @@ def _percentiles(
             rollups.c.id,
             rollups.c.calls,
             # the sketch as text, decoded only for buckets not cached: one query either way
-            type_coerce(column, Text).label("bins"),
+            cast(column, Text).label("bins"),
         ),
         project_id,
         start,
@@ -269,7 +269,7 @@ def _percentiles(
 
 
 def _bins(value: str | dict[str, int]) -> dict[str, int]:
-    # SQLite hands the column over as text; psycopg decodes json columns itself
+    # read as text (decoded only when not cached); a driver may still hand a dict
     return value if isinstance(value, dict) else json_loads(value)
 
 
