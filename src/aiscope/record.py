@@ -27,6 +27,21 @@ def new_request_id() -> str:
     return f"{getrandbits(128):032x}"
 
 
+def consistent_counts(i: object, o: object, cr: object, cw: object, r: object) -> bool:
+    """True for plain-int token counts a :class:`Usage` takes as they are: input ``i``,
+    output ``o``, cache reads ``cr`` and writes ``cw`` (parts of the input), reasoning
+    ``r`` (part of the output). The one-expression check of the recording path."""
+    return (
+        type(i) is int
+        and type(o) is int
+        and type(cr) is int
+        and type(cw) is int
+        and type(r) is int
+        and 0 <= cr <= cr + cw <= i
+        and 0 <= r <= o
+    )
+
+
 def _check_count(name: str, value: object) -> int:
     # bool is an int subclass; a True token count is always a bug upstream.
     if type(value) is not int:
@@ -66,18 +81,7 @@ class Usage:
         # what is wrong, or accept what this does not (int subclasses).
         i, o = self.input_tokens, self.output_tokens
         cr, cw, r = self.cache_read_tokens, self.cache_write_tokens, self.reasoning_tokens
-        if (
-            type(i) is int
-            and type(o) is int
-            and type(cr) is int
-            and type(cw) is int
-            and type(r) is int
-            and 0 <= r <= o
-            and cr >= 0
-            and cw >= 0
-            and cr + cw <= i
-            and type(self.estimated) is bool
-        ):
+        if consistent_counts(i, o, cr, cw, r) and type(self.estimated) is bool:
             return
         self._validate_fields()
 
@@ -190,14 +194,7 @@ class CallRecord:
                 and 0.0 <= self.latency_s < _INF
                 and (ttft is None or 0.0 <= ttft < _INF)
                 and (self.status == "ok" or self.status == "error")
-                and type(i) is int
-                and type(o) is int
-                and type(cr) is int
-                and type(cw) is int
-                and type(r) is int
-                # cache_read >= 0, cache_write >= 0, their sum <= input; 0 <= reasoning <= output
-                and 0 <= cr <= cr + cw <= i
-                and 0 <= r <= o
+                and consistent_counts(i, o, cr, cw, r)
                 and type(u.estimated) is bool
                 and self.retry_count >= 0
                 and (cost is None or 0.0 <= cost < _INF)

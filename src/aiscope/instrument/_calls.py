@@ -21,6 +21,7 @@ from aiscope.cost.budget import BudgetExceededError
 from aiscope.instrument._endpoint import Endpoint, count
 from aiscope.instrument._raw import observe_raw
 from aiscope.instrument._streams import finish_call, observe_stream
+from aiscope.record import consistent_counts
 from aiscope.scope import Scope, current_scope
 
 log = logging.getLogger("aiscope.instrument")
@@ -192,15 +193,8 @@ def set_counts(
     estimated: bool = False,
 ) -> None:
     """Set usage from SDK fields, clamping the parts so the record stays valid."""
-    if (
-        type(input_tokens) is int
-        and type(output_tokens) is int
-        and type(cache_read) is int
-        and type(cache_write) is int
-        and type(reasoning) is int
-        and 0 <= cache_read <= cache_read + cache_write <= input_tokens
-        and 0 <= reasoning <= output_tokens
-    ):  # what the SDKs send: consistent counts, nothing to clamp
+    if consistent_counts(input_tokens, output_tokens, cache_read, cache_write, reasoning):
+        # what the SDKs send: consistent counts, nothing to clamp
         call.set_usage(input_tokens, output_tokens, cache_read, cache_write, reasoning, estimated)
         return
     i, o = count(input_tokens), count(output_tokens)
