@@ -249,6 +249,24 @@ def test_dashboard_shows_the_workload(browser: Any, local_server: Running, db_ur
 
     _render(page, lambda: page.goto(f"{local_server.url}/#/feedback"))
     assert page.locator("#feedback-table tbody tr").count() > 0
+
+    # alerts and budgets on the stored data: a budget the workload overspent and a rule
+    # the workload's errors fire, both shown as the server computes them
+    budget = {"name": "tight", "limit_usd": round(total_cost / 2, 6), "period": "total"}
+    rule = {"name": "errors_seen", "severity": "warning", "signal": "error_rate",
+            "comparison": ">", "threshold": 0.0, "window": "1h"}  # fmt: skip
+    assert httpx.post(f"{local_server.url}/api/budgets", json=budget).status_code == 201
+    assert httpx.post(f"{local_server.url}/api/alert-rules", json=rule).status_code == 201
+    alerts = httpx.get(f"{local_server.url}/api/alerts").json()["alerts"]
+    assert {"errors_seen", "budget_tight"} <= {a["name"] for a in alerts}
+    _render(page, lambda: page.goto(f"{local_server.url}/#/alerts"))
+    shown = page.locator("#alerts-table td[data-col=name]").all_inner_texts()
+    assert set(shown) == {a["name"] for a in alerts}
+    cells = page.locator("#budgets-table tbody tr").first.locator("td")
+    by_col = dict(zip(cells.evaluate_all("cs => cs.map(c => c.dataset.col)"),
+                      cells.all_inner_texts(), strict=True))  # fmt: skip
+    assert by_col["name"] == "tight" and by_col["spent"] == f"${total_cost:.6f}"
+    _shot(page, f"dashboard-alerts-{backend}.png")
     assert errors == []
     page.close()
 
