@@ -11,11 +11,15 @@ appends to a bounded deque; one daemon thread exports; ``force_flush`` and
 
 from __future__ import annotations
 
+import logging
+
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from aiscope.batching import BoundedBatcher
+
+log = logging.getLogger("aiscope.tracing")
 
 
 class BoundedBatchProcessor(BoundedBatcher[ReadableSpan], SpanProcessor):
@@ -56,3 +60,39 @@ class BoundedBatchProcessor(BoundedBatcher[ReadableSpan], SpanProcessor):
 
     def _close(self) -> None:
         self.exporter.shutdown()
+
+
+class LocalSpanProcessor(SpanProcessor):
+    """Hands each finished span to a local exporter (console, in memory) at once.
+
+    The SDK's ``SimpleSpanProcessor`` does the same, but marks the context to keep
+    the exporter's network calls out of instrumentation and counts the span in the
+    SDK's own metrics first: a local exporter makes no network calls, and this runs
+    on every call of the application.
+    """
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self.exporter = exporter
+        self._stopped = False
+
+    def on_start(self, span: object, parent_context: object = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Export a finished, sampled span now (an exporter error is logged)."""
+        if self._stopped or not span.context.trace_flags.sampled:
+            return
+        try:
+            self.exporter.export((span,))
+        except Exception:
+            log.exception("a local span exporter failed")
+
+    def shutdown(self) -> None:
+        """Stop exporting and shut the exporter down."""
+        if not self._stopped:
+            self._stopped = True
+            self.exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is held: every span was exported when it ended."""
+        return True

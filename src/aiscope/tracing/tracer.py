@@ -33,7 +33,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -45,7 +45,7 @@ from aiscope.tracing.callspan import CallSpan, CallSpans
 from aiscope.tracing.console import ConsoleExporter
 from aiscope.tracing.memory import InMemoryExporter
 from aiscope.tracing.otlp import Protocol, otlp_exporter
-from aiscope.tracing.processor import BoundedBatchProcessor
+from aiscope.tracing.processor import BoundedBatchProcessor, LocalSpanProcessor
 
 log = logging.getLogger("aiscope.tracing")
 
@@ -128,7 +128,7 @@ class Tracer:
                     schedule_delay_s=schedule_delay_s,
                 )
                 if use_batch
-                else SimpleSpanProcessor(e)
+                else LocalSpanProcessor(e)
             )
         self._own_provider: TracerProvider | None = None
         provider: trace.TracerProvider
