@@ -280,7 +280,9 @@ def _instructions(py: Path, kind: str, variant: str, calls: int) -> int:
         variant,
         str(calls),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    # one hash seed for every run: string hashing otherwise varies the count run to run
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     for line in proc.stderr.splitlines():
         if "I" in line and "refs:" in line:
             return int(line.rsplit(":", 1)[1].replace(",", "").strip())
