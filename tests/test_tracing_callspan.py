@@ -55,7 +55,10 @@ def _view(span: ReadableSpan) -> dict[str, Any]:
         "attributes": dict(span.attributes or {}),
         "status": (span.status.status_code, span.status.description),
         "events": [(e.name, dict(e.attributes or {})) for e in span.events],
-        "links": list(span.links),
+        "links": [
+            (link.context.trace_id, link.context.span_id, dict(link.attributes or {}))
+            for link in span.links
+        ],
         "resource": dict(span.resource.attributes),
         "scope": span.instrumentation_scope,
         "parent_is_none": span.parent is None,
@@ -92,6 +95,7 @@ def test_errors_renames_events_and_backdated_records_match() -> None:
     def calls(tracer: Tracer) -> None:
         span = tracer.start_call("gpt-4o", "openai")
         span.add_event("retry", {"attempt": 1})
+        span.add_link(SpanContext(0x1, 0x2, is_remote=False), {"why": "retried"})
         span.record_exception(TimeoutError("slow"))
         tracer.end_call(
             _record(status="error", error_type="TimeoutError", model="o3", operation="responses"),
@@ -100,7 +104,7 @@ def test_errors_renames_events_and_backdated_records_match() -> None:
         tracer.on_record(_record(model="claude-sonnet-4-5", provider="anthropic"))
 
     spans = _same(calls)
-    assert spans[0].name == "responses o3"
+    assert spans[0].name == "responses o3" and len(spans[0].links) == 1
     assert spans[0].status.status_code is StatusCode.ERROR
     record = _record()
     # a back-dated span starts at the record's start time

@@ -231,6 +231,10 @@ def test_feedback_report(local_server: Running, workload: list[dict]) -> None:
     url = local_server.url
     with local_server.engine.connect() as conn:
         rows = conn.execute(select(calls.c.trace_id, calls.c.span_id, calls.c.model)).all()
+    # a score naming its call by trace id alone (one call per trace here)
+    by_trace_model = rows[-1][2]
+    by_trace = {"name": "by_trace", "score": 0.5, "trace_id": rows[-1][0]}
+    assert httpx.post(f"{url}/api/feedback", json=by_trace, timeout=10).status_code == 201
     scores: dict[str, list[float]] = defaultdict(list)
     for i, (trace_id, span_id, model) in enumerate(rows[:60]):
         score = (i % 5) / 4
@@ -257,12 +261,16 @@ def test_feedback_report(local_server: Running, workload: list[dict]) -> None:
     assert by_name["helpful"]["avg_score"] == pytest.approx(sum(everything) / 60)
     assert (by_name["helpful"]["min_score"], by_name["helpful"]["max_score"]) == (0.0, 1.0)
     assert by_name["thumbs"]["count"] == 1
-    by_model = {r["model"]: r for r in got["by_model"]}  # the unlinked one is in no model
+    by_model = {r["model"]: r for r in got["by_model"] if r["name"] == "helpful"}
+    assert "thumbs" not in {r["name"] for r in got["by_model"]}  # names no stored call
     assert set(by_model) == set(scores)
     for model, values in scores.items():
         assert by_model[model]["count"] == len(values)
         assert by_model[model]["avg_score"] == pytest.approx(sum(values) / len(values))
-    assert sum(r["count"] for r in got["by_feature"]) == 60
+    assert sum(r["count"] for r in got["by_feature"] if r["name"] == "helpful") == 60
+    assert [(r["model"], r["count"]) for r in got["by_model"] if r["name"] == "by_trace"] == [
+        (by_trace_model, 1)
+    ]
     series = {s["key"]: s["values"] for s in got["series"]}
     assert len(got["timestamps"]) == len(series["helpful"])
     filled = [v for v in series["helpful"] if v is not None]

@@ -24,28 +24,27 @@ def _details(obj: Any, name: str, field: str) -> Any:
     return getattr(details, field, 0) if details is not None else 0
 
 
-def set_chat_usage(call: LLMCall, usage: Any) -> None:
-    """Chat Completions / Embeddings usage (``prompt_tokens`` counts cached ones)."""
+def _set_usage(call: LLMCall, usage: Any, input_name: str, output_name: str) -> None:
+    """Usage whose ``input_name`` counts cached tokens and ``output_name`` reasoning ones,
+    with their ``*_details`` (the Chat Completions and Responses shapes)."""
     set_counts(
         call,
-        getattr(usage, "prompt_tokens", 0),
-        getattr(usage, "completion_tokens", 0),
-        _details(usage, "prompt_tokens_details", "cached_tokens"),
+        getattr(usage, input_name, 0),
+        getattr(usage, output_name, 0),
+        _details(usage, input_name + "_details", "cached_tokens"),
         0,
-        _details(usage, "completion_tokens_details", "reasoning_tokens"),
+        _details(usage, output_name + "_details", "reasoning_tokens"),
     )
+
+
+def set_chat_usage(call: LLMCall, usage: Any) -> None:
+    """Chat Completions / Embeddings usage (``prompt_tokens`` counts cached ones)."""
+    _set_usage(call, usage, "prompt_tokens", "completion_tokens")
 
 
 def set_responses_usage(call: LLMCall, usage: Any) -> None:
     """Responses API usage (``input_tokens`` counts cached ones)."""
-    set_counts(
-        call,
-        getattr(usage, "input_tokens", 0),
-        getattr(usage, "output_tokens", 0),
-        _details(usage, "input_tokens_details", "cached_tokens"),
-        0,
-        _details(usage, "output_tokens_details", "reasoning_tokens"),
-    )
+    _set_usage(call, usage, "input_tokens", "output_tokens")
 
 
 # -- Chat Completions -----------------------------------------------------------------------

@@ -43,6 +43,10 @@ class SketchWindowStats(WindowStats):
         return sketch.quantiles(self.latency_bins, [q])[0]
 
 
+#: the model of feedback that names no stored call
+UNMATCHED = "unknown"
+
+
 def feedback_labels(project_id: str, start: float | None, end: float | None) -> Any:
     """A subquery of the project's scored feedback in [start, end), each row with its
     name, score and the labels of the call it was given on (one call per feedback).
@@ -74,7 +78,7 @@ def feedback_labels(project_id: str, start: float | None, end: float | None) -> 
             u.c.id,
             u.c.name,
             u.c.score,
-            func.coalesce(func.min(u.c.model), "unknown").label("model"),
+            func.coalesce(func.min(u.c.model), UNMATCHED).label("model"),
             func.coalesce(func.min(u.c.provider), "").label("provider"),
             func.coalesce(func.min(u.c.feature), "").label("feature"),
             func.coalesce(func.min(u.c.team), "").label("team"),

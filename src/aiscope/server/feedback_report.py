@@ -1,8 +1,9 @@
 """Reading feedback back: the list, averages per name, per model and feature, and over time.
 
-Feedback that names a call's ``trace_id`` and ``span_id`` is attributed to that
-call's model and feature (a join on the calls' unique index); feedback naming only a
-trace or a request id counts in the per-name figures and the time series.
+Scored feedback is attributed to the model and feature of the call it names (by trace
+and span id, trace id or request id, as :func:`aiscope.server.alerting.feedback_labels`
+does for ``/api/quality`` and the alert rules); feedback naming no stored call counts
+in the per-name figures and the time series only.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import Engine, Integer, and_, cast, func, select
+from sqlalchemy import Engine, Integer, cast, func, select
 
+from aiscope.server.alerting import UNMATCHED, feedback_labels
 from aiscope.server.app import End, Reader, Start
-from aiscope.server.tables import calls, feedback
+from aiscope.server.tables import feedback
 from aiscope.server.timeseries import Grid, grid
 
 MAX_ITEMS = 1000
@@ -66,29 +68,31 @@ def report(
         end,
         name,
     ).group_by(feedback.c.name)
-    joined = feedback.join(
-        calls,
-        and_(
-            calls.c.project_id == feedback.c.project_id,
-            calls.c.trace_id == feedback.c.trace_id,
-            calls.c.span_id == feedback.c.span_id,
-        ),
-    )
+    # attributed to calls as /api/quality and the alert rules do (trace and span id,
+    # trace id, or request id); feedback that names no stored call is in no group
+    labelled = feedback_labels(project_id, start, end)
     with engine.connect() as conn:
         items = [dict(r._mapping) for r in conn.execute(items_q)]
         by_name = [_stats(r) for r in conn.execute(names_q.order_by(feedback.c.name))]
         per: dict[str, list[dict[str, Any]]] = {}
         for col in ("model", "feature"):
-            q = _filtered(
-                select(feedback.c.name, calls.c[col].label("key"), *stats).select_from(joined),
-                project_id,
-                start,
-                end,
-                name,
-            ).group_by(feedback.c.name, calls.c[col])
+            key = labelled.c[col]
+            q = (
+                select(
+                    labelled.c.name,
+                    key.label("key"),
+                    func.count().label("count"),
+                    func.count(labelled.c.score).label("scored"),
+                    func.avg(labelled.c.score).label("avg_score"),
+                )
+                .where(labelled.c.model != UNMATCHED)
+                .group_by(labelled.c.name, key)
+            )
+            if name is not None:
+                q = q.where(labelled.c.name == name)
             per[col] = [
                 {"name": r.name, col: r.key, **_stats(r)}
-                for r in conn.execute(q.order_by(feedback.c.name, calls.c[col]))
+                for r in conn.execute(q.order_by(labelled.c.name, key))
             ]
         bucket = _bucket(engine, g)
         series_q = (

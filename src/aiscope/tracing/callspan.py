@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import Tracer as SdkTracer
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased
 from opentelemetry.trace import (
     INVALID_SPAN,
+    Link,
     NonRecordingSpan,
     Span,
     SpanContext,
@@ -167,6 +168,7 @@ class CallSpans:
             resource=self._resource,
             attributes=attrs,
             events=tuple(span._events),
+            links=tuple(span._links),
             kind=SpanKind.CLIENT,
             status=span._status,
             start_time=span._start,
@@ -190,6 +192,7 @@ class CallSpan(Span):
         "_end",
         "_events",
         "_factory",
+        "_links",
         "_lock",
         "_name",
         "_parent",
@@ -212,6 +215,7 @@ class CallSpan(Span):
         self._parent = parent
         self._attributes = attributes  # the caller's fresh dict: owned from here
         self._events: list[Event] = []
+        self._links: list[Link] = []
         self._status = Status(StatusCode.UNSET)
         self._start = start_ns if start_ns is not None else time.time_ns()
         self._end: int | None = None
@@ -275,7 +279,12 @@ class CallSpan(Span):
     def add_link(
         self, context: SpanContext, attributes: Mapping[str, AttributeValue] | None = None
     ) -> None:
-        """Links are not kept on call spans (the SDK drops them after start too)."""
+        """Link another span (a valid context, or one with attributes, as the SDK takes)."""
+        if not context.is_valid and not attributes:
+            return
+        with self._lock:
+            if self._end is None:
+                self._links.append(Link(context, dict(attributes or {})))
 
     def update_name(self, name: str) -> None:
         """Rename the span."""
