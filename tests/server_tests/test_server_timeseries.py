@@ -227,6 +227,38 @@ def test_bad_timeseries_queries_get_4xx_naming_the_problem(
     assert words in str(r.json()["detail"])
 
 
+def test_timeseries_refuses_thousands_of_quantiles_with_400(local_server: Running) -> None:
+    """2,500 repeated ``q`` parameters once built a 112 MB answer; now a clear 400."""
+    for path in ("/api/timeseries", "/api/latency"):
+        r = httpx.get(
+            f"{local_server.url}{path}",
+            params=[("metric", "latency")] + [("q", 0.5 + i / 10_000) for i in range(2500)],
+            timeout=20,
+        )
+        assert r.status_code == 400, r.text
+        assert f"at most {sketch.MAX_QUANTILES} quantiles" in r.json()["detail"]
+        again = _get(local_server.url, path, metric="latency", q=[0.5, 0.5])
+        assert again.status_code == 400 and "once" in again.json()["detail"]
+
+
+def test_timeseries_answers_at_most_limit_series_and_counts_the_rest(
+    local_server: Running, workload: list[dict]
+) -> None:
+    everything = _ts(local_server.url, metric="calls", start=DAY0, end=DAY0 + 2 * 86400)
+    assert len(everything["series"]) == 3 and everything["more_series"] == 0
+    top = _ts(local_server.url, metric="calls", start=DAY0, end=DAY0 + 2 * 86400, limit=2)
+    assert [s["key"] for s in top["series"]] == [s["key"] for s in everything["series"][:2]]
+    assert top["more_series"] == 1
+    lat = _ts(
+        local_server.url, metric="latency", start=DAY0, end=DAY0 + 2 * 86400, limit=1, q=0.5
+    )
+    calls_of = {m: sum(w["gen_ai.request.model"] == m for w in workload) for m in MODELS}
+    by_calls = min(MODELS, key=lambda m: (-calls_of[m], m))  # most calls, ties by name
+    assert [s["key"] for s in lat["series"]] == [by_calls] and lat["more_series"] == 2
+    too_many = _get(local_server.url, "/api/timeseries", limit=1000)
+    assert too_many.status_code == 422 and "limit" in too_many.text
+
+
 def test_feedback_report(local_server: Running, workload: list[dict]) -> None:
     url = local_server.url
     with local_server.engine.connect() as conn:

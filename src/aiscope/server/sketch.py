@@ -37,10 +37,18 @@ def merge(many: Iterable[Mapping[str, int]]) -> Bins:
     return out
 
 
+#: most quantiles one query may ask for: each one is another series per key
+MAX_QUANTILES = 10
+
+
 def check_quantiles(qs: Sequence[float]) -> None:
-    """Raise ``ValueError`` unless every quantile is within [0, 1]."""
+    """Raise ``ValueError`` unless there are 1..MAX_QUANTILES distinct quantiles in [0, 1]."""
     if not qs:
         raise ValueError("quantiles must not be empty")
+    if len(qs) > MAX_QUANTILES:
+        raise ValueError(f"at most {MAX_QUANTILES} quantiles per request, got {len(qs)}")
+    if len(set(qs)) != len(qs):
+        raise ValueError("each quantile may be asked for once")
     for q in qs:
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be between 0 and 1, got {q!r}")

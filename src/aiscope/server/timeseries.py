@@ -34,6 +34,8 @@ SERIES_GROUPS: tuple[str, ...] = ("model", "provider", "feature", "team", "type"
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 #: most buckets one answer may hold
 MAX_POINTS = 1500
+#: most series (keys) one answer may hold: the largest are kept, the rest counted
+MAX_SERIES = 100
 #: steps picked when none is given: the smallest giving at most ``_TARGET`` buckets
 NICE_STEPS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400)
 _TARGET = 120
@@ -108,13 +110,18 @@ def series(
     end: float | None = None,
     step: int | None = None,
     quantiles: Sequence[float] = (0.5, 0.95, 0.99),
+    limit: int = MAX_SERIES,
 ) -> dict[str, Any]:
     """``metric`` per bucket and per ``group_by`` value of ``project_id``'s rollups.
 
     Counts and cost are 0 in buckets without calls; percentiles (ms) are None there.
     ``group_by="type"`` (tokens only) splits tokens into input, output, cache read,
-    cache write and reasoning; otherwise ``tokens`` is input plus output.
+    cache write and reasoning; otherwise ``tokens`` is input plus output. At most
+    ``limit`` keys are answered (the largest sums, or the most calls for percentiles);
+    ``more_series`` counts the keys left out.
     """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SERIES:
+        raise ValueError(f"limit must be a whole number from 1 to {MAX_SERIES}, got {limit!r}")
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if group_by not in SERIES_GROUPS:
@@ -127,9 +134,11 @@ def series(
     key = None if group_by in ("none", "type") else rollups.c[group_by]
     levels = levels_for(g.step)
     if metric in ("latency", "ttft"):
-        out = _percentiles(engine, project_id, metric, key, start, end, g, levels, quantiles)
+        out, more = _percentiles(
+            engine, project_id, metric, key, start, end, g, levels, quantiles, limit
+        )
     else:
-        out = _sums(engine, project_id, metric, group_by, key, start, end, g, levels)
+        out, more = _sums(engine, project_id, metric, group_by, key, start, end, g, levels, limit)
     return {
         "metric": metric,
         "group_by": group_by,
@@ -139,6 +148,7 @@ def series(
         "end": g.first + g.n * g.step,
         "timestamps": g.timestamps(),
         "series": out,
+        "more_series": more,
     }
 
 
@@ -152,7 +162,8 @@ def _sums(
     end: float,
     g: Grid,
     levels: tuple[int, ...],
-) -> list[dict[str, Any]]:
+    limit: int,
+) -> tuple[list[dict[str, Any]], int]:
     columns: dict[str, ColumnElement[Any]]
     if metric == "tokens" and group_by == "type":
         columns = {t: rollups.c[f"{t}_tokens"] for t in TOKEN_TYPES}
@@ -175,8 +186,8 @@ def _sums(
     ranked = sorted(values.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
     return [
         {"key": k, "quantile": None, "values": [int(v) if as_int else v for v in vs]}
-        for k, vs in ranked
-    ]
+        for k, vs in ranked[:limit]
+    ], max(len(ranked) - limit, 0)
 
 
 class _PercentileCache:
@@ -219,7 +230,8 @@ def _percentiles(
     g: Grid,
     levels: tuple[int, ...],
     quantiles: Sequence[float],
-) -> list[dict[str, Any]]:
+    limit: int,
+) -> tuple[list[dict[str, Any]], int]:
     column = rollups.c.latency_bins if metric == "latency" else rollups.c.ttft_bins
     q = _range(
         select(
@@ -238,13 +250,18 @@ def _percentiles(
     qs = tuple(quantiles)
     # (series key, bucket) -> ids of its rollup rows, and their calls
     groups: dict[tuple[str, int], list[tuple[int, int, str]]] = {}
+    calls: dict[str, int] = {}
     with engine.connect() as conn:
         for row in conn.execute(q):
-            where = (_key(row), g.index(row.minute * 60))
+            name = _key(row)
+            where = (name, g.index(row.minute * 60))
             rows = groups.get(where)
             if rows is None:
                 rows = groups[where] = []
             rows.append((row.id, row.calls, row.bins))
+            calls[name] = calls.get(name, 0) + row.calls
+    kept = set(sorted(calls, key=lambda k: (-calls[k], k))[:limit])
+    groups = {where: rows for where, rows in groups.items() if where[0] in kept}
     answers: dict[tuple[str, int], list[float | None]] = {}
     for group, rows in groups.items():
         rows.sort()
@@ -265,7 +282,7 @@ def _percentiles(
             out.append(
                 {"key": name, "quantile": f"p{q_ * 100:g}", "values": [v[j] for v in per_bucket]}
             )
-    return out
+    return out, len(calls) - len(kept)
 
 
 def _bins(value: str | dict[str, int]) -> dict[str, int]:
@@ -291,7 +308,13 @@ def timeseries(
     step: Annotated[
         int | None, Query(ge=60, description="bucket size in seconds, a multiple of 60")
     ] = None,
-    q: Annotated[list[float] | None, Query(description="quantiles in [0, 1]")] = None,
+    q: Annotated[
+        list[float] | None,
+        Query(description=f"quantiles in [0, 1], at most {sketch.MAX_QUANTILES}"),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_SERIES, description="most series answered (the largest)")
+    ] = MAX_SERIES,
 ) -> dict[str, Any]:
     """A metric per time bucket and per model/provider/feature/team/token type (rollups).
 
@@ -308,4 +331,5 @@ def timeseries(
         end=end,
         step=step,
         quantiles=q or (0.5, 0.95, 0.99),
+        limit=limit,
     )
