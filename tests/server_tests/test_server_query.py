@@ -6,15 +6,17 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from sqlalchemy import delete, func, select
+from sqlalchemy import Engine, delete, func, select
 
-from aiscope.server.rollup import compact, prune
+from aiscope.server import create_project
+from aiscope.server.rollup import compact, prune, rollup_rows
 from aiscope.server.tables import calls, rollups
 from server_tests.harness import Running
 
@@ -220,3 +222,37 @@ def test_retention_deletes_raw_calls_and_keeps_rollups(
     assert min(c["start_ts"] for c in left) >= cutoff
     cost_after = httpx.get(f"{url}/api/cost", params={"group_by": "day"}, timeout=10).json()
     assert cost_after == cost_before  # the first day is still answered from rollups
+
+
+def test_compaction_of_one_project_with_huge_sums_never_blocks_another(engine: Engine) -> None:
+    """Rows whose merged sums would overflow a BIGINT stay unmerged; other projects merge."""
+    bad, good = create_project(engine, "bad"), create_project(engine, "good")
+
+    def call(project_id: str, tokens: int) -> dict[str, Any]:
+        return {
+            "project_id": project_id, "start_ts": 1_767_225_600.0, "provider": "openai",
+            "model": "gpt-4o", "feature": None, "team": None, "status": "ok",
+            "input_tokens": tokens, "output_tokens": 1, "cache_read_tokens": 0,
+            "cache_write_tokens": 0, "reasoning_tokens": 0, "cost_usd": 0.5,
+            "latency_ms": 100.0, "ttft_ms": None,
+        }  # fmt: skip
+
+    with engine.begin() as conn:
+        for project_id, tokens in ((bad.project_id, 2**62), (good.project_id, 10)):
+            for _ in range(2):  # two ingest batches: two rows per group to merge
+                conn.execute(rollups.insert(), rollup_rows([call(project_id, tokens)]))
+    removed = compact(engine)
+    with engine.connect() as conn:
+        left = dict(
+            conn.execute(
+                select(rollups.c.project_id, func.count()).group_by(rollups.c.project_id)
+            ).all()
+        )
+        merged = conn.execute(
+            select(rollups.c.input_tokens, rollups.c.calls).where(
+                rollups.c.project_id == good.project_id, rollups.c.resolution == 1
+            )
+        ).all()
+    assert removed == 3  # the good project's three resolutions, two rows each, now one
+    assert left == {bad.project_id: 6, good.project_id: 3}
+    assert merged == [(20, 2)]

@@ -4,14 +4,19 @@ of raw rows, which rollups outlive."""
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from aiscope.server import sketch
 from aiscope.server.db import write_lock
-from aiscope.server.tables import calls, feedback, rollups, spans
+from aiscope.server.tables import calls, feedback, projects, rollups, spans
+
+log = logging.getLogger(__name__)
 
 _GROUP = ("project_id", "resolution", "minute", "provider", "model", "feature", "team")
 #: bucket sizes in minutes, largest first
@@ -100,14 +105,32 @@ def _minute_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def compact(engine: Engine, limit: int = 5000) -> int:
-    """Merge the rollup rows of up to ``limit`` groups that have several rows into one
-    row each; returns how many rows were removed.
+#: what a BIGINT column holds: a merged sum past it is left unmerged, never stored
+_INT_MAX = 2**63 - 1
 
-    Only rows read in this transaction are deleted, so rows inserted meanwhile by
+
+def compact(engine: Engine, limit: int = 5000) -> int:
+    """Merge the rollup rows of up to ``limit`` groups per project that have several rows
+    into one row each; returns how many rows were removed.
+
+    Each project is compacted in its own transaction, so rows one project cannot
+    merge (a failure, or sums past what a column holds) never hold back another's.
+    Only rows read in a transaction are deleted, so rows inserted meanwhile by
     ingest (here or on another replica) are never lost; on PostgreSQL an advisory
     lock keeps two compactors from merging the same rows.
     """
+    with engine.connect() as conn:
+        project_ids = list(conn.execute(select(projects.c.id)).scalars())
+    removed = 0
+    for project_id in project_ids:
+        try:
+            removed += _compact_project(engine, project_id, limit)
+        except SQLAlchemyError:  # that project is retried next round; the others go on
+            log.exception("rollup compaction failed for project %s", project_id)
+    return removed
+
+
+def _compact_project(engine: Engine, project_id: str, limit: int) -> int:
     cols = [rollups.c[g] for g in _GROUP]
     with write_lock(engine), engine.begin() as conn:
         if (
@@ -115,27 +138,44 @@ def compact(engine: Engine, limit: int = 5000) -> int:
             and not conn.execute(text("SELECT pg_try_advisory_xact_lock(636300002)")).scalar()
         ):
             return 0
-        many = select(*cols).group_by(*cols).having(func.count() > 1).limit(limit).subquery()
+        many = (
+            select(*cols)
+            .where(rollups.c.project_id == project_id)
+            .group_by(*cols)
+            .having(func.count() > 1)
+            .limit(limit)
+            .subquery()
+        )
         rows = conn.execute(
             select(rollups).join(many, and_(*(c == many.c[c.name] for c in cols)))
         ).all()
         by_group: dict[tuple[Any, ...], list[Any]] = {}
         for r in rows:
             by_group.setdefault(tuple(getattr(r, g) for g in _GROUP), []).append(r)
-        merged_rows = []
+        merged_rows: list[dict[str, Any]] = []
+        ids: list[int] = []
         for key, group in by_group.items():
             merged: dict[str, Any] = dict(zip(_GROUP, key, strict=True))
             for name in _SUMS:
                 merged[name] = sum(getattr(r, name) for r in group)
+            if not _storable(merged):
+                continue  # kept as several rows: reads sum them as before
             merged["latency_bins"] = sketch.merge(r.latency_bins for r in group)  # exact
             merged["ttft_bins"] = sketch.merge(r.ttft_bins for r in group)
             merged_rows.append(merged)
-        ids = [r.id for r in rows]
+            ids.extend(r.id for r in group)
         for i in range(0, len(ids), 500):  # bounded IN lists
             conn.execute(delete(rollups).where(rollups.c.id.in_(ids[i : i + 500])))
         if merged_rows:
             conn.execute(rollups.insert(), merged_rows)
-    return len(rows) - len(merged_rows)
+    return len(ids) - len(merged_rows)
+
+
+def _storable(merged: dict[str, Any]) -> bool:
+    """Whether a merged row's sums fit their columns (BIGINT counts, a finite cost)."""
+    return all(merged[n] <= _INT_MAX for n in _SUMS if n != "cost_usd") and math.isfinite(
+        merged["cost_usd"]
+    )
 
 
 def prune(engine: Engine, before: float, batch: int = 10_000) -> int:
