@@ -51,3 +51,12 @@ def test_static_files_are_package_data() -> None:
     for path in STATIC.iterdir():
         rel = path.relative_to(pkg).as_posix()
         assert any(fnmatch.fnmatch(rel, p) for p in patterns), f"{rel} is not package data"
+
+
+def test_no_page_of_the_server_loads_scripts_from_a_cdn(engine: Engine) -> None:
+    """FastAPI's /docs and /redoc fetched Swagger UI from a CDN: broken offline."""
+    client = TestClient(create_app(Settings(engine=engine, compact_every_s=None)))
+    for path in ("/docs", "/redoc"):
+        page = client.get(path)
+        assert page.status_code == 404 or not re.search(r"https?://", page.text), path
+    assert client.get("/openapi.json").status_code == 200

@@ -148,6 +148,10 @@ def create_app(settings: Settings) -> FastAPI:
         summary="OTLP ingest and queries for LLM calls",
         version="0.1.0",
         lifespan=lifespan,
+        # FastAPI's /docs and /redoc pages load their scripts from a CDN, which fails
+        # offline and would be the page's only third-party code: /openapi.json stays
+        docs_url=None,
+        redoc_url=None,
     )
     if settings.retention_days is not None and not settings.retention_days > 0:
         raise ValueError(f"retention_days must be > 0, got {settings.retention_days!r}")
