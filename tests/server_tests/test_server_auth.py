@@ -111,3 +111,48 @@ def test_project_id_is_validated(server: Running) -> None:
         create_project(server.engine, "x", project_id="bad id; drop")
     with pytest.raises(ValueError, match="project name"):
         create_project(server.engine, "  ")
+
+
+CALL = {"calls": [{"model": "gpt-4o", "provider": "openai", "cost_usd": 12.5}]}
+
+
+def _stored(url: str) -> int:
+    return len(httpx.get(f"{url}/api/calls", timeout=10).json()["items"])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # what a cross-origin fetch(..., {mode: "no-cors", body}) from another site sends
+        {"content-type": "text/plain", "origin": "https://evil.example"},
+        {"content-type": "application/json", "origin": "https://evil.example"},
+        {"content-type": "application/json", "sec-fetch-site": "cross-site"},
+        {"content-type": "application/x-www-form-urlencoded"},
+    ],
+)
+def test_keyless_mode_refuses_cross_site_and_non_json_writes(
+    local_server: Running, headers: dict[str, str]
+) -> None:
+    url = local_server.url
+    r = httpx.post(f"{url}/api/ingest/calls", content=json.dumps(CALL), headers=headers)
+    assert r.status_code in (403, 415), r.text
+    assert _stored(url) == 0
+    # the dashboard's own page (same origin) and programs (no Origin) still write
+    port = url.rsplit(":", 1)[1]
+    for ok in ({}, {"origin": f"http://localhost:{port}", "sec-fetch-site": "same-origin"}):
+        r = httpx.post(f"{url}/api/ingest/calls", json=CALL, headers=ok, timeout=10)
+        assert r.status_code == 200, r.text
+
+
+def test_keyless_mode_refuses_other_host_names_against_dns_rebinding(
+    local_server: Running,
+) -> None:
+    url = local_server.url
+    assert httpx.post(f"{url}/api/ingest/calls", json=CALL, timeout=10).status_code == 200
+    rebound = httpx.get(f"{url}/api/calls", headers={"host": "evil.example:6363"}, timeout=10)
+    assert rebound.status_code == 403 and "evil.example" in rebound.json()["detail"]
+    for host in ("localhost:1", "127.0.0.1", "[::1]:6363"):
+        assert httpx.get(f"{url}/api/calls", headers={"host": host}, timeout=10).status_code == 200
+    local_server.app.state.settings.allowed_hosts = ("aiscope.internal",)
+    named = httpx.get(f"{url}/api/calls", headers={"host": "aiscope.internal:80"}, timeout=10)
+    assert named.status_code == 200 and len(named.json()["items"]) == 1

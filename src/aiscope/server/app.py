@@ -3,7 +3,10 @@
 Ingest (``/v1/traces``, ``/api/feedback``) takes a project's public key; reads
 (``/api/...`` GETs) take its secret key; either goes in ``Authorization: Bearer``
 or ``x-aiscope-key``. In local-only mode (no keys) everything belongs to the
-``local`` project and only loopback clients are served.
+``local`` project and only loopback clients are served, under a loopback ``Host``
+name (or one of ``Settings.allowed_hosts``: a DNS-rebinding page has its own), and
+writes from a browser page of another site are refused (``Sec-Fetch-Site``,
+``Origin``): no web page the user visits can read or write the local data.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import ipaddress
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -45,6 +49,9 @@ class Settings:
     compact_every_s: float | None = 30.0
     #: raw calls, spans and feedback older than this are deleted; rollups are kept
     retention_days: float | None = None
+    #: ``Host`` names served in local-only mode besides loopback ones (``localhost``,
+    #: ``127.0.0.1``, ``[::1]``, ...), e.g. a name in ``/etc/hosts`` for 127.0.0.1
+    allowed_hosts: tuple[str, ...] = ()
 
 
 def _maintenance(settings: Settings, stop: threading.Event) -> None:
@@ -75,12 +82,53 @@ def _key(request: Request) -> str:
     return request.headers.get("x-aiscope-key", "").strip()
 
 
+#: what ``Sec-Fetch-Site`` says of a request a page of another site made
+_CROSS_SITE = frozenset({"cross-site", "same-site"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _host_name(value: str) -> str | None:
+    """The host name of a ``Host`` header or an ``Origin`` URL's authority, lowercased."""
+    try:
+        return urllib.parse.urlsplit(f"//{value}").hostname
+    except ValueError:
+        return None
+
+
+def _local_host(settings: Settings, value: str) -> bool:
+    name = _host_name(value)
+    return name is not None and (is_loopback(name) or name in settings.allowed_hosts)
+
+
+def _check_local(request: Request, settings: Settings) -> None:
+    """Refuse what a local-only server must not serve: other machines, other host
+    names (DNS rebinding) and browser writes from other sites (CSRF)."""
+    client = request.client.host if request.client else ""
+    if not is_loopback(client):
+        raise HTTPException(403, "local-only mode serves loopback clients only")
+    host = request.headers.get("host", "")
+    if not _local_host(settings, host):
+        raise HTTPException(
+            403,
+            f"Host {host!r} is not a loopback name: local-only mode refuses it (a page "
+            "on another site may have renamed this address); allow it in allowed_hosts",
+        )
+    if request.method in _SAFE_METHODS:
+        return
+    if request.headers.get("sec-fetch-site", "").lower() in _CROSS_SITE:
+        raise HTTPException(403, "writes from a page of another site are refused")
+    origin = request.headers.get("origin")
+    if origin is not None and not (
+        urllib.parse.urlsplit(origin).scheme in ("http", "https")
+        and _local_host(settings, urllib.parse.urlsplit(origin).netloc)
+    ):
+        raise HTTPException(403, f"writes from origin {origin!r} are refused")
+
+
 def _principal(request: Request, kind: auth.Kind) -> auth.Principal:
     settings: Settings = request.app.state.settings
     if settings.local_only:
-        client = request.client.host if request.client else ""
-        if not is_loopback(client):
-            raise HTTPException(403, "local-only mode serves loopback clients only")
+        _check_local(request, settings)
         return auth.Principal(auth.LOCAL_PROJECT, kind)
     key = _key(request)
     if not key:

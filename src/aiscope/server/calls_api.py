@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from aiscope.cost.pricing import default_pricing
 from aiscope.record_json import record_from_json
@@ -64,6 +64,9 @@ def parse_calls(body: bytes) -> list[Any]:
 async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
     """aiscope CallRecords (JSON), stored like OTLP GenAI spans; answered after commit."""
     settings: Settings = request.app.state.settings
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":  # a form or text/plain post is no record (nor CSRF)
+        raise HTTPException(415, f"Content-Type must be application/json, got {ctype!r}")
     body = await _body(request, settings.max_body_bytes)
     pricing = settings.pricing or default_pricing()
 
