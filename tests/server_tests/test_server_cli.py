@@ -72,3 +72,28 @@ def test_create_project_prints_keys_and_public_bind_needs_keys(tmp_path: Path) -
     refused = CliRunner().invoke(app, ["serve", "--db", db, "--host", "0.0.0.0"])
     assert refused.exit_code == 2
     assert "not a loopback address" in refused.output
+
+
+def test_serve_with_keys_on_all_interfaces_warns_keys_travel_in_clear(tmp_path: Path) -> None:
+    port = _free_port()
+    db = f"sqlite:///{tmp_path}/s.db"
+    proc = subprocess.Popen(
+        [*AISCOPE, "serve", "--db", db, "--port", str(port), "--require-keys", "--host", "0.0.0.0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=20)
+    assert "plain HTTP" in err and "in clear" in err

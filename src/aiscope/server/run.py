@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -41,6 +42,13 @@ def serve(
         raise ValueError(
             f"host {host!r} is not a loopback address: keyless local mode would expose "
             "the data; bind to 127.0.0.1 or require API keys"
+        )
+    if require_keys and not is_loopback(host):
+        # uvicorn here speaks plain HTTP: the keys cross the network in clear
+        print(
+            f"warning: serving {host}:{port} over plain HTTP: API keys travel in clear; "
+            "put a TLS-terminating proxy in front of it, or bind 127.0.0.1",
+            file=sys.stderr,
         )
     engine = open_database(db)
     if not require_keys:
