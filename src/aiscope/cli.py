@@ -401,6 +401,64 @@ def serve(
         raise typer.Exit(2) from None
 
 
+keys_app = typer.Typer(help="The server's project API keys: list, revoke, rotate.")
+app.add_typer(keys_app, name="keys")
+DbOption = Annotated[
+    str | None, typer.Option(help="sqlite:///path or postgresql://... (default ~/.aiscope).")
+]
+
+
+def _keys_db(db: str | None) -> Any:
+    from aiscope import server
+
+    return server.open_database(db or server.DEFAULT_DB)
+
+
+@keys_app.command("list")
+def keys_list(
+    project: Annotated[str, typer.Argument(help="Project id.")], db: DbOption = None
+) -> None:
+    """A project's keys as JSON (ids, kinds, created, revoked; never secrets)."""
+    from aiscope.server.auth import list_keys
+
+    typer.echo(json.dumps(list_keys(_keys_db(db), project), indent=2))
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key, or its 16-hex id.")], db: DbOption = None
+) -> None:
+    """Revoke a key: refused by the server from the next request on."""
+    from aiscope.server.auth import revoke_key
+
+    try:
+        found = revoke_key(_keys_db(db), key)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if not found:
+        typer.echo("error: no live key with that id", err=True)
+        raise typer.Exit(1)
+    typer.echo("revoked")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key: Annotated[str, typer.Argument(help="The key, or its 16-hex id.")], db: DbOption = None
+) -> None:
+    """Revoke a key and print a new one of the same project and kind (shown this once)."""
+    from aiscope.server.auth import rotate_key
+
+    try:
+        typer.echo(rotate_key(_keys_db(db), key))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except LookupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
 def main() -> None:
     """Entry point of the ``aiscope`` script."""
     app()

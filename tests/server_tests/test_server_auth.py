@@ -156,3 +156,56 @@ def test_keyless_mode_refuses_other_host_names_against_dns_rebinding(
     local_server.app.state.settings.allowed_hosts = ("aiscope.internal",)
     named = httpx.get(f"{url}/api/calls", headers={"host": "aiscope.internal:80"}, timeout=10)
     assert named.status_code == 200 and len(named.json()["items"]) == 1
+
+
+def test_keys_can_be_revoked_and_rotated_over_the_api(server: Running) -> None:
+    keys = create_project(server.engine, "rot")
+    url, sec = server.url, keys.secret_key
+    listed = _get(url, "/api/keys", sec).json()["keys"]
+    assert {k["kind"] for k in listed} == {"public", "secret"}
+    assert not any(k["revoked"] for k in listed) and "secret_sha256" not in listed[0]
+    pub_id = keys.public_key.split("_")[2]
+    auth_h = {"authorization": f"Bearer {sec}"}
+    rotated = httpx.post(f"{url}/api/keys/{pub_id}/rotate", headers=auth_h, timeout=10)
+    assert rotated.status_code == 201, rotated.text
+    new_pub = rotated.json()["key"]
+    assert _send(url, keys.public_key, "a" * 32, "gpt-4o").status_code == 401  # old one dead
+    assert _send(url, new_pub, "b" * 32, "gpt-4o").status_code == 200
+    # another project's secret key cannot touch this project's keys
+    other = create_project(server.engine, "other")
+    new_id = new_pub.split("_")[2]
+    theirs = {"authorization": f"Bearer {other.secret_key}"}
+    assert httpx.post(f"{url}/api/keys/{new_id}/revoke", headers=theirs).status_code == 404
+    assert httpx.post(f"{url}/api/keys/{new_id}/revoke", headers=auth_h).status_code == 200
+    assert _send(url, new_pub, "c" * 32, "gpt-4o").status_code == 401
+    assert httpx.post(f"{url}/api/keys/nothex/revoke", headers=auth_h).status_code == 422
+
+
+def test_keys_cli_rotates_and_revokes(engine_url_sqlite: str) -> None:
+    from typer.testing import CliRunner
+
+    from aiscope.cli import app
+    from aiscope.server import open_database
+
+    engine = open_database(engine_url_sqlite)
+    keys = create_project(engine, "cli")
+    runner = CliRunner()
+    out = runner.invoke(app, ["keys", "rotate", keys.secret_key, "--db", engine_url_sqlite])
+    assert out.exit_code == 0, out.output
+    new_secret = out.output.strip()
+    assert authenticate(engine, keys.secret_key) is None
+    assert authenticate(engine, new_secret) is not None
+    out = runner.invoke(app, ["keys", "revoke", new_secret, "--db", engine_url_sqlite])
+    assert out.exit_code == 0 and authenticate(engine, new_secret) is None
+    again = runner.invoke(app, ["keys", "revoke", new_secret, "--db", engine_url_sqlite])
+    assert again.exit_code == 1 and "no live key" in again.output
+    bad = runner.invoke(app, ["keys", "revoke", "nonsense", "--db", engine_url_sqlite])
+    assert bad.exit_code == 2
+    listed = runner.invoke(app, ["keys", "list", keys.project_id, "--db", engine_url_sqlite])
+    assert sum(k["revoked"] for k in json.loads(listed.output)) == 2
+    engine.dispose()
+
+
+@pytest.fixture
+def engine_url_sqlite(tmp_path: object) -> str:
+    return f"sqlite:///{tmp_path}/keys.db"

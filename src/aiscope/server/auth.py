@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from aiscope.server.db import write_lock
 from aiscope.server.tables import api_keys, projects
@@ -107,3 +107,56 @@ def authenticate(engine: Engine, key: str) -> Principal | None:
     if row is None or not ok or row.kind != kind:
         return None
     return Principal(row.project_id, kind)
+
+
+def key_id_of(key_or_id: str) -> str:
+    """The key id of a whole key (``ask_pub_<id>_<secret>``) or of a bare 16-hex key id."""
+    m = _KEY.match(key_or_id or "")
+    if m is not None:
+        return m.group(2)
+    if re.fullmatch(r"[0-9a-f]{16}", key_or_id or ""):
+        return key_or_id
+    raise ValueError("a key is ask_pub_<id>_<secret> or ask_sec_<id>_<secret>, or its 16-hex id")
+
+
+def revoke_key(engine: Engine, key_or_id: str, project_id: str | None = None) -> bool:
+    """Revoke a key (a whole key or its id), of ``project_id`` when given.
+
+    Returns False when no such live key exists. A revoked key is refused at once.
+    """
+    kid = key_id_of(key_or_id)
+    where = [api_keys.c.key_id == kid, api_keys.c.revoked.is_(False)]
+    if project_id is not None:
+        where.append(api_keys.c.project_id == project_id)
+    with write_lock(engine), engine.begin() as conn:
+        return bool(conn.execute(update(api_keys).where(*where).values(revoked=True)).rowcount)
+
+
+def rotate_key(engine: Engine, key_or_id: str, project_id: str | None = None) -> str:
+    """A new key of the same project and kind as ``key_or_id``, which is revoked in the
+    same transaction; the new key (in clear, shown this once) is returned.
+
+    ``LookupError`` when no such live key exists (of ``project_id`` when given).
+    """
+    kid = key_id_of(key_or_id)
+    with write_lock(engine), engine.begin() as conn:
+        where = [api_keys.c.key_id == kid, api_keys.c.revoked.is_(False)]
+        if project_id is not None:
+            where.append(api_keys.c.project_id == project_id)
+        row = conn.execute(select(api_keys.c.project_id, api_keys.c.kind).where(*where)).first()
+        if row is None:
+            raise LookupError(f"no live key with id {kid}")
+        conn.execute(update(api_keys).where(api_keys.c.key_id == kid).values(revoked=True))
+        new_row, new_key = _new_key(row.project_id, row.kind)
+        conn.execute(insert(api_keys), new_row)
+    return new_key
+
+
+def list_keys(engine: Engine, project_id: str) -> list[dict[str, object]]:
+    """A project's keys: id, kind, created time and whether revoked (never a secret)."""
+    cols = (api_keys.c.key_id, api_keys.c.kind, api_keys.c.created_ts, api_keys.c.revoked)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*cols).where(api_keys.c.project_id == project_id).order_by(*cols[2:3])
+        ).all()
+    return [dict(r._mapping) for r in rows]
