@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from aiscope.server import Settings, create_app, create_project
 
-SECRET_WRITES = ("/api/budgets", "/api/alert-rules")
+SECRET_WRITES = ("/api/budgets", "/api/alert-rules", "/api/keys")
 
 
 @pytest.mark.slow
