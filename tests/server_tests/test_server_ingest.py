@@ -258,3 +258,55 @@ def test_nul_bytes_and_long_names_are_stored_not_500(local_server: Running) -> N
         timeout=10,
     )
     assert fb.status_code == 201
+
+
+def _minimal_spans(n: int) -> bytes:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    req = ExportTraceServiceRequest()
+    scope = req.resource_spans.add().scope_spans.add()
+    for i in range(n):
+        span = scope.spans.add()
+        span.trace_id = i.to_bytes(16, "big")
+        span.span_id = (i + 1).to_bytes(8, "big")
+        span.name = "x"
+    return req.SerializeToString()
+
+
+def test_a_request_of_too_many_spans_is_413_and_stores_nothing(local_server: Running) -> None:
+    from aiscope.server.app import MAX_SPANS
+
+    r = httpx.post(
+        f"{local_server.url}/v1/traces",
+        content=_minimal_spans(MAX_SPANS + 1),
+        headers={"content-type": "application/x-protobuf"},
+        timeout=60,
+    )
+    assert r.status_code == 413 and f"at most {MAX_SPANS}" in r.json()["detail"]
+    with local_server.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(spans)).scalar() == 0
+
+
+def test_decoding_past_the_concurrent_limit_is_503_with_retry_after(
+    local_server: Running,
+) -> None:
+    body = _minimal_spans(3)
+    headers = {"content-type": "application/x-protobuf"}
+    slots = local_server.app.state.decode_slots
+    held = [slots.slot() for _ in range(local_server.app.state.settings.max_concurrent_decodes)]
+    for s in held:
+        s.__enter__()
+    try:
+        for path, content, ctype in (
+            ("/v1/traces", body, headers),
+            ("/api/ingest/calls", b'{"calls": []}', {"content-type": "application/json"}),
+        ):
+            r = httpx.post(f"{local_server.url}{path}", content=content, headers=ctype)
+            assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    finally:
+        for s in held:
+            s.__exit__(None, None, None)
+    ok = httpx.post(f"{local_server.url}/v1/traces", content=body, headers=headers, timeout=10)
+    assert ok.status_code == 200, ok.text

@@ -16,8 +16,8 @@ import logging
 import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -34,6 +34,9 @@ from aiscope.server.tables import feedback
 from aiscope.server.writer import GroupWriter, commit
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+#: most spans one OTLP request may carry (the SDK's batch processor sends 512): a
+#: bigger one is answered 413, so a request's memory stays proportional to this
+MAX_SPANS = 50_000
 log = logging.getLogger("aiscope.server")
 
 
@@ -49,6 +52,9 @@ class Settings:
     compact_every_s: float | None = 30.0
     #: raw calls, spans and feedback older than this are deleted; rollups are kept
     retention_days: float | None = None
+    #: request bodies decoded at once; one more is answered 503 with Retry-After, so
+    #: a burst of large requests cannot take memory without bound
+    max_concurrent_decodes: int = 4
     #: ``Host`` names served in local-only mode besides loopback ones (``localhost``,
     #: ``127.0.0.1``, ``[::1]``, ...), e.g. a name in ``/etc/hosts`` for 127.0.0.1
     allowed_hosts: tuple[str, ...] = ()
@@ -158,6 +164,34 @@ Start = Annotated[float | None, Query(description="Unix seconds, inclusive")]
 End = Annotated[float | None, Query(description="Unix seconds, exclusive")]
 
 
+class _DecodeSlots:
+    """At most ``n`` request bodies decoded at once; past that, 503 + Retry-After."""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"max_concurrent_decodes must be >= 1, got {n!r}")
+        self._free = threading.BoundedSemaphore(n)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._free.acquire(blocking=False):
+            raise HTTPException(
+                503,
+                "the server is decoding as many requests as it takes: retry",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            yield
+        finally:
+            self._free.release()
+
+
+def decode_slot(request: Request) -> AbstractContextManager[None]:
+    """A decode slot of the app (see ``Settings.max_concurrent_decodes``)."""
+    slots: _DecodeSlots = request.app.state.decode_slots
+    return slots.slot()
+
+
 async def _body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
@@ -208,6 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
     engine = settings.engine
     writer = GroupWriter(engine)
     app.state.writer = writer
+    app.state.decode_slots = _DecodeSlots(settings.max_concurrent_decodes)
 
     @app.exception_handler(otlp.PayloadError)
     async def payload_error(_request: Request, exc: otlp.PayloadError) -> JSONResponse:
@@ -236,14 +271,23 @@ def create_app(settings: Settings) -> FastAPI:
     )
     async def traces(request: Request, who: Ingester) -> Response:
         """OTLP/HTTP traces (protobuf or JSON, gzip): answered after the batch is committed."""
-        raw = await _body(request, settings.max_body_bytes)
-        body = otlp.decompress(
-            raw, request.headers.get("content-encoding"), settings.max_body_bytes
-        )
         ctype = request.headers.get("content-type")
-        parsed = otlp.parse(body, ctype)
+        encoding = request.headers.get("content-encoding")
+        raw = await _body(request, settings.max_body_bytes)
+        with decode_slot(request):  # after the read: a slow sender holds no slot
 
-        batch = await anyio.to_thread.run_sync(ingest.to_batch, parsed, who.project_id, pricing)
+            def decode() -> ingest.Batch:  # off the event loop: a large body takes a while
+                body = otlp.decompress(raw, encoding, settings.max_body_bytes)
+                parsed = otlp.parse(body, ctype)
+                n = sum(len(ss.spans) for rs in parsed.resource_spans for ss in rs.scope_spans)
+                if n > MAX_SPANS:
+                    raise otlp.PayloadError(
+                        f"{n} spans in one request: at most {MAX_SPANS}; send smaller batches",
+                        413,
+                    )
+                return ingest.to_batch(parsed, who.project_id, pricing)
+
+            batch = await anyio.to_thread.run_sync(decode)
         await commit(writer, batch)  # answered only after the commit that holds it
         content, media = otlp.encode_response(ctype, batch.rejected, "; ".join(batch.errors[:5]))
         return Response(content, media_type=media)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from aiscope.cost.pricing import default_pricing
 from aiscope.record_json import record_from_json
 from aiscope.server import ingest, records
-from aiscope.server.app import Ingester, Settings, _body
+from aiscope.server.app import Ingester, Settings, _body, decode_slot
 from aiscope.server.writer import commit
 
 MAX_CALLS = 10_000
@@ -67,14 +67,15 @@ async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":  # a form or text/plain post is no record (nor CSRF)
         raise HTTPException(415, f"Content-Type must be application/json, got {ctype!r}")
-    body = await _body(request, settings.max_body_bytes)
     pricing = settings.pricing or default_pricing()
+    body = await _body(request, settings.max_body_bytes)
+    with decode_slot(request):  # after the read: a slow sender holds no slot
 
-    def decode() -> tuple[int, ingest.Batch]:
-        found = parse_calls(body)
-        return len(found), records.to_batch(found, who.project_id, pricing)
+        def decode() -> tuple[int, ingest.Batch]:
+            found = parse_calls(body)
+            return len(found), records.to_batch(found, who.project_id, pricing)
 
-    accepted, batch = await anyio.to_thread.run_sync(decode)
+        accepted, batch = await anyio.to_thread.run_sync(decode)
     # the same group commit as OTLP ingest: answered only after the commit holding it
     await commit(request.app.state.writer, batch)
     return {"accepted": accepted}
