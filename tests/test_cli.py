@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from aiscope.cli import app
@@ -57,3 +60,33 @@ def test_demo_without_the_server() -> None:
     result = runner.invoke(app, ["demo", "--requests", "5", "--no-server", "--no-prometheus"])
     assert result.exit_code == 0, result.output
     assert "Cost by model" in result.output and "Dashboard" not in result.output
+
+
+def _aiscope(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "from aiscope.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+
+
+@pytest.mark.parametrize("args", [("anthropic/gpt-4o",), ("--provider", "nosuchprov", "gpt-4o")])
+def test_prices_at_a_wrong_provider_is_an_error_naming_the_providers_that_have_it(
+    args: tuple[str, ...],
+) -> None:
+    done = _aiscope("prices", *args)
+    assert done.returncode == 1, done.stdout
+    assert "providers that do: " in done.stderr and "openai" in done.stderr
+    assert "2.5" not in done.stdout  # not OpenAI's input price under another provider
+
+
+def test_prices_errors_go_to_stderr_and_json_stays_parseable() -> None:
+    done = _aiscope("prices", "--json", "nosuch", "gpt-4o")
+    assert done.returncode == 1
+    data = json.loads(done.stdout)  # stdout is JSON alone
+    assert data["nosuch"] is None and data["gpt-4o"]["input_mtok"] == 2.5
+    assert "unknown model 'nosuch'" in done.stderr
+
+
+def test_prices_suggests_the_model_meant() -> None:
+    done = _aiscope("prices", "gpt4o")
+    assert done.returncode == 1 and "did you mean gpt-4o" in done.stderr

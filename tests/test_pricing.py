@@ -187,3 +187,17 @@ def test_describe_for_cli() -> None:
     assert price is not None
     assert price.input_mtok == Decimal("2.5") and price.output_mtok == Decimal("10")
     assert Pricing().describe("nope-nope") is None
+
+
+def test_a_call_at_a_provider_without_the_model_is_not_priced_at_another_providers_rate() -> None:
+    pricing = Pricing()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnknownModelWarning)
+        assert pricing.cost("anthropic", "gpt-4o", Usage(1000, 500)) == (None, "unknown_model")
+        assert pricing.cost("nosuchprov", "gpt-4o", Usage(1000, 500)) == (None, "unknown_model")
+        assert pricing.describe("gpt-4o", "anthropic") is None
+    assert pricing.cost("openai", "gpt-4o", Usage(1000, 500))[0] == pytest.approx(0.0075)
+    assert pricing.cost("", "gpt-4o", Usage(1000, 500))[0] == pytest.approx(0.0075)  # any
+    assert "openai" in pricing.providers_of("gpt-4o")
+    assert "anthropic" not in pricing.providers_of("gpt-4o")
+    assert pricing.suggest("gpt4o")[0] == "gpt-4o"

@@ -16,6 +16,8 @@ app = typer.Typer(
     help="aiscope: observability and cost control for LLM calls.", no_args_is_help=True
 )
 console = Console()
+#: errors and warnings: stderr, so that stdout (say ``--json``) stays parseable
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 alerts_app = typer.Typer(help="Alert rules: check them on a workload, export them.")
@@ -45,7 +47,7 @@ def prices(
     try:
         pricing = Pricing(overrides) if overrides else Pricing()
     except (ValueError, TypeError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     found = [(m, pricing.describe(m, provider)) for m in models]
     if as_json:
@@ -83,12 +85,23 @@ def prices(
         console.print(table)
     unknown = [m for m, p in found if p is None]
     for name in unknown:
-        console.print(
-            f"[red]unknown model:[/red] {name} (no price in the bundled data; "
-            "add an override with --overrides)"
-        )
+        err_console.print(f"[red]error:[/red] {_why_no_price(pricing, name, provider)}")
     if unknown:
         raise typer.Exit(1)
+
+
+def _why_no_price(pricing: Any, name: str, provider: str | None) -> str:
+    """Why ``name`` (``provider/model`` or a model) has no price, and what has one."""
+    prov, model = (provider, name) if provider or "/" not in name else name.split("/", 1)
+    if prov:
+        others = [p for p in pricing.providers_of(model) if p != prov]
+        if others:
+            return f"provider {prov!r} has no price for {model!r}; providers that do: " + ", ".join(
+                others
+            )
+    close = pricing.suggest(model)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown model {name!r}: no price in the bundled data{hint} (or add --overrides)"
 
 
 @app.command()

@@ -405,7 +405,8 @@ class Pricing:
                 return _Entry(None, None, self._overrides[name], "override")
         snapshot = get_snapshot()
         ref = m.split("/", 1)[1] if m.startswith(provider.lower() + "/") else m
-        for provider_id in (provider or None, None):
+        # a named provider is the only one asked: another's rate is no price for its call
+        for provider_id in (provider or None,):
             try:
                 prov, info = snapshot.find_provider_model(ref, None, provider_id, None)
             except LookupError:
@@ -591,6 +592,26 @@ class Pricing:
             tiered=any(isinstance(v, gp_types.TieredPrices) for v in mp.__dict__.values()),
         )
 
+    def providers_of(self, model: str) -> list[str]:
+        """The ids of the providers whose bundled prices include ``model`` (for errors)."""
+        snapshot = get_snapshot()
+        found = []
+        for prov in snapshot.providers:
+            try:
+                snapshot.find_provider_model(model.lower(), None, prov.id, None)
+            except LookupError:
+                continue
+            found.append(prov.id)
+        return found
+
+    def suggest(self, model: str, n: int = 3) -> list[str]:
+        """Known model ids closest to a model name that has no price (``gpt4o`` -> ``gpt-4o``)."""
+        global _model_ids
+        if _model_ids is None:
+            ids = {m.id for p in get_snapshot().providers for m in p.models}
+            _model_ids = sorted(ids | {k.split("/", 1)[-1] for k in self._overrides})
+        return difflib.get_close_matches(model.lower(), _model_ids, n=n, cutoff=0.75)
+
     def _unknown(self, provider: str, model: str) -> None:
         key = (provider, model)
         with self._lock:
@@ -609,6 +630,7 @@ class Pricing:
 
 
 _default: Pricing | None = None
+_model_ids: list[str] | None = None  # every bundled model id, for suggestions
 _default_lock = threading.Lock()
 
 
