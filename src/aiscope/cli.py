@@ -163,7 +163,7 @@ def _demo_server(stack: contextlib.ExitStack, db_dir: str | None, port: int) -> 
     try:
         return stack.enter_context(DemoServer(db_dir, port))
     except (RuntimeError, OSError) as exc:  # e.g. the port is taken
-        console.print(f"[red]error:[/red] the aiscope server did not start: {exc}")
+        err_console.print(f"[red]error:[/red] the aiscope server did not start: {exc}")
         raise typer.Exit(2) from None
 
 
@@ -290,7 +290,7 @@ def _load_rules(path: str | None) -> list[Any] | None:
     try:
         return load_rules(path)
     except (TypeError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
 
 
@@ -332,7 +332,7 @@ def alerts_export_prometheus(
     try:
         text = export_prometheus_rules(output, chosen, group=group, namespace=namespace)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     if output is None:
         typer.echo(text, nl=False)
@@ -352,7 +352,7 @@ def dashboard_export(
     from aiscope.dashboards import export_grafana_dashboard
 
     if fmt != "grafana":
-        console.print(f"[red]error:[/red] unknown --format {fmt!r} (supported: grafana)")
+        err_console.print(f"[red]error:[/red] unknown --format {fmt!r} (supported: grafana)")
         raise typer.Exit(2)
     text = export_grafana_dashboard(namespace=namespace)
     if output is None:
@@ -410,7 +410,7 @@ def serve(
             retention_days=retention_days,
         )
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
 
 

@@ -104,4 +104,4 @@ def test_a_taken_port_is_a_clear_error() -> None:
             env={**os.environ, "COLUMNS": "200"},
         )
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "the aiscope server did not start" in r.stdout
+    assert "the aiscope server did not start" in r.stderr  # errors go to stderr
