@@ -249,9 +249,7 @@ def test_timeseries_answers_at_most_limit_series_and_counts_the_rest(
     top = _ts(local_server.url, metric="calls", start=DAY0, end=DAY0 + 2 * 86400, limit=2)
     assert [s["key"] for s in top["series"]] == [s["key"] for s in everything["series"][:2]]
     assert top["more_series"] == 1
-    lat = _ts(
-        local_server.url, metric="latency", start=DAY0, end=DAY0 + 2 * 86400, limit=1, q=0.5
-    )
+    lat = _ts(local_server.url, metric="latency", start=DAY0, end=DAY0 + 2 * 86400, limit=1, q=0.5)
     calls_of = {m: sum(w["gen_ai.request.model"] == m for w in workload) for m in MODELS}
     by_calls = min(MODELS, key=lambda m: (-calls_of[m], m))  # most calls, ties by name
     assert [s["key"] for s in lat["series"]] == [by_calls] and lat["more_series"] == 2
