@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -90,3 +91,33 @@ def test_prices_errors_go_to_stderr_and_json_stays_parseable() -> None:
 def test_prices_suggests_the_model_meant() -> None:
     done = _aiscope("prices", "gpt4o")
     assert done.returncode == 1 and "did you mean gpt-4o" in done.stderr
+
+
+def _taken_port() -> tuple[socket.socket, int]:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    return taken, taken.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("serve", "--db", "postgresql://postgres@127.0.0.1:1/x"), "database cannot be used"),
+        (("serve", "--port", "70000"), "--port"),
+        (("dashboard", "export", "-o", "/no/such/dir/x.json"), "/no/such/dir/x.json"),
+        (("alerts", "export-prometheus", "-o", "/no/such/dir/x"), "/no/such/dir/x"),
+        (("mock-provider", "--port", "{taken}"), "cannot listen on 127.0.0.1:{taken}"),
+        (("serve", "--db", "sqlite:///{tmp}/s.db", "--port", "{taken}"), "cannot listen on"),
+    ],
+)
+def test_cli_failures_are_one_line_on_stderr_and_exit_2(
+    args: tuple[str, ...], words: str, tmp_path: object
+) -> None:
+    taken, port = _taken_port()
+    with taken:
+        fill = {"taken": str(port), "tmp": str(tmp_path)}
+        done = _aiscope(*(a.format(**fill) for a in args))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and words.format(**fill) in done.stderr
+    assert "aiscope server on" not in done.stdout  # no banner for a server that never listened

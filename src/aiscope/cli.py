@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -371,7 +372,10 @@ def mock_provider(
     """Run the mock LLM provider (OpenAI, Anthropic and Gemini wire formats) until Ctrl-C."""
     from aiscope.testing import serve
 
-    serve(host, port)
+    try:
+        serve(host, port)
+    except OSError as exc:  # main() prints it as one line
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 @app.command()
@@ -380,7 +384,7 @@ def serve(
         str | None, typer.Option(help="sqlite:///path or postgresql://... (default ~/.aiscope).")
     ] = None,
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 6363,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port.")] = 6363,
     require_keys: Annotated[
         bool, typer.Option("--require-keys", help="Require project API keys (any host).")
     ] = False,
@@ -401,7 +405,6 @@ def serve(
             )
             typer.echo(json.dumps(dataclasses.asdict(keys), indent=2))
             return
-        console.print(f"aiscope server on http://{host}:{port} (OTLP: /v1/traces, docs: /docs)")
         server.serve(
             db or server.DEFAULT_DB,
             host,
@@ -473,8 +476,25 @@ def keys_rotate(
 
 
 def main() -> None:
-    """Entry point of the ``aiscope`` script."""
-    app()
+    """Entry point of the ``aiscope`` script.
+
+    Exit codes: 0 done; 1 the command's own failure (an unknown model, a failed
+    check); 2 bad arguments, or a file, port or database that cannot be used (one line
+    on stderr naming it, never a traceback).
+    """
+    try:
+        app()
+    except OSError as exc:  # a taken port, a missing directory, a refused connection
+        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
+        err_console.print(f"[red]error:[/red] {exc.strerror or exc}{where}", markup=True)
+        raise SystemExit(2) from None
+    except Exception as exc:
+        db_errors = sys.modules.get("sqlalchemy.exc")
+        if db_errors is None or not isinstance(exc, db_errors.SQLAlchemyError):
+            raise
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        err_console.print(f"[red]error:[/red] the database cannot be used: {first}")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -57,6 +58,19 @@ def serve(
         Settings(engine=engine, local_only=not require_keys, retention_days=retention_days)
     )
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        # bound here, so a taken port is an OSError before anything is announced
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        bound = sock.getsockname()[1]
+        print(f"aiscope server on http://{host}:{bound} (OTLP: /v1/traces, API: /openapi.json)")
+        sys.stdout.flush()
+        config = uvicorn.Config(app, log_level="warning")
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         engine.dispose()
