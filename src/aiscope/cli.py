@@ -199,7 +199,7 @@ def _demo_server_report(
         console.print(t)
     else:
         console.print("No alert rule holds on the server's stored data.")
-    console.print(f"Dashboard: [bold]{srv.url}/[/bold]  (API docs: {srv.url}/docs)")
+    console.print(f"Dashboard: [bold]{srv.url}/[/bold]  (API: {srv.url}/openapi.json)")
     if keep_serving:
         console.print(f"Serving until Ctrl-C; database {srv.db_path}")
         srv.wait()
