@@ -97,3 +97,28 @@ def test_serve_with_keys_on_all_interfaces_warns_keys_travel_in_clear(tmp_path: 
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=20)
     assert "plain HTTP" in err and "in clear" in err
+
+
+def test_served_connections_have_tcp_nodelay() -> None:
+    """Without TCP_NODELAY keep-alive answers waited ~40 ms on delayed ACKs."""
+    import asyncio
+
+    from aiscope.server.run import listen_socket
+
+    async def check() -> int:
+        sock = listen_socket("127.0.0.1", 0)
+        accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connect(_r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            raw = w.get_extra_info("socket")
+            accepted.set_result(raw.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            w.close()
+
+        server = await asyncio.start_server(on_connect, sock=sock)
+        _r, w = await asyncio.open_connection(*sock.getsockname()[:2])
+        value = await asyncio.wait_for(accepted, 5)
+        w.close()
+        server.close()
+        return value
+
+    assert asyncio.run(check()) != 0

@@ -23,6 +23,21 @@ def open_database(url: str = DEFAULT_DB) -> Engine:
     return engine
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` for uvicorn; ``OSError`` names the address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so, and
+    # without it keep-alive answers wait ~40 ms on delayed ACKs
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
 def serve(
     db: str = DEFAULT_DB,
     host: str = "127.0.0.1",
@@ -58,15 +73,7 @@ def serve(
         Settings(engine=engine, local_only=not require_keys, retention_days=retention_days)
     )
     try:
-        # bound here, so a taken port is an OSError before anything is announced
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+        sock = listen_socket(host, port)  # a taken port fails before any banner
         bound = sock.getsockname()[1]
         print(f"aiscope server on http://{host}:{bound} (OTLP: /v1/traces, API: /openapi.json)")
         sys.stdout.flush()
