@@ -294,6 +294,7 @@ def test_decoding_past_the_concurrent_limit_is_503_with_retry_after(
 ) -> None:
     body = _minimal_spans(3)
     headers = {"content-type": "application/x-protobuf"}
+    local_server.app.state.settings.decode_wait_s = 0.3  # then give up, 503
     slots = local_server.app.state.decode_slots
     held = [slots.slot() for _ in range(local_server.app.state.settings.max_concurrent_decodes)]
     for s in held:

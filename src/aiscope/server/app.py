@@ -52,9 +52,11 @@ class Settings:
     compact_every_s: float | None = 30.0
     #: raw calls, spans and feedback older than this are deleted; rollups are kept
     retention_days: float | None = None
-    #: request bodies decoded at once; one more is answered 503 with Retry-After, so
-    #: a burst of large requests cannot take memory without bound
+    #: request bodies decoded at once; one more waits up to ``decode_wait_s`` for a
+    #: turn, then is answered 503 with Retry-After: a burst of large requests cannot
+    #: take memory without bound
     max_concurrent_decodes: int = 4
+    decode_wait_s: float = 10.0
     #: ``Host`` names served in local-only mode besides loopback ones (``localhost``,
     #: ``127.0.0.1``, ``[::1]``, ...), e.g. a name in ``/etc/hosts`` for 127.0.0.1
     allowed_hosts: tuple[str, ...] = ()
@@ -165,7 +167,9 @@ End = Annotated[float | None, Query(description="Unix seconds, exclusive")]
 
 
 class _DecodeSlots:
-    """At most ``n`` request bodies decoded at once; past that, 503 + Retry-After."""
+    """At most ``n`` request bodies decoded at once; a request that waits longer than
+    ``wait_s`` for a turn gets 503 + Retry-After. Taken on the decoding worker thread,
+    so waiting never blocks the event loop."""
 
     def __init__(self, n: int) -> None:
         if n < 1:
@@ -173,8 +177,8 @@ class _DecodeSlots:
         self._free = threading.BoundedSemaphore(n)
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        if not self._free.acquire(blocking=False):
+    def slot(self, wait_s: float = 0.0) -> Iterator[None]:
+        if not self._free.acquire(timeout=wait_s):
             raise HTTPException(
                 503,
                 "the server is decoding as many requests as it takes: retry",
@@ -187,9 +191,10 @@ class _DecodeSlots:
 
 
 def decode_slot(request: Request) -> AbstractContextManager[None]:
-    """A decode slot of the app (see ``Settings.max_concurrent_decodes``)."""
+    """A decode slot of the app, to take on a worker thread (see
+    ``Settings.max_concurrent_decodes``)."""
     slots: _DecodeSlots = request.app.state.decode_slots
-    return slots.slot()
+    return slots.slot(request.app.state.settings.decode_wait_s)
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -274,9 +279,10 @@ def create_app(settings: Settings) -> FastAPI:
         ctype = request.headers.get("content-type")
         encoding = request.headers.get("content-encoding")
         raw = await _body(request, settings.max_body_bytes)
-        with decode_slot(request):  # after the read: a slow sender holds no slot
+        slot = decode_slot(request)  # taken after the read: a slow sender holds none
 
-            def decode() -> ingest.Batch:  # off the event loop: a large body takes a while
+        def decode() -> ingest.Batch:  # off the event loop: a large body takes a while
+            with slot:
                 body = otlp.decompress(raw, encoding, settings.max_body_bytes)
                 parsed = otlp.parse(body, ctype)
                 n = sum(len(ss.spans) for rs in parsed.resource_spans for ss in rs.scope_spans)
@@ -287,7 +293,7 @@ def create_app(settings: Settings) -> FastAPI:
                     )
                 return ingest.to_batch(parsed, who.project_id, pricing)
 
-            batch = await anyio.to_thread.run_sync(decode)
+        batch = await anyio.to_thread.run_sync(decode)
         await commit(writer, batch)  # answered only after the commit that holds it
         content, media = otlp.encode_response(ctype, batch.rejected, "; ".join(batch.errors[:5]))
         return Response(content, media_type=media)

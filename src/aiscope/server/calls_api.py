@@ -69,13 +69,14 @@ async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
         raise HTTPException(415, f"Content-Type must be application/json, got {ctype!r}")
     pricing = settings.pricing or default_pricing()
     body = await _body(request, settings.max_body_bytes)
-    with decode_slot(request):  # after the read: a slow sender holds no slot
+    slot = decode_slot(request)  # taken after the read: a slow sender holds none
 
-        def decode() -> tuple[int, ingest.Batch]:
+    def decode() -> tuple[int, ingest.Batch]:
+        with slot:
             found = parse_calls(body)
             return len(found), records.to_batch(found, who.project_id, pricing)
 
-        accepted, batch = await anyio.to_thread.run_sync(decode)
+    accepted, batch = await anyio.to_thread.run_sync(decode)
     # the same group commit as OTLP ingest: answered only after the commit holding it
     await commit(request.app.state.writer, batch)
     return {"accepted": accepted}
