@@ -318,3 +318,16 @@ def test_concurrent_replacements_of_one_budget_never_500(api: Api) -> None:
     assert set(codes) <= {201, 400} and 201 in codes, codes
     (only,) = api.get("/api/budgets")["budgets"]
     assert only["name"] == "same"
+
+
+def test_rules_without_group_by_fire_while_no_feedback_is_stored(api: Api) -> None:
+    api.send(_workload()[:1])
+    rule = {"name": "any_requests", "severity": "info", "signal": "requests",
+            "comparison": ">", "threshold": 0, "window": "1h"}  # fmt: skip
+    assert api.post("/api/alert-rules", rule).status_code == 201
+    alerts = api.get("/api/alerts")["alerts"]
+    assert [(a["name"], a["value"]) for a in alerts] == [("any_requests", 1)]
+    # a quality rule over no feedback has nothing to say: no alert, no error
+    quality = {**rule, "name": "no_quality", "signal": "quality", "comparison": "<"}
+    assert api.post("/api/alert-rules", quality).status_code == 201
+    assert [a["name"] for a in api.get("/api/alerts")["alerts"]] == ["any_requests"]

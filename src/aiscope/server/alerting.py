@@ -138,6 +138,9 @@ class RollupWindows(WindowStore):
             for r in conn.execute(
                 select(*fcols, func.sum(fb.c.score), func.count()).group_by(*fcols)
             ):
+                if not r[-1]:
+                    # without a group_by, SQL answers one (NULL, 0) row over no feedback
+                    continue
                 acc = sums.setdefault(tuple(r[: len(fcols)]), [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, []])
                 acc[4] += float(r[-2])
                 acc[5] += float(r[-1])
