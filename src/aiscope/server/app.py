@@ -134,6 +134,9 @@ def _check_local(request: Request, settings: Settings) -> None:
 
 
 def _principal(request: Request, kind: auth.Kind) -> auth.Principal:
+    # a NUL names nothing stored (PostgreSQL refuses it in text): the request's fault
+    if "\x00" in request.url.path or b"%00" in request.scope["query_string"]:
+        raise HTTPException(400, "the URL holds a NUL byte (%00): no name or filter can")
     settings: Settings = request.app.state.settings
     if settings.local_only:
         _check_local(request, settings)
@@ -256,6 +259,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(ValueError)
     async def value_error(_request: Request, exc: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_request: Request, _exc: RecursionError) -> JSONResponse:
+        # a body nested thousands deep: the request's fault, whichever parser met it
+        return JSONResponse({"detail": "request body is nested too deeply"}, status_code=400)
 
     @app.get("/api/health")
     def health() -> dict[str, str]:

@@ -15,13 +15,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from aiscope.cost.budget import Budget, BudgetStatus, Window, period_bounds
 from aiscope.server.db import write_lock
 from aiscope.server.genai import text
 from aiscope.server.queries import _range
+from aiscope.server.sums import big_sum
 from aiscope.server.tables import budgets, rollups
 
 Period = Literal["day", "month", "total"]
@@ -141,7 +142,7 @@ def spent(
     """Cost and unpriced calls of the project's calls matching ``scope`` in [start, end),
     summed over rollups (whole minutes)."""
     q = _range(
-        select(func.sum(rollups.c.cost_usd), func.sum(rollups.c.unpriced_calls)),
+        select(big_sum(rollups.c.cost_usd), big_sum(rollups.c.unpriced_calls)),
         project_id,
         start,
         end,

@@ -30,6 +30,8 @@ def parse_calls(body: bytes) -> list[Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise ValueError("body is not JSON: nested too deeply") from None
     if not isinstance(data, dict) or not isinstance(data.get("calls"), list):
         raise ValueError('body must be an object {"calls": [call, ...]}')
     unknown = sorted(k for k in data if k != "calls")

@@ -14,6 +14,7 @@ from typing import Any
 from aiscope.cost.pricing import Pricing
 from aiscope.record import CallRecord, Usage
 from aiscope.server.otlp import Span
+from aiscope.server.queries import MAX_TIME
 from aiscope.tracing import attributes as A
 
 # the names the SDK's tracer writes (one list, in aiscope.tracing.attributes)
@@ -36,6 +37,36 @@ TAG_PREFIX = A.TAG_PREFIX
 
 class InvalidCall(ValueError):
     """A GenAI span whose numbers are inconsistent (kept as a plain span)."""
+
+
+#: bounds that keep every stored number, and every sum of a project's numbers, inside
+#: its column (BIGINT minutes and token sums, finite costs): no real call comes near
+_LIMITS = (
+    ("start_time", MAX_TIME),
+    ("latency_s", 1e7),
+    ("time_to_first_token_s", 1e7),
+    ("cost_usd", 1e6),
+)
+MAX_TOKENS = 10**12
+_TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+def check_bounds(record: CallRecord, where: str = "call") -> None:
+    """``ValueError`` naming a number too large to be a real call's."""
+    for name, limit in _LIMITS:
+        value = getattr(record, name)
+        if value is not None and value >= limit:
+            raise ValueError(f"{where}: {name} must be below {limit:g}, got {value!r}")
+    u = record.usage
+    for name in _TOKEN_FIELDS:
+        if getattr(u, name) > MAX_TOKENS:
+            raise ValueError(f"{where}: usage.{name} must be at most {MAX_TOKENS}")
 
 
 def text(value: object, limit: int) -> str:
@@ -64,7 +95,7 @@ def _count(attrs: dict[str, Any], key: str) -> int:
         raise InvalidCall(f"{key} must be an integer, got {value!r}")
     try:
         n = int(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # "x", NaN, Infinity
         raise InvalidCall(f"{key} must be an integer, got {value!r}") from None
     if n < 0 or n != float(value):
         raise InvalidCall(f"{key} must be a whole number >= 0, got {value!r}")
@@ -117,6 +148,10 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         usage=usage,
         cost_usd=_seconds(a, COST_USD),
     )
+    try:
+        check_bounds(record, "span")
+    except ValueError as exc:
+        raise InvalidCall(str(exc)) from None
     pricing.price_record(record)  # keeps a cost the span already carries
     error_type = a.get(ERROR_TYPE)
     return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ def parse(body: bytes, content_type: str | None) -> ExportTraceServiceRequest:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise PayloadError(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise PayloadError("body is not valid JSON: nested too deeply") from None
         if not isinstance(data, dict):
             raise PayloadError("OTLP/JSON body must be an object with resourceSpans")
         try:
@@ -90,6 +93,8 @@ def parse(body: bytes, content_type: str | None) -> ExportTraceServiceRequest:
             json_format.ParseDict(data, request, ignore_unknown_fields=True)
         except (json_format.ParseError, ValueError, TypeError, AttributeError) as exc:
             raise PayloadError(f"body is not OTLP/JSON: {exc}") from None
+        except RecursionError:
+            raise PayloadError("body is not OTLP/JSON: nested too deeply") from None
         return request
     raise PayloadError(
         f"Content-Type {content_type!r} is not supported: use {PROTOBUF} or {JSON}", 415
@@ -129,17 +134,35 @@ def _convert_ids(obj: dict[str, Any]) -> None:
                 raise ValueError(f"span {key} must be hex, got {value[:40]!r}") from None
 
 
+#: the longest attribute text stored (characters; bytes values count two hex digits a
+#: byte): a span is telemetry, not a blob store, and one value must not cost megabytes
+MAX_VALUE_CHARS = 16_384
+#: the most elements of one array or key-value list attribute kept
+MAX_VALUE_ITEMS = 1_000
+#: non-finite doubles, valid OTLP but not JSON (PostgreSQL's json refuses them): stored
+#: as the names OTLP/JSON gives them
+_NON_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
 def any_value(value: Any) -> Any:
-    """A protobuf ``AnyValue`` as a plain Python value."""
+    """A protobuf ``AnyValue`` as a plain value that any JSON column stores: texts cut
+    at :data:`MAX_VALUE_CHARS`, lists at :data:`MAX_VALUE_ITEMS`, NaN and infinities
+    as their OTLP/JSON names."""
     which = value.WhichOneof("value")
     if which is None:
         return None
+    if which == "string_value":
+        return value.string_value[:MAX_VALUE_CHARS]
+    if which == "double_value":
+        d = value.double_value
+        return d if math.isfinite(d) else _NON_FINITE.get(d, "NaN")
     if which == "array_value":
-        return [any_value(v) for v in value.array_value.values]
+        return [any_value(v) for v in value.array_value.values[:MAX_VALUE_ITEMS]]
     if which == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+        kvs = value.kvlist_value.values[:MAX_VALUE_ITEMS]
+        return {kv.key[:MAX_VALUE_CHARS]: any_value(kv.value) for kv in kvs}
     if which == "bytes_value":
-        return value.bytes_value.hex()
+        return value.bytes_value[: MAX_VALUE_CHARS // 2].hex()
     return getattr(value, which)
 
 
@@ -162,6 +185,8 @@ def spans(request: ExportTraceServiceRequest) -> Iterator[Span]:
                     end_ns=int(s.end_time_unix_nano),
                     error=s.status.code == 2,  # STATUS_CODE_ERROR
                     status_message=s.status.message,
-                    attributes={kv.key: any_value(kv.value) for kv in s.attributes},
+                    attributes={
+                        kv.key[:MAX_VALUE_CHARS]: any_value(kv.value) for kv in s.attributes
+                    },
                     service_name=service,
                 )

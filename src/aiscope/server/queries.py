@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, false, func, or_, select
+from sqlalchemy import Engine, and_, false, or_, select
 
 from aiscope.server import sketch
 from aiscope.server.rollup import RESOLUTIONS
+from aiscope.server.sums import as_cost, as_int, big_sum
 from aiscope.server.tables import calls, rollups, spans
 
 GroupBy = Literal["model", "provider", "feature", "team", "day"]
@@ -202,7 +203,7 @@ def cost_by(
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}, got {group_by!r}")
     key = rollups.c.minute - rollups.c.minute % 1440 if group_by == "day" else rollups.c[group_by]
     sums = [
-        func.sum(rollups.c[c]).label(c)
+        big_sum(rollups.c[c]).label(c)
         for c in (
             "calls",
             "errors",
@@ -224,9 +225,17 @@ def cost_by(
         if group_by == "day":
             k = datetime.fromtimestamp(int(k) * 60, UTC).date().isoformat()
         item: dict[str, Any] = {group_by: k}
-        item.update({name: (float(v) if name == "cost_usd" else int(v)) for name, v in r.items()})
+        item.update(
+            {name: (as_cost(v) if name == "cost_usd" else as_int(v)) for name, v in r.items()}
+        )
         out.append(item)
-    out.sort(key=lambda r: (-r["cost_usd"], str(r[group_by])))
+    # a sum that is no number any more (None) ranks first: it is the one to look at
+    out.sort(
+        key=lambda r: (
+            -(r["cost_usd"] if r["cost_usd"] is not None else math.inf),
+            str(r[group_by]),
+        )
+    )
     return out
 
 

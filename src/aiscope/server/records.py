@@ -18,10 +18,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from aiscope.cost.pricing import Pricing
 from aiscope.record import CallRecord
-from aiscope.server.genai import InvalidCall, call_row
+from aiscope.server.genai import InvalidCall, call_row, check_bounds
 from aiscope.server.ingest import Batch
 from aiscope.server.otlp import Span
-from aiscope.server.queries import MAX_TIME
 from aiscope.tracing import attributes as A
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -37,28 +36,6 @@ def span_ids(record: CallRecord, where: str = "call") -> tuple[str, str]:
     if span_id is not None and not _HEX16.match(span_id):
         raise ValueError(f"{where}: span_id must be 16 lower-case hex digits, got {span_id!r}")
     return trace_id or digest[:32], span_id or digest[32:48]
-
-
-#: bounds that keep every stored number inside its column (BIGINT minutes, sums)
-_LIMITS = (
-    ("start_time", MAX_TIME),
-    ("latency_s", 1e7),
-    ("time_to_first_token_s", 1e7),
-    ("cost_usd", 1e6),
-)
-MAX_TOKENS = 10**12
-
-
-def check_bounds(record: CallRecord, where: str = "call") -> None:
-    """``ValueError`` naming a number too large to be a real call's."""
-    for name, limit in _LIMITS:
-        value = getattr(record, name)
-        if value is not None and value >= limit:
-            raise ValueError(f"{where}: {name} must be below {limit:g}, got {value!r}")
-    u = record.usage
-    for name in ("input_tokens", "output_tokens"):
-        if getattr(u, name) > MAX_TOKENS:
-            raise ValueError(f"{where}: usage.{name} must be at most {MAX_TOKENS}")
 
 
 def record_span(record: CallRecord, where: str = "call") -> Span:

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import ColumnElement, Engine, Text, cast, func, select
+from sqlalchemy import ColumnElement, Engine, Text, cast, select
 
 from aiscope.server import sketch
 from aiscope.server.app import End, Reader, Start
 from aiscope.server.db import json_loads
 from aiscope.server.queries import _minutes, _range
 from aiscope.server.rollup import RESOLUTIONS
+from aiscope.server.sums import added, as_cost, as_int, big_sum
 from aiscope.server.tables import rollups
 
 Metric = Literal["cost", "calls", "errors", "tokens", "latency", "ttft"]
@@ -168,10 +169,10 @@ def _sums(
     if metric == "tokens" and group_by == "type":
         columns = {t: rollups.c[f"{t}_tokens"] for t in TOKEN_TYPES}
     elif metric == "tokens":
-        columns = {"tokens": rollups.c.input_tokens + rollups.c.output_tokens}
+        columns = {"tokens": added(rollups.c.input_tokens, rollups.c.output_tokens)}
     else:
         columns = {metric: rollups.c["cost_usd" if metric == "cost" else metric]}
-    sums = [func.sum(col).label(name) for name, col in columns.items()]
+    sums = [big_sum(col).label(name) for name, col in columns.items()]
     by = [rollups.c.minute] if key is None else [key.label("key"), rollups.c.minute]
     q = _range(select(*by, *sums), project_id, start, end, levels).group_by(*by)
     values: dict[str, list[float]] = {}
@@ -182,10 +183,10 @@ def _sums(
                 label = name if group_by == "type" else _key(row)
                 bucket = values.setdefault(label, [0.0] * g.n)
                 bucket[i] += float(getattr(row, name) or 0)
-    as_int = metric != "cost"
+    whole = metric != "cost"
     ranked = sorted(values.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
     return [
-        {"key": k, "quantile": None, "values": [int(v) if as_int else v for v in vs]}
+        {"key": k, "quantile": None, "values": [as_int(v) if whole else as_cost(v) for v in vs]}
         for k, vs in ranked[:limit]
     ], max(len(ranked) - limit, 0)
 
