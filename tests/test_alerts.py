@@ -343,7 +343,7 @@ def test_close_shares_one_deadline_with_slow_receivers(receiver: Receiver) -> No
     t0 = time.perf_counter()
     ev.close(timeout_s=0.5)  # flush and join per delivery used to take 0.5 s each
     elapsed = time.perf_counter() - t0
-    assert 0.45 <= elapsed < 0.8, f"close(timeout_s=0.5) took {elapsed:.2f}s"
+    assert 0.45 <= elapsed < 0.9, f"close(timeout_s=0.5) took {elapsed:.2f}s"
     # The sends in flight finish in the background; what was still queued is counted,
     # not sent, and each notifier is closed once its thread is done.
     deadline = time.monotonic() + 5

@@ -173,17 +173,17 @@ def test_flush_without_batching_reports_a_failed_export_too() -> None:
 
 
 def test_flush_shares_one_deadline_across_exporters() -> None:
-    # Two exporters stuck for 30 s: flush(timeout=0.5) returns in about 0.5 s, not 1 s.
-    slow_a, slow_b = _SlowExporter(delay=30), _SlowExporter(delay=30)
-    tracer = Tracer(exporter=[slow_a, slow_b], batch=True, schedule_delay_s=0.01)
+    # Three exporters stuck for 30 s: flush(timeout=0.4) returns in about 0.4 s, not 1.2 s.
+    stuck = [_SlowExporter(delay=30) for _ in range(3)]
+    tracer = Tracer(exporter=stuck, batch=True, schedule_delay_s=0.01)
     with tracer.span("s"):
         pass
-    time.sleep(0.1)  # both workers are now inside export()
+    time.sleep(0.1)  # every worker is now inside export()
     t0 = time.monotonic()
-    assert tracer.flush(timeout=0.5) is False
-    assert time.monotonic() - t0 < 0.75
-    slow_a.release.set()
-    slow_b.release.set()
+    assert tracer.flush(timeout=0.4) is False
+    assert time.monotonic() - t0 < 0.8
+    for e in stuck:
+        e.release.set()
     tracer.shutdown(timeout=1)
 
 
