@@ -326,8 +326,31 @@ def test_a_refused_event_is_not_retried(receiver: Receiver) -> None:
     with AlertEvaluator([SLOW], [WebhookNotifier(receiver.url)], backoff_s=0.05) as ev:
         d = ev.deliveries[0]
         d.submit(_event())
-        assert d.flush(5)
+        assert d.flush(5) is False  # the event was lost: flush says so
+        assert d.flush(5) is True  # nothing lost since
     assert (receiver.hits, d.failed, d.retries) == (1, 1, 0)
+
+
+def test_close_shares_one_deadline_with_slow_receivers(receiver: Receiver) -> None:
+    receiver.delay_s = 1.5  # each answer takes 1.5 s
+    hooks = [WebhookNotifier(receiver.url, timeout_s=10) for _ in range(2)]
+    ev = AlertEvaluator([SLOW], hooks, backoff_s=0.05)
+    ev.start(interval_s=60)
+    for d in ev.deliveries:
+        d.submit(_event())  # goes out at once, answered after 1.5 s
+        d.submit(_event())  # still queued when close() runs out of time
+    time.sleep(0.1)
+    t0 = time.perf_counter()
+    ev.close(timeout_s=0.5)  # flush and join per delivery used to take 0.5 s each
+    elapsed = time.perf_counter() - t0
+    assert 0.45 <= elapsed < 0.9, f"close(timeout_s=0.5) took {elapsed:.2f}s"
+    # The sends in flight finish in the background; what was still queued is counted,
+    # not sent, and each notifier is closed once its thread is done.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(d._thread.is_alive() for d in ev.deliveries):
+        time.sleep(0.02)
+    assert [(d.delivered, d.failed) for d in ev.deliveries] == [(1, 1), (1, 1)]
+    assert receiver.hits == 2 and all(h._client.is_closed for h in hooks)
 
 
 def _timed_calls(scope: aiscope.Scope, ev: AlertEvaluator, n: int) -> float:

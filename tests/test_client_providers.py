@@ -309,6 +309,39 @@ def test_rate_limiter_waits_are_counted(mock: MockProvider) -> None:
     assert client.signals_snapshot().rate_limiter is not None
 
 
+def test_rate_limit_default_burst_is_one_second_and_shown_in_signals_snapshot(
+    mock: MockProvider,
+) -> None:
+    # rpm=240: a burst of 4 (one second's worth), then one call every 0.25 s. With a
+    # minute's burst (240) all six calls went out at once.
+    client = (
+        AiClient.builder()
+        .model("openai/gpt-4o")
+        .api_key("test-key-123456")
+        .base_url(mock.base_url("openai"))
+        .rate_limit(requests_per_minute=240)
+        .build()
+    )
+    limiter = client.signals_snapshot().as_dict()["rate_limiter"]
+    assert limiter["request_capacity"] == 4.0 and limiter["available_requests"] == 4.0
+    import time
+
+    t0 = time.perf_counter()
+    for _ in range(6):
+        client.chat().user("hi").execute_sync()
+    assert time.perf_counter() - t0 >= 0.45  # the 5th and 6th waited ~0.25 s each
+    explicit = (
+        AiClient.builder()
+        .model("openai/gpt-4o")
+        .api_key("test-key-123456")
+        .base_url(mock.base_url("openai"))
+        .rate_limit(requests_per_minute=240, request_capacity=240)
+        .build()
+    )
+    snap = explicit.signals_snapshot().rate_limiter
+    assert snap is not None and snap.request_capacity == 240.0
+
+
 def test_max_inflight_limits_concurrency(mock: MockProvider) -> None:
     mock.behave(latency_s=0.1)
     client = _client(mock, "openai", "gpt-4o", max_inflight=2)

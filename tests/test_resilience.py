@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from aiscope.resilience import (
+    DEFAULT_BURST_S,
     CircuitBreaker,
     CircuitOpenError,
     CircuitState,
@@ -485,9 +486,29 @@ def test_rpm_spaces_requests_with_debt() -> None:
     assert rl.snapshot().available_requests == 2.0
 
 
+def test_default_burst_is_one_second_of_the_rate_not_a_minute() -> None:
+    clock = FakeClock()
+    # rpm=60: one request at once, then one a second (a minute's burst let 60 through).
+    rl = RateLimiter(requests_per_minute=60, tokens_per_minute=6000, clock=clock)
+    assert [rl.reserve() for _ in range(4)] == [0.0, 1.0, 2.0, 3.0]
+    snap = rl.snapshot()
+    assert (snap.request_capacity, snap.token_capacity) == (1.0, 100.0)
+    # rpm=600: ten at once, then one every 0.1 s.
+    rl = RateLimiter(requests_per_minute=600, clock=clock)
+    waits = [rl.reserve() for _ in range(12)]
+    assert waits[:10] == [0.0] * 10
+    assert waits[10:] == [pytest.approx(0.1), pytest.approx(0.2)]
+    # A slow rate still lets one request through at once, never a fraction of one.
+    rl = RateLimiter(requests_per_minute=6, tokens_per_minute=30, clock=clock)
+    snap = rl.snapshot()
+    assert (snap.request_capacity, snap.token_capacity) == (1.0, 1.0)
+    assert rl.reserve() == 0.0 and rl.reserve() == pytest.approx(10.0)
+    assert DEFAULT_BURST_S == 1.0
+
+
 def test_tpm_spacing_adjust_and_refund() -> None:
     clock = FakeClock()
-    rl = RateLimiter(tokens_per_minute=600, clock=clock)  # 10 tokens/s, bucket of 600
+    rl = RateLimiter(tokens_per_minute=600, clock=clock, token_capacity=600)  # 10 tokens/s
     assert rl.reserve(500) == 0.0
     assert rl.reserve(200) == pytest.approx(10.0)  # 100 short
     rl.adjust(estimated=200, actual=50)  # used less: 150 back
@@ -519,7 +540,7 @@ def test_oversized_request_waits_for_full_bucket_then_goes_into_debt() -> None:
 
 def test_update_from_headers_only_lowers() -> None:
     clock = FakeClock()
-    rl = RateLimiter(100, 10_000, clock=clock)
+    rl = RateLimiter(100, 10_000, clock=clock, request_capacity=100, token_capacity=10_000)
     assert rl.update_from_headers(
         {"x-ratelimit-remaining-requests": "7", "X-RateLimit-Remaining-Tokens": "500"}
     )
@@ -613,7 +634,9 @@ async def test_async_acquire_uses_injected_sleep_and_gives_back_on_cancel() -> N
     async def never(s: float) -> None:
         await asyncio.Event().wait()
 
-    blocked = RateLimiter(60, 600, clock=clock, request_capacity=1, async_sleep=never)
+    blocked = RateLimiter(
+        60, 600, clock=clock, request_capacity=1, token_capacity=600, async_sleep=never
+    )
     await blocked.acquire_async(100)
     task = asyncio.create_task(blocked.acquire_async(100))
     await asyncio.sleep(0)
@@ -830,7 +853,7 @@ def test_error_rate_window_expires() -> None:
 
 def test_signals_snapshot() -> None:
     clock = FakeClock()
-    rl = RateLimiter(60, clock=clock)
+    rl = RateLimiter(600, clock=clock)
     snap = SignalsSnapshot(
         circuit_state=CircuitState.HALF_OPEN,
         current_inflight=2,
@@ -842,7 +865,8 @@ def test_signals_snapshot() -> None:
     assert f"Circuit: {snap.circuit_state}" == "Circuit: half_open"
     d = snap.as_dict()
     assert d["circuit_state"] == "half_open"
-    assert d["rate_limiter"]["available_requests"] == 60.0
+    assert d["rate_limiter"]["available_requests"] == 10.0
+    assert d["rate_limiter"]["request_capacity"] == 10.0  # the burst: one second's worth
     assert d["rate_limiter"]["waiting"] == 0
     with pytest.raises(AttributeError):
         snap.current_inflight = 3  # type: ignore[misc]

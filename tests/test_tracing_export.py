@@ -133,6 +133,60 @@ def test_langfuse_exporter_sends_generations_with_basic_auth(receiver: OtlpRecei
     assert "langfuse.observation.type" not in by_name["handler"].attributes
 
 
+def test_flush_returns_false_and_counts_the_spans_when_langfuse_answers_500() -> None:
+    with OtlpReceiver(status=500) as down:
+        exporter = LangfuseExporter(public_key="pk-lf-1", secret_key="sk-lf-2", host=down.url)
+        tracer = Tracer(service_name="export-test", exporter=exporter, schedule_delay_s=60)
+        _traced_work(tracer)  # two spans: the handler and the call
+        assert tracer.flush(timeout=5) is False  # the spans were lost, not delivered
+        assert down.refused == 1 and down.spans() == []
+        assert (exporter.exported, exporter.failed) == (0, 2)
+        assert tracer.failed_spans == 2
+        assert exporter.force_flush() is False  # the exporter itself says so too
+        # The next flush with nothing lost since is True again; so is a delivered one.
+        assert tracer.flush(timeout=5) is True and exporter.force_flush() is True
+        down.status = 200
+        _traced_work(tracer)
+        assert tracer.flush(timeout=5) is True
+        assert len(down.spans()) == 2 and (exporter.exported, exporter.failed) == (2, 2)
+        # A failure in a background export (before flush was called) is reported too.
+        down.status = 500
+        fast = Tracer(service_name="export-test", exporter=exporter, schedule_delay_s=0.01)
+        _traced_work(fast)
+        deadline = time.monotonic() + 5
+        while exporter.failed < 4 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert fast.flush(timeout=5) is False and fast.failed_spans == 2
+        tracer.shutdown(timeout=2)
+        fast.shutdown(timeout=2)
+
+
+def test_flush_without_batching_reports_a_failed_export_too() -> None:
+    with OtlpReceiver(status=500) as down:
+        exporter = LangfuseExporter(public_key="pk-lf-1", secret_key="sk-lf-2", host=down.url)
+        tracer = Tracer(service_name="export-test", exporter=exporter, batch=False)
+        _traced_work(tracer)  # exported on the calling thread, at each span's end
+        assert down.refused == 2
+        assert tracer.flush(timeout=1) is False and tracer.failed_spans == 2
+        assert tracer.flush(timeout=1) is True  # nothing lost since
+        tracer.shutdown(timeout=1)
+
+
+def test_flush_shares_one_deadline_across_exporters() -> None:
+    # Three exporters stuck for 30 s: flush(timeout=0.4) returns in about 0.4 s, not 1.2 s.
+    stuck = [_SlowExporter(delay=30) for _ in range(3)]
+    tracer = Tracer(exporter=stuck, batch=True, schedule_delay_s=0.01)
+    with tracer.span("s"):
+        pass
+    time.sleep(0.1)  # every worker is now inside export()
+    t0 = time.monotonic()
+    assert tracer.flush(timeout=0.4) is False
+    assert time.monotonic() - t0 < 0.8
+    for e in stuck:
+        e.release.set()
+    tracer.shutdown(timeout=1)
+
+
 def test_langfuse_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk-lf-env")
     monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk-lf-env")
@@ -206,9 +260,10 @@ def test_exporter_exceptions_never_reach_the_caller() -> None:
     tracer = Tracer(exporter=Broken(), batch=True, schedule_delay_s=0.01)
     with tracer.span("s"):
         pass
-    assert tracer.flush(timeout=2)
+    assert tracer.flush(timeout=2) is False  # the span was lost: flush says so
     (proc,) = tracer.processors
     assert isinstance(proc, BoundedBatchProcessor) and proc.failed == 1
+    assert tracer.failed_spans == 1
     tracer.shutdown(timeout=1)
 
 

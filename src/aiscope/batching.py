@@ -59,6 +59,7 @@ class BoundedBatcher(Generic[T]):
         #: items handed to the exporter, and those it reported failed (or raised on)
         self.exported = 0
         self.failed = 0
+        self._failed_seen = 0  # ``failed`` as of the last flush that reported it
         self._flush_requested = 0
         self._flush_done = 0
         self._shutdown = False
@@ -93,7 +94,11 @@ class BoundedBatcher(Generic[T]):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Ask the worker to export everything queued now; wait at most the timeout.
-        True when it finished in time."""
+
+        True only when it finished in time *and* every batch exported since the
+        previous flush was accepted; False when it ran out of time or a batch failed
+        (those items are lost, and counted in ``failed``).
+        """
         deadline = time.monotonic() + max(0.0, timeout_millis / 1000)
         with self._cond:
             if self._shutdown:
@@ -107,7 +112,11 @@ class BoundedBatcher(Generic[T]):
                 if remaining <= 0 or not self._thread.is_alive():
                     return False
                 self._cond.wait(remaining)
-        return True
+            # Items lost since the last flush (even to a background export before this
+            # one was asked for) mean the caller's data did not all arrive.
+            ok = self.failed == self._failed_seen
+            self._failed_seen = self.failed
+            return ok
 
     def shutdown(self, timeout_millis: int = 30000) -> None:
         """Stop taking items, give the worker up to the timeout to export what is

@@ -90,7 +90,9 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
         self._put(record_to_json(record))
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Send everything queued now; wait at most ``timeout`` seconds. True when done."""
+        """Send everything queued now; wait at most ``timeout`` seconds. True only when
+        the server took all of it; False when time ran out or a batch was lost (counted
+        in ``failed``)."""
         return self.force_flush(int(timeout * 1000))
 
     def close(self, timeout: float = 5.0) -> None:

@@ -177,11 +177,29 @@ def test_server_down_never_affects_the_app_and_drops_are_counted() -> None:
     # the exporter never waits on the network in the caller's thread
     assert elapsed < 5.0, elapsed
     assert scope.sink_errors == {}
-    exporter.flush(10)
+    assert exporter.flush(10) is False  # the records were lost, and flush says so
     exporter.close(timeout=5)
     assert exporter.dropped > 0
     assert exporter.exported == exporter.failed  # everything sent failed ...
     assert exporter.dropped + exporter.failed == n  # ... and every record is accounted for
+
+
+def test_flush_is_false_when_the_server_answers_500_and_the_records_are_counted() -> None:
+    from aiscope.testing import OtlpReceiver
+
+    with OtlpReceiver(status=500) as down:  # any POST gets a 500
+        exporter = ServerExporter(down.url, schedule_delay_s=60, max_retries=1, backoff_s=0.01)
+        scope = Scope(sinks=[exporter])
+        record_call("gpt-4o", "openai", input_tokens=10, scope=scope)
+        record_call("gpt-4o", "openai", input_tokens=20, scope=scope)
+        assert exporter.flush(10) is False
+        assert down.refused == 2  # the first try and one retry
+        assert (exporter.exported, exporter.failed, exporter.rejected) == (2, 2, 0)
+        down.status = 200
+        record_call("gpt-4o", "openai", input_tokens=30, scope=scope)
+        assert exporter.flush(10) is True  # this one arrived; nothing lost since
+        assert [e.path for e in down.exports()] == ["/api/ingest/calls"]
+        exporter.close(timeout=2)
 
 
 def test_bad_arguments_are_refused() -> None:

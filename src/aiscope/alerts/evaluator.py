@@ -265,13 +265,22 @@ class AlertEvaluator:
         self._thread.start()
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the background evaluation and deliver what is queued."""
+        """Stop the background evaluation and deliver what is queued; returns within
+        ``timeout_s`` seconds in all, however many notifiers and however slow their
+        receivers (events not delivered by then are counted in their ``failed``)."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout_s)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
             self._thread = None
+        # One deadline for all: the deliveries drain in parallel on their own threads,
+        # so waiting for each in turn costs the slowest, not the sum.
         for d in self.deliveries:
-            d.close(timeout_s)
+            d._flush_by(deadline)
+        for d in self.deliveries:
+            d._begin_stop()
+        for d in self.deliveries:
+            d._finish_by(deadline)
 
     def __enter__(self) -> AlertEvaluator:
         return self

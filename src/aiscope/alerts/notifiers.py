@@ -14,6 +14,7 @@ import logging
 import queue
 import socket
 import threading
+import time
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
@@ -222,9 +223,15 @@ class Delivery:
         self.max_backoff_s = max_backoff_s
         self._queue: queue.Queue[AlertEvent | None] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
+        # set when close() ran out of time: what is still queued is counted, not sent
+        self._abandon = threading.Event()
         self._count_lock = threading.Lock()
+        self._notifier_closed = False
         self.delivered = 0
+        #: events not delivered: refused for good, out of retries, or left when close()
+        #: ran out of time
         self.failed = 0
+        self._failed_seen = 0  # ``failed`` as of the last flush
         self.dropped = 0
         self.retries = 0
         self._thread = threading.Thread(
@@ -245,14 +252,23 @@ class Delivery:
             return False
 
     def _run(self) -> None:
-        while True:
-            event = self._queue.get()
-            try:
-                if event is None:
-                    return
-                self._deliver(event)
-            finally:
-                self._queue.task_done()
+        try:
+            while True:
+                event = self._queue.get()
+                try:
+                    if event is None:
+                        return
+                    if self._abandon.is_set():
+                        self.failed += 1
+                    else:
+                        self._deliver(event)
+                finally:
+                    self._queue.task_done()
+                if self._stop.is_set() and self._queue.empty():
+                    return  # closing, and nothing left (the stop marker may not fit)
+        finally:
+            if self._stop.is_set():
+                self._close_notifier()
 
     def _deliver(self, event: AlertEvent) -> None:
         delay = self.backoff_s
@@ -275,26 +291,59 @@ class Delivery:
                 delay = min(delay * 2, self.max_backoff_s)
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until the queue is empty (True) or ``timeout_s`` passes (False)."""
-        done = threading.Event()
+        """Wait until every queued event was handled, at most ``timeout_s`` seconds.
 
-        def waiter() -> None:
-            self._queue.join()
-            done.set()
+        True only when that happened in time and every event handled since the last
+        flush was delivered; False on a timeout or when an event failed (``failed``).
+        """
+        return self._flush_by(time.monotonic() + max(0.0, timeout_s))
 
-        threading.Thread(target=waiter, daemon=True).start()
-        return done.wait(timeout_s)
+    def _flush_by(self, deadline: float) -> bool:
+        q = self._queue
+        with q.all_tasks_done:  # what Queue.join() waits on, here with a deadline
+            while q.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                q.all_tasks_done.wait(remaining)
+        with self._count_lock:
+            ok = self.failed == self._failed_seen
+            self._failed_seen = self.failed
+        return ok
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Deliver what is queued (within ``timeout_s``), then stop the thread."""
-        self.flush(timeout_s)
-        self._stop.set()
+        """Deliver what is queued, then stop the thread; returns within ``timeout_s``
+        seconds in all. Events still queued then are not sent (counted in ``failed``)."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        self._flush_by(deadline)
+        self._begin_stop()
+        self._finish_by(deadline)
+
+    def _begin_stop(self) -> None:
+        self._stop.set()  # no more retries or backoff waits
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
-        self._thread.join(timeout_s)
+
+    def _finish_by(self, deadline: float) -> None:
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            # Still inside a send to a slow receiver: leave it; it skips the rest
+            # of the queue and closes the notifier when it is done.
+            self._abandon.set()
+        else:
+            self._close_notifier()
+
+    def _close_notifier(self) -> None:
+        with self._count_lock:
+            if self._notifier_closed:
+                return
+            self._notifier_closed = True
         close = getattr(self.notifier, "close", None)
         if callable(close):
-            close()
+            try:
+                close()
+            except Exception:
+                log.warning("alert notifier failed to close", exc_info=True)
 
 
 __all__ = [

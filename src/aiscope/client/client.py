@@ -771,10 +771,28 @@ class AiClientBuilder:
         return self._set("circuit_breaker", breaker)
 
     def rate_limit(
-        self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None
+        self,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        *,
+        request_capacity: float | None = None,
+        token_capacity: float | None = None,
     ) -> AiClientBuilder:
-        """A token-bucket limit on requests and tokens per minute."""
-        return self._set("rate_limiter", RateLimiter(requests_per_minute, tokens_per_minute))
+        """A token-bucket limit on requests and tokens per minute.
+
+        The burst (``request_capacity`` / ``token_capacity``) defaults to one second's
+        worth of the rate, at least one: ``requests_per_minute=60`` sends one request at
+        once and the next ones a second apart. ``signals_snapshot()`` shows it.
+        """
+        return self._set(
+            "rate_limiter",
+            RateLimiter(
+                requests_per_minute,
+                tokens_per_minute,
+                request_capacity=request_capacity,
+                token_capacity=token_capacity,
+            ),
+        )
 
     def max_inflight(self, n: int) -> AiClientBuilder:
         """At most ``n`` calls in flight; more wait for a slot."""

@@ -16,7 +16,7 @@ from aiscope.resilience.circuit import (
 )
 from aiscope.resilience.errors import CircuitOpenError, InflightLimitError, ResilienceError
 from aiscope.resilience.inflight import AsyncInflightSlot, InflightLimiter, InflightSlot
-from aiscope.resilience.ratelimit import RateLimiter, RateLimiterSnapshot
+from aiscope.resilience.ratelimit import DEFAULT_BURST_S, RateLimiter, RateLimiterSnapshot
 from aiscope.resilience.retry import (
     DEFAULT_RETRY_ON_STATUS,
     Jitter,
@@ -26,6 +26,7 @@ from aiscope.resilience.retry import (
 from aiscope.resilience.signals import ErrorRateWindow, SignalsSnapshot
 
 __all__ = [
+    "DEFAULT_BURST_S",
     "DEFAULT_RETRY_ON_STATUS",
     "AsyncInflightSlot",
     "CircuitBreaker",

@@ -1,7 +1,13 @@
 """Token-bucket rate limiting of requests per minute and (LLM) tokens per minute.
 
-Each limit is a bucket holding up to ``capacity`` units (by default a full minute's
-worth, so a quiet client may burst) that refills continuously at the per-minute rate.
+Each limit is a bucket holding up to ``capacity`` units (its burst) that refills
+continuously at the per-minute rate. The default burst is one second's worth of the rate
+(:data:`DEFAULT_BURST_S`), at least one unit: ``requests_per_minute=60`` lets one request
+through at once and spaces the next ones a second apart, ``requests_per_minute=600``
+lets 10 through at once. (A burst of a full minute would let a quiet client fire its
+whole minute's quota in a few milliseconds, which providers that enforce their limits
+per second answer with 429s.) Pass ``request_capacity`` / ``token_capacity`` for another
+burst; :meth:`RateLimiter.snapshot` (and so ``AiClient.signals_snapshot()``) shows it.
 
 Reservations, not waiting under a lock. :meth:`RateLimiter.reserve` takes a caller's
 share *at once*, under a lock held for a few float operations, and returns how long
@@ -32,7 +38,11 @@ from dataclasses import asdict, dataclass
 
 from aiscope.resilience._util import header
 
-__all__ = ["RateLimiter", "RateLimiterSnapshot"]
+__all__ = ["DEFAULT_BURST_S", "RateLimiter", "RateLimiterSnapshot"]
+
+#: The default burst of a bucket, in seconds of its rate: a bucket holds this many
+#: seconds' worth of requests (tokens), but never less than one.
+DEFAULT_BURST_S = 1.0
 
 _REMAINING_REQUESTS = ("x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining")
 _REMAINING_TOKENS = ("x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining")
@@ -44,8 +54,9 @@ class RateLimiterSnapshot:
 
     ``available_*`` is what the bucket holds now (negative: debt that waiting callers
     will pay off); it is None, like the matching rate and capacity, for a limit that
-    is not set. ``waiting`` counts callers sleeping in ``acquire()`` /
-    ``acquire_async()`` now.
+    is not set. ``request_capacity`` / ``token_capacity`` are the bursts: how many
+    requests (tokens) an idle limiter lets through at once. ``waiting`` counts callers
+    sleeping in ``acquire()`` / ``acquire_async()`` now.
     """
 
     requests_per_minute: float | None
@@ -105,6 +116,12 @@ def _check_rate(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
 
 
+def _default_burst(per_minute: float) -> float:
+    """One :data:`DEFAULT_BURST_S` worth of ``per_minute``, at least one unit."""
+    burst = per_minute * DEFAULT_BURST_S / 60.0
+    return burst if burst > 1.0 else 1.0
+
+
 def _check_tokens(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be an int >= 0, got {value!r}")
@@ -118,9 +135,10 @@ class RateLimiter:
         requests_per_minute: request rate (None: no request limit).
         tokens_per_minute: token rate (None: no token limit).
         clock: monotonic clock in seconds (inject a fake one in tests).
-        request_capacity: burst size of the request bucket (default
-            ``requests_per_minute``; 1 spaces requests evenly).
-        token_capacity: burst size of the token bucket (default ``tokens_per_minute``).
+        request_capacity: burst size of the request bucket (default one second's
+            worth, ``max(1, requests_per_minute / 60)``; 1 spaces requests evenly).
+        token_capacity: burst size of the token bucket (default one second's worth,
+            ``max(1, tokens_per_minute / 60)``).
         sleep: what :meth:`acquire` sleeps with (default ``time.sleep``).
         async_sleep: what :meth:`acquire_async` sleeps with (default ``asyncio.sleep``).
 
@@ -160,10 +178,14 @@ class RateLimiter:
         self._requests: _Bucket | None = None
         self._tokens: _Bucket | None = None
         if requests_per_minute is not None:
-            cap = requests_per_minute if request_capacity is None else request_capacity
+            cap = (
+                _default_burst(requests_per_minute)
+                if request_capacity is None
+                else request_capacity
+            )
             self._requests = _Bucket(requests_per_minute, float(cap), now)
         if tokens_per_minute is not None:
-            cap = tokens_per_minute if token_capacity is None else token_capacity
+            cap = _default_burst(tokens_per_minute) if token_capacity is None else token_capacity
             self._tokens = _Bucket(tokens_per_minute, float(cap), now)
         self._unlimited = self._requests is None and self._tokens is None
 

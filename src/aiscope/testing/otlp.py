@@ -94,11 +94,21 @@ def _span(s: ProtoSpan, resource: dict[str, Any]) -> ReceivedSpan:
 
 
 class OtlpReceiver:
-    """An OTLP/HTTP (protobuf) trace receiver on a loopback port."""
+    """An OTLP/HTTP (protobuf) trace receiver on a loopback port.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``status`` is the HTTP status it answers with (settable at any time): 200 keeps
+    the export, anything else refuses it (counted in ``refused``, not kept), e.g.
+    ``OtlpReceiver(status=500)`` for a collector that loses every span.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, status: int = 200) -> None:
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError(f"status must be an HTTP status code (200-599), got {status!r}")
         self._exports: list[ReceivedExport] = []
         self._lock = threading.Lock()
+        self.status = status
+        #: export requests answered with an error status
+        self.refused = 0
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -110,10 +120,14 @@ class OtlpReceiver:
                 elif encoding == "deflate":
                     body = zlib.decompress(body)
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                status = receiver.status
                 with receiver._lock:
-                    receiver._exports.append(ReceivedExport(self.path, headers, body))
+                    if 200 <= status < 300:
+                        receiver._exports.append(ReceivedExport(self.path, headers, body))
+                    else:
+                        receiver.refused += 1
                 reply = ExportTraceServiceResponse().SerializeToString()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("content-type", "application/x-protobuf")
                 self.send_header("content-length", str(len(reply)))
                 self.end_headers()

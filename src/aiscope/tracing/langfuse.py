@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +24,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from aiscope.tracing import attributes as A
+
+log = logging.getLogger("aiscope.tracing")
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 OTEL_PATH = "/api/public/otel/v1/traces"
@@ -70,21 +74,41 @@ class LangfuseExporter(SpanExporter):
             headers={"Authorization": f"Basic {token}"},
             timeout=timeout,
         )
+        self._lock = threading.Lock()
+        #: spans Langfuse accepted, and spans lost because an export failed
+        self.exported = 0
+        self.failed = 0
+        self._failed_seen = 0  # ``failed`` as of the last force_flush
 
     def __repr__(self) -> str:  # never shows the secret key
         return f"LangfuseExporter(host={self.host!r}, public_key={self.public_key!r})"
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Send ``spans``, LLM spans marked as Langfuse generations."""
-        return self._otlp.export([as_generation(s) for s in spans])
+        """Send ``spans``, LLM spans marked as Langfuse generations; a failed export
+        (an HTTP error, Langfuse unreachable) is counted in ``failed``."""
+        try:
+            result = self._otlp.export([as_generation(s) for s in spans])
+        except Exception:
+            result = SpanExportResult.FAILURE
+            log.warning("Langfuse export raised; %d spans lost", len(spans), exc_info=True)
+        with self._lock:
+            if result is SpanExportResult.SUCCESS:
+                self.exported += len(spans)
+            else:
+                self.failed += len(spans)
+        return result
 
     def shutdown(self) -> None:
         """Close the HTTP session."""
         self._otlp.shutdown()  # type: ignore[no-untyped-call]
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here (the span processor batches)."""
-        return True
+        """Nothing is buffered here (the span processor batches). False when an export
+        failed since the last flush: those spans did not reach Langfuse."""
+        with self._lock:
+            ok = self.failed == self._failed_seen
+            self._failed_seen = self.failed
+        return ok
 
 
 def generation_attributes(attrs: Mapping[str, Any], start_time_ns: int | None) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from aiscope.batching import BoundedBatcher
 
 log = logging.getLogger("aiscope.tracing")
 
+_SUCCESS = SpanExportResult.SUCCESS  # a module global: cheaper than the enum lookup per span
+
 
 class BoundedBatchProcessor(BoundedBatcher[ReadableSpan], SpanProcessor):
     """Queue finished spans (at most ``max_queue_size``; more are dropped and
@@ -74,17 +76,22 @@ class LocalSpanProcessor(SpanProcessor):
     def __init__(self, exporter: SpanExporter) -> None:
         self.exporter = exporter
         self._stopped = False
+        #: spans the exporter failed to take (it returned FAILURE or raised)
+        self.failed = 0
+        self._failed_seen = 0  # ``failed`` as of the last force_flush
 
     def on_start(self, span: object, parent_context: object = None) -> None:
         """Nothing to do when a span starts."""
 
     def on_end(self, span: ReadableSpan) -> None:
-        """Export a finished, sampled span now (an exporter error is logged)."""
+        """Export a finished, sampled span now (a failure is counted, an error logged)."""
         if self._stopped or not span.context.trace_flags.sampled:
             return
         try:
-            self.exporter.export((span,))
+            if self.exporter.export((span,)) is not _SUCCESS:
+                self.failed += 1
         except Exception:
+            self.failed += 1
             log.exception("a local span exporter failed")
 
     def shutdown(self) -> None:
@@ -94,5 +101,14 @@ class LocalSpanProcessor(SpanProcessor):
             self.exporter.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is held: every span was exported when it ended."""
-        return True
+        """Nothing is held: every span was exported when it ended. False when an export
+        failed since the last flush (those spans are lost; counted in ``failed``)."""
+        try:  # an exporter of the user's may hold spans of its own
+            flushed = self.exporter.force_flush(timeout_millis) is not False
+        except Exception:
+            flushed = False
+            log.exception("a local span exporter failed to flush")
+        failed = self.failed
+        ok = failed == self._failed_seen
+        self._failed_seen = failed
+        return ok and flushed

@@ -353,12 +353,24 @@ class Tracer:
         """Spans dropped so far because an export queue was full (or shut down)."""
         return sum(getattr(p, "dropped", 0) for p in self.processors)
 
+    @property
+    def failed_spans(self) -> int:
+        """Spans lost so far because the exporter failed to take them (an HTTP error,
+        the collector unreachable)."""
+        return sum(getattr(p, "failed", 0) for p in self.processors)
+
     def flush(self, timeout: float = 5.0) -> bool:
-        """Export what is queued; returns within ``timeout`` seconds (True if all done)."""
+        """Export what is queued; returns within ``timeout`` seconds in all (one deadline
+        for every exporter). True only when everything was exported and accepted; False
+        when time ran out or an export failed (see :attr:`failed_spans`)."""
         _check_timeout(timeout)
+        import time
+
+        deadline = time.monotonic() + timeout
         ok = True
         for p in self.processors:
-            ok = p.force_flush(int(timeout * 1000)) and ok
+            left_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            ok = p.force_flush(left_ms) and ok
         return ok
 
     def shutdown(self, timeout: float = 5.0) -> None:
