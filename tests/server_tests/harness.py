@@ -11,7 +11,7 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from aiscope.server import Settings, create_app
+from aiscope.server import Settings, create_app, protocol
 
 
 @dataclass
@@ -23,10 +23,13 @@ class Running:
     app: FastAPI
 
 
-def run_server(settings: Settings) -> Iterator[Running]:
-    """Run the app with uvicorn on a free loopback port until the generator is closed."""
+def run_server(settings: Settings, **timeouts: float) -> Iterator[Running]:
+    """Run the app as ``aiscope serve`` does (its uvicorn protocol and timeouts, which
+    ``timeouts`` may shorten) on a free loopback port until the generator is closed."""
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = protocol.config(
+        app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", **timeouts
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

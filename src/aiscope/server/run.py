@@ -54,6 +54,8 @@ def serve(
     """
     import uvicorn
 
+    from aiscope.server import protocol
+
     if not require_keys and not is_loopback(host):
         raise ValueError(
             f"host {host!r} is not a loopback address: keyless local mode would expose "
@@ -77,7 +79,7 @@ def serve(
         bound = sock.getsockname()[1]
         print(f"aiscope server on http://{host}:{bound} (OTLP: /v1/traces, API: /openapi.json)")
         sys.stdout.flush()
-        config = uvicorn.Config(app, log_level="warning")
-        uvicorn.Server(config).run(sockets=[sock])
+        # a client gets REQUEST_TIMEOUT_S to send a whole request (no slowloris)
+        uvicorn.Server(protocol.config(app, log_level="warning")).run(sockets=[sock])
     finally:
         engine.dispose()
