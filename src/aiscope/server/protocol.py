@@ -20,7 +20,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 #: seconds a client has to send one whole request (16 MiB at 5 Mbit/s is ~27 s)
 REQUEST_TIMEOUT_S = 30.0
 #: seconds an idle keep-alive connection stays open between requests (uvicorn's 5)
-KEEP_ALIVE_S = 5.0
+KEEP_ALIVE_S = 5
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -79,7 +79,7 @@ def config(
     app: Any,
     *,
     request_timeout_s: float = REQUEST_TIMEOUT_S,
-    keep_alive_s: float = KEEP_ALIVE_S,
+    keep_alive_s: int = KEEP_ALIVE_S,
     **kwargs: Any,
 ) -> uvicorn.Config:
     """The uvicorn configuration aiscope serves with: the guarded protocol, the
