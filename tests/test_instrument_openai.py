@@ -156,6 +156,9 @@ def test_errors_recorded_and_reraised_unchanged(mock: MockProvider, records: Rec
     ]
     assert records.items[2].latency_s >= 0.2
     assert all(r.usage.total_tokens == 0 for r in records.items)
+    # no usage came back: not priced at $0 "ok", but said to have no usage
+    assert all(not r.has_usage for r in records.items)
+    assert {(r.cost_usd, r.cost_status) for r in records.items} == {(None, "no_usage")}
 
 
 def test_error_mid_stream_is_recorded_and_reraised(mock: MockProvider, records: Records) -> None:
