@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiscope.capture import approx_tokens
 from aiscope.client.manifest import ProviderManifest, UsageMap
 from aiscope.record import Usage
 
@@ -69,10 +69,11 @@ def normalize_usage(umap: UsageMap, values: dict[str, int | None]) -> Usage | No
 
 
 def estimate_usage(prompt: str, completion: str) -> Usage:
-    """Token counts when the provider reported none: about four characters a token."""
+    """Token counts when the provider reported none: about four bytes a token
+    (:func:`~aiscope.capture.approx_tokens`), as the SDK instrumentation counts."""
     return Usage(
-        input_tokens=math.ceil(len(prompt) / 4),
-        output_tokens=math.ceil(len(completion) / 4),
+        input_tokens=approx_tokens(prompt),
+        output_tokens=approx_tokens(completion),
         estimated=True,
     )
 
