@@ -328,3 +328,8 @@ def test_a_failed_call_without_usage_is_stored_unpriced_as_no_usage() -> None:
         "no_usage",
     )
     assert rows[1]["cost_status"] == "ok" and rows[1]["cost_usd"] > 0
+    # and the rollups (budgets, cost charts) do not count it as an unpriced call
+    from aiscope.server.rollup import rollup_rows
+
+    (minute,) = [r for r in rollup_rows(rows) if r["resolution"] == 1]
+    assert (minute["calls"], minute["errors"], minute["unpriced_calls"]) == (2, 1, 0)
