@@ -121,11 +121,11 @@ class StreamState:
     first_token_at: float | None = None
     error: Any = None
 
-    def response(self, manifest: ProviderManifest, prompt: str) -> ChatResponse:
+    def response(self, manifest: ProviderManifest, prompt: str, messages: int = 1) -> ChatResponse:
         text = "".join(self.text)
         usage = normalize_usage(manifest.usage, dict(self.usage_values))
         if usage is None:
-            usage = estimate_usage(prompt, text)
+            usage = estimate_usage(prompt, text, messages)
         tools = [
             ToolCall(t.id or f"call_{i}", t.name or "", t.arguments or "")
             for i, t in sorted(self.tools.items())
