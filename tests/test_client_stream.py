@@ -213,3 +213,27 @@ def test_stages_open_spans_when_a_tracer_is_set(mock: MockProvider) -> None:
     tracer.names.clear()
     assert _stream(client, "sync")[-1].kind == "end"
     assert tracer.names == ["request_compilation", "http_transport", "record"]
+
+
+def test_abandoned_stream_estimates_tokens_from_its_text_and_prompt_like_the_instrumentation(
+    mock: MockProvider,
+) -> None:
+    import math
+
+    mock.behave(reply_tokens=200)
+    sink = Records()
+    client = _client(mock, sink)
+    seen: list[str] = []
+    for ev in client.chat().system("Be brief.").user("Say hello").stream_sync():
+        if ev.kind == "text_delta":
+            seen.append(ev.text or "")
+            if len(seen) == 5:
+                break
+    sent = mock.last_request
+    assert sent is not None and sent.usage is not None  # what the mock would have billed
+    record = sink.only
+    assert record.usage.estimated and record.finish_reasons == ("abandoned",)
+    # the text seen at about four bytes a token; the prompt the same way, 3 more a message
+    assert record.usage.output_tokens == math.ceil(len("".join(seen).encode()) / 4)
+    assert record.usage.input_tokens == math.ceil(len("Be brief.\nSay hello") / 4) + 2 * 3
+    assert abs(record.usage.input_tokens - sent.usage.input_tokens) <= 1

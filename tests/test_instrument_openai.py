@@ -93,6 +93,38 @@ def test_stream_without_usage_is_estimated_and_request_unchanged(
     assert r.usage.estimated and r.usage.output_tokens > 0 and r.usage.input_tokens > 0
 
 
+def test_stream_without_usage_estimates_tokens_from_its_own_text_near_the_real_count(
+    mock: MockProvider, records: Records
+) -> None:
+    import math
+
+    hello = [{"role": "user", "content": "Say hello"}]
+    c = client(mock)
+    # the same request with and without include_usage: the real counts, then the estimate
+    for messages in (hello, MSG):
+        list(
+            c.chat.completions.create(
+                model="gpt-4o",
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        real = records.items[-1].usage
+        assert not real.estimated
+        with c.chat.completions.create(model="gpt-4o", messages=messages, stream=True) as s:
+            text = "".join(ch.choices[0].delta.content or "" for ch in s if ch.choices)
+        est = records.items[-1].usage
+        assert est.estimated
+        # about four bytes a token, counted on the text the stream really sent, and the
+        # prompt's text plus its message's overhead: not the budget's upper bound
+        assert est.output_tokens == math.ceil(len(text.encode()) / 4)
+        assert est.input_tokens == real.input_tokens
+        if messages is hello:  # "This is a mock reply to: Say hello": 9 tokens, not 16
+            assert (est.output_tokens, real.output_tokens) == (9, 9)
+        assert abs(est.output_tokens - real.output_tokens) <= 0.25 * real.output_tokens
+
+
 def test_include_usage_injection_is_opt_in(mock: MockProvider, records: Records) -> None:
     aiscope.instrument(include_usage=True)
     list(client(mock).chat.completions.create(model="gpt-4o", messages=MSG, stream=True))
@@ -156,6 +188,9 @@ def test_errors_recorded_and_reraised_unchanged(mock: MockProvider, records: Rec
     ]
     assert records.items[2].latency_s >= 0.2
     assert all(r.usage.total_tokens == 0 for r in records.items)
+    # no usage came back: not priced at $0 "ok", but said to have no usage
+    assert all(not r.has_usage for r in records.items)
+    assert {(r.cost_usd, r.cost_status) for r in records.items} == {(None, "no_usage")}
 
 
 def test_error_mid_stream_is_recorded_and_reraised(mock: MockProvider, records: Records) -> None:

@@ -108,3 +108,58 @@ def test_no_api_key_in_logs_spans_or_exports(provider: str) -> None:
     captured = [s for s in spans if "gen_ai.system_instructions" in (s.attributes or {})]
     assert captured
     assert all("****" in str(s.attributes["gen_ai.system_instructions"]) for s in captured)
+
+
+@pytest.mark.parametrize("provider", sorted(KEYS))
+@pytest.mark.parametrize("where", ["error_status", "in_stream_error"])
+def test_provider_error_echoing_the_key_is_masked_in_exception_text_and_logs(
+    provider: str, where: str
+) -> None:
+    import traceback
+
+    from aiscope.testing import Fault
+
+    key = KEYS[provider]
+    echo = f"Incorrect API key provided: {key}. You can find your API key at ..."
+    # a handler of the application's own, without aiscope's masking filter: what
+    # aiscope logs must already be masked
+    log_out = io.StringIO()
+    plain = logging.StreamHandler(log_out)
+    logger = logging.getLogger("aiscope")
+    logger.addHandler(plain)
+    logger.setLevel(5)  # TRACE: stream frames are logged too
+    mem = InMemoryExporter()
+    try:
+        with MockProvider() as mock:
+            model = {"openai": "gpt-4o", "anthropic": "claude-3-5-sonnet-latest"}.get(
+                provider, "gemini-1.5-flash"
+            )
+            client = (
+                AiClient.builder()
+                .model(f"{provider}/{model}")
+                .api_key(key)
+                .base_url(mock.base_url(provider))
+                .tracer(Tracer(service_name="leak-test", exporter=mem, batch=False))
+                .build()
+            )
+            with pytest.raises(AiClientError) as info:
+                if where == "error_status":
+                    mock.fail_next(401, message=echo)
+                    client.chat().user("hello").execute_sync()
+                else:
+                    mock.enqueue(Fault(stream_error_after=1, message=echo))
+                    list(client.chat().user("hello").stream_sync())
+            client.close()
+    finally:
+        logger.removeHandler(plain)
+        logger.setLevel(logging.NOTSET)
+    exc = info.value
+    assert "****" in str(exc)  # the message is kept, masked
+    _assert_clean(str(exc), "the exception's text")
+    _assert_clean(repr(exc.args), "the exception's args")
+    _assert_clean(str(getattr(exc, "message", "")), "the exception's message attribute")
+    _assert_clean("".join(traceback.format_exception(exc)), "the traceback")
+    _assert_clean(log_out.getvalue(), "aiscope's log lines (no masking filter)")
+    for span in mem.spans():
+        for event in span.events:
+            _assert_clean(repr(dict(event.attributes or {})), f"event of span {span.name}")

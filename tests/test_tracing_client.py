@@ -166,3 +166,49 @@ def test_content_capture_through_the_client(receiver: OtlpReceiver, mock: MockPr
     ]
     (out,) = json.loads(call.attributes[A.OUTPUT_MESSAGES])
     assert out["parts"] == [{"type": "text", "content": response.text}]
+
+
+def test_errored_call_reports_no_usage_and_says_why_it_has_no_cost(
+    receiver: OtlpReceiver, mock: MockProvider
+) -> None:
+    from aiscope import CostTracker, InMemoryExporter, MetricsCollector
+    from aiscope.record import CallRecord
+    from aiscope.scope import Scope, use_scope
+
+    kept: list[CallRecord] = []
+
+    class Keep:
+        def on_record(self, record: CallRecord) -> None:
+            kept.append(record)
+
+    mem = InMemoryExporter()
+    tracer = Tracer(service_name="client-test", exporter=mem, batch=False)
+    costs, metrics = CostTracker(), MetricsCollector()
+    scope = Scope(tracer=tracer, cost_tracker=costs, metrics=metrics, sinks=[Keep()])
+    client = (
+        AiClient.builder()
+        .model("openai/gpt-4o")
+        .api_key("sk-test")
+        .base_url(mock.base_url("openai"))
+        .build()
+    )
+    mock.fail_next(400, times=1)
+    with use_scope(scope), pytest.raises(AiClientError):
+        client.chat().user("bad").execute_sync()
+    (record,) = kept
+    assert record.status == "error" and not record.has_usage
+    assert record.cost_usd is None and record.cost_status == "no_usage"
+    (span,) = [s for s in mem.spans() if s.name == "chat gpt-4o"]
+    attrs = dict(span.attributes or {})
+    # no usage is not zero usage: the token counts and the cost are absent, not 0
+    assert A.USAGE_INPUT_TOKENS not in attrs and A.USAGE_OUTPUT_TOKENS not in attrs
+    assert A.COST_USD not in attrs and attrs[A.COST_STATUS] == "no_usage"
+    # an errored call without usage is not an unpriced one (no price is missing)
+    report = costs.get_report()
+    assert report.error_count == 1 and report.unpriced_calls == 0
+    assert "no_usage" not in metrics.export_prometheus()
+    # the call that works after it is priced as usual
+    with use_scope(scope):
+        client.chat().user("good").execute_sync()
+    assert kept[-1].has_usage and kept[-1].cost_status == "ok" and kept[-1].cost_usd
+    tracer.shutdown(timeout=5)

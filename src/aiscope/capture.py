@@ -41,6 +41,32 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(size / 3) + 4
 
 
+#: Tokens a chat message costs besides its text (its role and separators): the figure
+#: OpenAI gives for its chat models.
+MESSAGE_OVERHEAD_TOKENS = 3
+
+
+def approx_tokens(text: str) -> int:
+    """A best estimate of the tokens in ``text``, for usage a provider did not report
+    (a stream without OpenAI's ``include_usage``): about four UTF-8 bytes a token, the
+    usual rule for the byte-level BPE tokenizers of OpenAI, Anthropic and others.
+
+    Unlike :func:`estimate_tokens`, an upper bound for budget reservations, it neither
+    counts a token every three bytes nor adds a constant: a recorded count is the
+    closest guess, not the safe side.
+    """
+    if not text:
+        return 0
+    size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    return -(-size // 4)  # ceil(size / 4), in integers
+
+
+def approx_prompt_tokens(text: str, messages: int = 1) -> int:
+    """A best estimate of the input tokens of a prompt whose ``messages`` messages have
+    the text ``text`` together: :func:`approx_tokens` plus each message's overhead."""
+    return approx_tokens(text) + MESSAGE_OVERHEAD_TOKENS * max(0, messages)
+
+
 #: The usage of a call that reported none (never mutated: set_usage replaces it).
 _NO_USAGE = Usage()
 

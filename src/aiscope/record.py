@@ -14,7 +14,11 @@ from random import getrandbits
 from typing import Any, Literal
 
 Status = Literal["ok", "error"]
-CostStatus = Literal["ok", "unknown_model", "not_priced", "override", "usage_invalid"]
+#: How a record's ``cost_usd`` came about: ``ok`` (priced), ``override`` (priced at a
+#: price the user set), ``unknown_model`` (no price known), ``usage_invalid`` (usage the
+#: price sheet cannot price), ``no_usage`` (a failed call that reported no usage: nothing
+#: to price, and no cost), ``not_priced`` (not through the pricing step yet).
+CostStatus = Literal["ok", "unknown_model", "not_priced", "override", "usage_invalid", "no_usage"]
 
 #: Token types, as used in the ``type`` label of ``ai_lib_tokens_total``.
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
@@ -118,6 +122,8 @@ class CallRecord:
     model asked for, ``response_model`` the one the provider says answered.
     ``cost_usd`` is ``None`` until priced, and stays ``None`` when the model has
     no known price (``cost_status == "unknown_model"``): never a made-up default.
+    A failed call that got no usage back (:attr:`has_usage` is False) is not priced at
+    zero either: its ``cost_usd`` stays ``None`` with ``cost_status == "no_usage"``.
     """
 
     model: str
@@ -243,6 +249,16 @@ class CallRecord:
         _check_count("retry_count", self.retry_count)
         if self.cost_usd is not None:
             _check_seconds("cost_usd", self.cost_usd)
+
+    @property
+    def has_usage(self) -> bool:
+        """False for a failed call that reported no usage at all (no response came
+        back): its zero token counts mean "unknown", not "none used", so spans omit them
+        and pricing says ``no_usage``. A call that worked always has usage."""
+        if self.status == "ok":
+            return True
+        u = self.usage
+        return bool(u.input_tokens or u.output_tokens or u.estimated)
 
     def stats(self) -> CallStats:
         """The public view of this record."""

@@ -311,3 +311,25 @@ def test_decoding_past_the_concurrent_limit_is_503_with_retry_after(
             s.__exit__(None, None, None)
     ok = httpx.post(f"{local_server.url}/v1/traces", content=body, headers=headers, timeout=10)
     assert ok.status_code == 200, ok.text
+
+
+def test_a_failed_call_without_usage_is_stored_unpriced_as_no_usage() -> None:
+    from aiscope.record import CallRecord
+    from aiscope.server.records import to_batch
+
+    failed = CallRecord("gpt-4o", "openai", status="error", error_type="BadRequestError")
+    worked = CallRecord("gpt-4o", "openai", usage=Usage(input_tokens=10, output_tokens=5))
+    rows = to_batch([failed, worked], "p", Pricing()).calls
+    # the span carries no token counts for the failed call; the server must not price
+    # its absent usage at $0 "ok"
+    assert (rows[0]["status"], rows[0]["cost_usd"], rows[0]["cost_status"]) == (
+        "error",
+        None,
+        "no_usage",
+    )
+    assert rows[1]["cost_status"] == "ok" and rows[1]["cost_usd"] > 0
+    # and the rollups (budgets, cost charts) do not count it as an unpriced call
+    from aiscope.server.rollup import rollup_rows
+
+    (minute,) = [r for r in rollup_rows(rows) if r["resolution"] == 1]
+    assert (minute["calls"], minute["errors"], minute["unpriced_calls"]) == (2, 1, 0)

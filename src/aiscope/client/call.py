@@ -207,7 +207,7 @@ class Call:
         if self.permit is not None:
             breaker_outcome(self.permit, None)
             self.permit = None
-        response = state.response(manifest, self.prompt)
+        response = state.response(manifest, self.prompt, len(self.req.messages))
         response.request_id = self.record.upstream_request_id
         self._record(response, None)
         return [
@@ -233,15 +233,16 @@ class Call:
         response = self.response
         state = self.state
         if state is not None:
+            n = len(self.req.messages)
             if isinstance(exc, GeneratorExit):
                 # The consumer stopped early: record what was seen, as a call that worked.
                 exc = None
-                response = state.response(self.client.manifest, self.prompt)
+                response = state.response(self.client.manifest, self.prompt, n)
                 if not state.usage_values:
-                    response.usage = estimate_usage(self.prompt, response.text)
+                    response.usage = estimate_usage(self.prompt, response.text, n)
                 response.finish_reason = response.finish_reason or "abandoned"
             elif exc is not None and state.frames:
-                response = state.response(self.client.manifest, self.prompt)
+                response = state.response(self.client.manifest, self.prompt, n)
         self._record(response, exc)
 
     def _record(self, response: ChatResponse | None, exc: BaseException | None) -> None:

@@ -434,7 +434,9 @@ class AiClient:
         """Each client to try (this one, then its fallbacks) with the one after it."""
         return zip((self, *self.fallbacks), (*self.fallbacks, None), strict=True)
 
-    def _parse(self, resp: httpx.Response, body: bytes, prompt: str) -> ChatResponse:
+    def _parse(
+        self, resp: httpx.Response, body: bytes, prompt: str, messages: int = 1
+    ) -> ChatResponse:
         if resp.status_code >= 400:
             raise self._error_from(resp, body)
         with self._stage("pipeline_processing"):
@@ -447,7 +449,7 @@ class AiClient:
                     status=resp.status_code,
                 ) from None
         with self._stage("event_mapping"):
-            parsed = parse_response(self.manifest, data, prompt)
+            parsed = parse_response(self.manifest, data, prompt, messages)
         if self.manifest.request_id_header:
             parsed.request_id = resp.headers.get(self.manifest.request_id_header)
         return parsed
@@ -492,7 +494,7 @@ class AiClient:
         with self._traced(call.pending):
             with self._stage("http_transport"), self._transport_errors:
                 resp = self._http_sync().post(c.url, json=c.body, headers=self._outgoing(c.headers))
-            return self._parse(resp, resp.content, call.prompt)
+            return self._parse(resp, resp.content, call.prompt, len(call.req.messages))
 
     def _open_sync(self, call: Call) -> httpx.Response:
         http, c = self._http_sync(), call.compiled
@@ -561,7 +563,7 @@ class AiClient:
                 resp = await self._http_async().post(
                     c.url, json=c.body, headers=self._outgoing(c.headers)
                 )
-            return self._parse(resp, resp.content, call.prompt)
+            return self._parse(resp, resp.content, call.prompt, len(call.req.messages))
 
     async def _open_async(self, call: Call) -> httpx.Response:
         http, c = self._http_async(), call.compiled

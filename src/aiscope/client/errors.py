@@ -1,10 +1,21 @@
-"""Exceptions of the AiClient: one type per kind of failure, each naming the provider."""
+"""Exceptions of the AiClient: one type per kind of failure, each naming the provider.
+
+Their text is masked (:func:`aiscope.logs.mask_secrets`) when they are made: a provider
+that echoes the API key in its error message ("Incorrect API key provided: sk-...")
+never puts it in an exception's text, and so never in a traceback, a log line or a span.
+"""
 
 from __future__ import annotations
 
+from aiscope.logs import mask_secrets
+
 
 class AiClientError(Exception):
-    """Base class of every AiClient error."""
+    """Base class of every AiClient error (its text has API keys masked)."""
+
+    def __init__(self, *args: object) -> None:
+        # masked here, once, so no subclass and no caller can forget it
+        super().__init__(*(mask_secrets(a) if isinstance(a, str) else a for a in args))
 
 
 class ConfigurationError(AiClientError, ValueError):
@@ -45,7 +56,8 @@ class ProviderError(AiClientError):
         self.code = code
         self.request_id = request_id
         self.retry_after_s = retry_after_s
-        self.message = message
+        #: the provider's error message, API keys masked
+        self.message = message = mask_secrets(message)
         where = f"{provider} {status}" if status is not None else provider
         super().__init__(f"{where}: {message}" + (f" (code {code})" if code else ""))
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiscope.capture import approx_prompt_tokens, approx_tokens
 from aiscope.client.manifest import ProviderManifest, UsageMap
 from aiscope.record import Usage
 
@@ -68,11 +68,13 @@ def normalize_usage(umap: UsageMap, values: dict[str, int | None]) -> Usage | No
     return Usage(inp, out, cr, cw, rs)
 
 
-def estimate_usage(prompt: str, completion: str) -> Usage:
-    """Token counts when the provider reported none: about four characters a token."""
+def estimate_usage(prompt: str, completion: str, messages: int = 1) -> Usage:
+    """Token counts when the provider reported none: about four bytes a token, and each
+    of the prompt's ``messages`` messages 3 more (:func:`~aiscope.capture.approx_tokens`),
+    as the SDK instrumentation counts."""
     return Usage(
-        input_tokens=math.ceil(len(prompt) / 4),
-        output_tokens=math.ceil(len(completion) / 4),
+        input_tokens=approx_prompt_tokens(prompt, messages),
+        output_tokens=approx_tokens(completion),
         estimated=True,
     )
 
@@ -112,8 +114,11 @@ def _tool_calls(items: list[Any]) -> list[ToolCall]:
     return out
 
 
-def parse_response(manifest: ProviderManifest, data: Any, prompt: str) -> ChatResponse:
-    """Map a decoded JSON response body."""
+def parse_response(
+    manifest: ProviderManifest, data: Any, prompt: str, messages: int = 1
+) -> ChatResponse:
+    """Map a decoded JSON response body (``prompt``, the request's text in ``messages``
+    messages, is what usage is estimated from when the body reports none)."""
     r = manifest.response
     texts = r["text"].all(data)
     text = "".join(t for t in texts if isinstance(t, str))
@@ -122,7 +127,7 @@ def parse_response(manifest: ProviderManifest, data: Any, prompt: str) -> ChatRe
         manifest.usage, {k: p.first(data) for k, p in manifest.usage.paths.items()}
     )
     if usage is None:
-        usage = estimate_usage(prompt, text)
+        usage = estimate_usage(prompt, text, messages)
     tool_path = r.get("tool_calls")
     tools = _tool_calls(tool_path.all(data)) if tool_path is not None else []
     rid = r["id"].first(data) if "id" in r else None

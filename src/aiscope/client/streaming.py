@@ -11,7 +11,7 @@ from typing import Any
 from aiscope.client.errors import StreamProtocolError
 from aiscope.client.manifest import ProviderManifest
 from aiscope.client.response import ChatResponse, ToolCall, estimate_usage, normalize_usage
-from aiscope.logs import TRACE
+from aiscope.logs import TRACE, mask_secrets
 from aiscope.record import CallStats, Usage
 
 log = logging.getLogger("aiscope.client.stream")
@@ -121,11 +121,11 @@ class StreamState:
     first_token_at: float | None = None
     error: Any = None
 
-    def response(self, manifest: ProviderManifest, prompt: str) -> ChatResponse:
+    def response(self, manifest: ProviderManifest, prompt: str, messages: int = 1) -> ChatResponse:
         text = "".join(self.text)
         usage = normalize_usage(manifest.usage, dict(self.usage_values))
         if usage is None:
-            usage = estimate_usage(prompt, text)
+            usage = estimate_usage(prompt, text, messages)
         tools = [
             ToolCall(t.id or f"call_{i}", t.name or "", t.arguments or "")
             for i, t in sorted(self.tools.items())
@@ -157,7 +157,14 @@ class EventMapper:
             ) from None
         state.frames += 1
         if log.isEnabledFor(TRACE):
-            log.log(TRACE, "frame %d event=%s data=%s", state.frames, frame.event, data[:500])
+            # masked here, not only by a filter: a provider's error frame may echo the key
+            log.log(
+                TRACE,
+                "frame %d event=%s data=%s",
+                state.frames,
+                frame.event,
+                mask_secrets(data[:500]),
+            )
         return self.map(obj, state)
 
     def map(self, obj: Any, state: StreamState) -> list[StreamEvent]:
@@ -206,9 +213,9 @@ class EventMapper:
             if trace:
                 log.log(
                     TRACE,
-                    "jsonpath %s matched %r -> %s",
+                    "jsonpath %s matched %s -> %s",
                     rule.select.expr if rule.select else "$",
-                    selected,
+                    mask_secrets(repr(selected)),
                     kind,
                 )
             if kind == "text_delta":

@@ -497,6 +497,10 @@ class Pricing:
             if record.cost_status == "not_priced":
                 record.cost_status = "ok"
             return
+        if record.status != "ok" and not record.has_usage:
+            # a failed call with no usage: nothing was counted, so nothing is priced
+            record.cost_status = "no_usage"
+            return
         # the common case first: a known model whose price does not change with time
         entry = self._entries.get((record.provider, record.response_model or record.model))
         if entry is not None:

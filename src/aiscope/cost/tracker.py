@@ -272,7 +272,8 @@ class CostTracker:
             if record.status != "ok":
                 acc[1] += 1.0
             if cost is None:
-                acc[8] += 1.0
+                if record.cost_status != "no_usage":  # a failed call without usage is not unpriced
+                    acc[8] += 1.0
             else:
                 acc[2] += cost
                 self._total += cost

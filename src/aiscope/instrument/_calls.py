@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from aiscope.capture import LLMCall, estimate_tokens
+from aiscope.capture import LLMCall, approx_prompt_tokens, approx_tokens, estimate_tokens
 from aiscope.cost.budget import BudgetExceededError
 from aiscope.instrument._endpoint import Endpoint, count
 from aiscope.instrument._raw import observe_raw
@@ -121,10 +121,19 @@ def stream_kwargs(ep: Endpoint, kwargs: dict[str, Any], include_usage: bool) -> 
 
 
 def _prompt_estimate(ep: Endpoint, kwargs: Mapping[str, Any]) -> int:
+    """The input tokens recorded for a stream that reports no usage: a best estimate
+    from the prompt's text and its messages (not the budget's upper bound)."""
     try:
-        return estimate_tokens(ep.prompt_text(kwargs))
+        return approx_prompt_tokens(ep.prompt_text(kwargs), _messages(kwargs))
     except Exception:
         return 0
+
+
+def _messages(kwargs: Mapping[str, Any]) -> int:
+    """How many messages a request's prompt has (a system prompt or instructions is one)."""
+    given = kwargs.get("messages", kwargs.get("input"))
+    n = len(given) if isinstance(given, list | tuple) else 1 if isinstance(given, str) else 0
+    return n + (1 if kwargs.get("system") or kwargs.get("instructions") else 0)
 
 
 _raw_types: dict[type, bool] = {}
@@ -204,8 +213,9 @@ def set_counts(
 
 
 def set_estimated(call: LLMCall, input_tokens: int, texts: list[str]) -> None:
-    """Usage for a stream that reported none: the prompt's estimate and the text seen."""
-    out = estimate_tokens("".join(texts)) if texts else 0
+    """Usage for a stream that reported none: the prompt's estimate and the text seen,
+    counted as the prompt is (:func:`~aiscope.capture.approx_tokens`)."""
+    out = approx_tokens("".join(texts)) if texts else 0
     set_counts(call, input_tokens, out, estimated=True)
 
 

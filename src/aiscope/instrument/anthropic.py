@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from aiscope.capture import LLMCall, estimate_tokens
+from aiscope.capture import LLMCall, approx_tokens
 from aiscope.instrument._calls import request_id_of, set_counts, set_estimated
 from aiscope.instrument._endpoint import Endpoint, count, messages_text, text_of
 from aiscope.instrument._patch import Target
@@ -95,7 +95,7 @@ class MessageEvents:
             set_usage(call, self._start_usage, self._out)
         else:
             if self._start_usage is not None:
-                out = estimate_tokens("".join(self._text)) if self._text else 0
+                out = approx_tokens("".join(self._text)) if self._text else 0
                 set_usage(call, self._start_usage, out, estimated=True)
             else:
                 set_estimated(call, self._est_in, self._text)

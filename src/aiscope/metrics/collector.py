@@ -97,6 +97,9 @@ def _multiprocess_dir() -> str | None:
 
 _CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+#: cost statuses of a record without a cost that is not an unpriced call: not priced
+#: yet (no pricing step), or a failed call that reported no usage (nothing to price)
+_PRICED_OR_NOTHING = frozenset({"not_priced", "no_usage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +453,7 @@ class MetricsCollector:
                     b.add_key(k)
             else:
                 b.zeros += 1
-        if cost is None and record.cost_status != "not_priced":
+        if cost is None and record.cost_status not in _PRICED_OR_NOTHING:
             self._count_unpriced(s.base, record.cost_status)
 
     def _raw_key(self, record: CallRecord) -> tuple[Any, ...]:
@@ -497,7 +500,7 @@ class MetricsCollector:
             self._add_bin(ch.latency_bins, latency)
             if ttft is not None:
                 self._add_bin(ch.ttft_bins, ttft)
-        if cost is None and record.cost_status != "not_priced":
+        if cost is None and record.cost_status not in _PRICED_OR_NOTHING:
             self._count_unpriced(ch.base, record.cost_status)
 
     def _series_for(self, record: CallRecord, raw: tuple[Any, ...]) -> Any:

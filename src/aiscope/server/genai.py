@@ -137,6 +137,7 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         for k, v in a.items()
         if k.startswith(TAG_PREFIX)
     }
+    error_type = a.get(ERROR_TYPE)
     record = CallRecord(
         model=model,
         provider=provider,
@@ -147,13 +148,14 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         latency_s=latency_s,
         usage=usage,
         cost_usd=_seconds(a, COST_USD),
+        status="error" if span.error or error_type else "ok",
     )
     try:
         check_bounds(record, "span")
     except ValueError as exc:
         raise InvalidCall(str(exc)) from None
-    pricing.price_record(record)  # keeps a cost the span already carries
-    error_type = a.get(ERROR_TYPE)
+    # keeps a cost the span already carries; a failed call without usage is "no_usage"
+    pricing.price_record(record)
     return {
         "project_id": project_id,
         "trace_id": span.trace_id,
@@ -175,7 +177,7 @@ def call_row(span: Span, project_id: str, pricing: Pricing) -> dict[str, Any]:
         "ttft_ms": None if ttft is None else ttft * 1000.0,
         "cost_usd": record.cost_usd,
         "cost_status": record.cost_status,
-        "status": "error" if span.error or error_type else "ok",
+        "status": record.status,
         "error_type": _opt(error_type, 256),
         "feature": _opt(tags.get("feature"), 256),
         "team": _opt(tags.get("team"), 256),

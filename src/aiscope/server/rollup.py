@@ -96,7 +96,9 @@ def _minute_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         for t in _TOKENS:
             row[t] += c[t]
         if c["cost_usd"] is None:
-            row["unpriced_calls"] += 1
+            # a failed call without usage has no cost, but no price is missing either
+            if c.get("cost_status") != "no_usage":
+                row["unpriced_calls"] += 1
         else:
             row["cost_usd"] += c["cost_usd"]
         sketch.add(row["latency_bins"], c["latency_ms"])

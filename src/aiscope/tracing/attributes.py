@@ -105,8 +105,10 @@ def record_attributes(record: CallRecord) -> dict[str, AttributeValue]:
     u = record.usage
     attrs = metric_attributes(record)
     attrs[REQUEST_STREAM] = record.streaming
-    attrs[USAGE_INPUT_TOKENS] = u.input_tokens
-    attrs[USAGE_OUTPUT_TOKENS] = u.output_tokens
+    if record.status == "ok" or record.has_usage:
+        # a failed call that reported no usage has none: absent, not zero
+        attrs[USAGE_INPUT_TOKENS] = u.input_tokens
+        attrs[USAGE_OUTPUT_TOKENS] = u.output_tokens
     attrs[REQUEST_ID] = record.request_id
     attrs[COST_STATUS] = record.cost_status
     if u.cache_read_tokens:

@@ -448,8 +448,8 @@ class _GenAIMetrics:
         self.duration.record(record.latency_s, timing)
         if record.streaming and record.time_to_first_token_s is not None:
             self.ttfc.record(record.time_to_first_token_s, attrs)
-        u = record.usage
-        if record.status == "ok" or u.input_tokens or u.output_tokens:
+        if record.status == "ok" or record.has_usage:
+            u = record.usage
             self.tokens.record(u.input_tokens, {**attrs, A.TOKEN_TYPE: "input"})
             self.tokens.record(u.output_tokens, {**attrs, A.TOKEN_TYPE: "output"})
 
