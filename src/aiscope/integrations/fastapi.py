@@ -43,7 +43,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.routing import Match
 
 from aiscope.context import tags
-from aiscope.health import HealthChecker
+from aiscope.health import HealthChecker, in_daemon_thread
 from aiscope.scope import Scope, current_scope
 
 Message = MutableMapping[str, Any]
@@ -323,12 +323,13 @@ def _health_response(report: Any) -> JSONResponse:
 
 
 async def _call_health(fn: HealthCheck, timeout_s: float) -> JSONResponse:
-    """Run a health function (sync in a worker thread, async awaited) under a timeout."""
+    """Run a health function (async awaited; sync in a daemon thread of its own, so a
+    hung one holds no worker of a pool the app needs) under a timeout."""
     try:
         if inspect.iscoroutinefunction(fn):
             pending: Awaitable[Any] = fn()
         else:
-            pending = asyncio.get_running_loop().run_in_executor(None, fn)
+            pending = in_daemon_thread(fn)
         report = await asyncio.wait_for(pending, timeout_s)
         if inspect.isawaitable(report):  # a sync function that returned a coroutine
             report = await asyncio.wait_for(report, timeout_s)
