@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, WebSocket
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
@@ -203,6 +203,13 @@ def test_span_names_are_the_ones_the_opentelemetry_fastapi_instrumentation_compu
     sub = FastAPI()
     sub.get("/inner/{n}")(lambda n: {"n": n})
     app.mount("/sub", sub)
+
+    @app.websocket("/ws/{room}")
+    async def ws(websocket: WebSocket, room: str) -> None:
+        await websocket.close()
+
+    ws_scope = {"type": "websocket", "path": "/ws/7", "app": app, "root_path": ""}
+    assert _span_details(dict(ws_scope)) == _get_default_span_details(dict(ws_scope))
     for method, path in [
         ("POST", "/items/7/summary"),
         ("GET", "/items/7/summary"),

@@ -147,9 +147,8 @@ def _span_details(scope: MutableMapping[str, Any]) -> tuple[str, dict[str, str]]
     if method == "_OTHER":
         method = "HTTP"
     if route == UNMATCHED:
-        return (method or "HTTP"), {}
-    attributes = {"http.route": route}
-    return (f"{method} {route}" if method else route), attributes
+        return method, {}
+    return f"{method} {route}", {"http.route": route}
 
 
 def _share_route_lookup(app: FastAPI) -> None:
