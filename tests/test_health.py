@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -196,3 +197,134 @@ async def test_the_tracer_is_an_exporter_to_check() -> None:
         assert check.status == "healthy" and check.message == "0 spans dropped in total"
     finally:
         tracer.shutdown(timeout=1)
+
+
+# -- Kubernetes probes over the FastAPI integration --------------------------------------
+def probe_app(health: object, **kw: object) -> object:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from aiscope.integrations.fastapi import instrument_app
+
+    app = FastAPI()
+    instrument_app(app, scope=aiscope.Scope(), health=health, **kw)  # type: ignore[arg-type]
+    return TestClient(app)
+
+
+def test_an_async_readiness_function_is_awaited_and_its_failing_checks_named_in_a_503() -> None:
+    breaker = CircuitBreaker("openai", failure_threshold=1, recovery_timeout_s=60)
+    checker = HealthChecker(breakers=[breaker], scope=aiscope.Scope())
+    http = probe_app(checker.readiness)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "coroutine ... was never awaited" would fail here
+        ok = http.get("/health")  # type: ignore[attr-defined]
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["checks"]["circuit:openai"]["status"] == "healthy"
+        breaker.record_failure()
+        down = http.get("/readyz")  # type: ignore[attr-defined]
+    assert down.status_code == 503
+    assert down.json()["failing"] == ["circuit:openai"]
+    assert down.json()["checks"]["circuit:openai"]["message"].startswith("circuit open")
+
+
+def test_livez_runs_only_liveness_checks_and_readyz_every_check() -> None:
+    with MockProvider(api_key="k") as mock:
+        client = aiscope.AiClient("openai/gpt-4o", api_key="k", base_url=mock.base_url("openai"))
+    # the provider is gone now: its real HTTP check is refused
+    checker = HealthChecker(clients=[client], scope=aiscope.Scope(), timeout_s=2.0)
+
+    async def db() -> bool:
+        await asyncio.sleep(0)
+        return False
+
+    checker.add_check("db", db)
+    checker.add_check("event_loop", lambda: True, liveness=True)
+    http = probe_app(checker)
+    live = http.get("/livez")  # type: ignore[attr-defined]
+    assert live.status_code == 200, live.text
+    assert set(live.json()["checks"]) == {"sinks", "event_loop"}
+    ready = http.get("/readyz")  # type: ignore[attr-defined]
+    assert ready.status_code == 503
+    assert sorted(ready.json()["failing"]) == ["db", "provider:openai"]
+    assert ready.json()["checks"]["circuit:openai"]["status"] == "healthy"
+    assert http.get("/health").status_code == 503  # type: ignore[attr-defined]
+
+
+def test_a_hung_async_check_times_out_on_its_own_and_readyz_names_it() -> None:
+    checker = HealthChecker(scope=aiscope.Scope())
+
+    async def vector_db() -> bool:
+        await asyncio.sleep(30)
+        return True
+
+    checker.add_check("vector_db", vector_db, timeout_s=0.2)
+    http = probe_app(checker)
+    t0 = time.perf_counter()
+    r = http.get("/readyz")  # type: ignore[attr-defined]
+    elapsed = time.perf_counter() - t0
+    assert r.status_code == 503
+    assert r.json()["failing"] == ["vector_db"]
+    assert r.json()["checks"]["vector_db"]["message"] == "timed out after 0.2s"
+    assert r.json()["checks"]["budget"]["status"] == "healthy"
+    assert elapsed < 5
+    assert http.get("/livez").status_code == 200  # type: ignore[attr-defined]
+
+
+def test_a_hung_or_failing_health_function_answers_503_naming_it() -> None:
+    release = threading.Event()
+
+    def stuck() -> dict[str, str]:
+        release.wait(30)
+        return {"status": "ok"}
+
+    t0 = time.perf_counter()
+    try:
+        r = probe_app(stuck, health_timeout_s=0.2).get("/readyz")  # type: ignore[attr-defined]
+    finally:
+        release.set()
+    assert time.perf_counter() - t0 < 5
+    assert r.status_code == 503
+    assert r.json() == {
+        "status": "unhealthy",
+        "failing": ["health"],
+        "message": "the health check timed out after 0.2s",
+    }
+
+    def broken() -> dict[str, str]:
+        raise ConnectionError("database refused")
+
+    r = probe_app(broken).get("/health")  # type: ignore[attr-defined]
+    assert (r.status_code, r.json()["message"]) == (503, "ConnectionError: database refused")
+    r = probe_app(lambda: "up").get("/health")  # type: ignore[attr-defined]
+    assert r.status_code == 500
+    assert "must return a mapping with a status" in r.json()["message"]
+
+
+def test_default_probes_check_the_scope() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from aiscope.integrations.fastapi import instrument_app
+
+    tracker = aiscope.CostTracker(budget_usd=0.001)
+    app = FastAPI()
+    instrument_app(app, scope=aiscope.Scope(cost_tracker=tracker))
+    http = TestClient(app)
+    assert http.get("/readyz").status_code == 200
+    tracker.record("openai", "gpt-4o", 100_000, 100_000, 5.0)
+    r = http.get("/readyz")
+    assert (r.status_code, r.json()["failing"]) == (503, ["budget"])
+    assert http.get("/livez").status_code == 200  # spending does not restart the pod
+
+
+async def test_check_sync_works_when_called_from_async_code() -> None:
+    checker = HealthChecker(scope=aiscope.Scope())
+    status = checker.check_sync()  # on a thread whose event loop is running
+    assert status.status == "healthy" and status.failing == []
+
+
+def test_bad_probe_arguments() -> None:
+    with pytest.raises(ValueError, match="health_timeout_s must be a number of seconds > 0"):
+        probe_app(None, health_timeout_s=0)
+    with pytest.raises(TypeError, match="health must be a HealthChecker or callable"):
+        probe_app("up")

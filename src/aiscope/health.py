@@ -64,13 +64,23 @@ class HealthStatus:
         return self.status != "unhealthy"
 
     @property
+    def failing(self) -> list[str]:
+        """The names of the unhealthy checks (what a 503 probe answer names)."""
+        return [name for name, r in self.checks.items() if r.status == "unhealthy"]
+
+    @property
     def details(self) -> dict[str, dict[str, Any]]:
         """``{check name: {"status", "latency_ms", "message"}}``."""
         return {name: r.as_dict() for name, r in self.checks.items()}
 
     def as_dict(self) -> dict[str, Any]:
-        """A JSON-friendly view (the /health endpoint's body)."""
-        return {"status": self.status, "is_healthy": self.is_healthy, "checks": self.details}
+        """A JSON-friendly view (the /health, /livez and /readyz endpoints' body)."""
+        return {
+            "status": self.status,
+            "is_healthy": self.is_healthy,
+            "failing": self.failing,
+            "checks": self.details,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,9 +118,10 @@ def _result(name: str, outcome: Any, latency_ms: float) -> CheckResult:
     return CheckResult(name, outcome, latency_ms, str(message))
 
 
-def _in_daemon_thread(fn: CheckFn) -> asyncio.Future[Any]:
-    """Run a sync check in a daemon thread of its own: a hung one then neither stalls
-    the event loop, nor holds a worker of the loop's executor, nor delays shutdown."""
+def in_daemon_thread(fn: CheckFn) -> asyncio.Future[Any]:
+    """Run a sync check (``fn()``) in a daemon thread of its own, as a future of the
+    running loop: a hung one then neither stalls the event loop, nor holds a worker of
+    the loop's executor, nor delays shutdown."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Any] = loop.create_future()
 
@@ -316,7 +327,7 @@ class HealthChecker:
             if inspect.iscoroutinefunction(check.fn):
                 pending: Awaitable[Any] = check.fn()
             else:
-                pending = _in_daemon_thread(check.fn)
+                pending = in_daemon_thread(check.fn)
             outcome = await asyncio.wait_for(pending, check.timeout_s)
             if inspect.isawaitable(outcome):
                 outcome = await asyncio.wait_for(outcome, check.timeout_s)
@@ -351,12 +362,28 @@ class HealthChecker:
         return await self._run(only_liveness=True)
 
     def check_sync(self) -> HealthStatus:
-        """:meth:`check` for code without an event loop."""
-        loop = asyncio.new_event_loop()
+        """:meth:`check` for sync code, also when called on a thread whose event loop is
+        running (a sync function called from async code): the checks then run on a loop
+        of their own in a worker thread, as a second loop cannot run on this one."""
         try:
-            return loop.run_until_complete(self.check())
-        finally:
-            loop.close()
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.check())
+        result: list[HealthStatus] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                result.append(asyncio.run(self.check()))
+            except BaseException as exc:
+                failure.append(exc)
+
+        worker = threading.Thread(target=run, name="aiscope-health-check-sync", daemon=True)
+        worker.start()
+        worker.join()
+        if failure:
+            raise failure[0]
+        return result[0]
 
 
 __all__ = ["STATUSES", "CheckResult", "HealthChecker", "HealthStatus"]

@@ -159,6 +159,7 @@ class Tracer:
             provider = own
         from aiscope import __version__
 
+        self._provider = provider
         self._otel = provider.get_tracer("aiscope", __version__)
         # Call spans the fast way where that is exactly what the SDK would export.
         self._calls = CallSpans.for_tracer(self._otel) if self._own_provider is not None else None
@@ -171,6 +172,13 @@ class Tracer:
 
     def __repr__(self) -> str:
         return f"Tracer(service_name={self.service_name!r}, processors={len(self.processors)})"
+
+    @property
+    def tracer_provider(self) -> trace.TracerProvider:
+        """The OpenTelemetry TracerProvider this Tracer's spans come from (its own, or the
+        global one with ``use_global_provider=True``): give it to other instrumentation
+        (HTTP server spans, ...) so their spans share its exporters and sampling."""
+        return self._provider
 
     # -- custom spans -------------------------------------------------------------------
     def span(
