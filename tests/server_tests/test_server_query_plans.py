@@ -5,12 +5,13 @@ The SQL checked is what the query functions really run (captured, then EXPLAINed
 
 from __future__ import annotations
 
+import json
 import random
 import time
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from aiscope.cost.pricing import Pricing
 from aiscope.server import queries
@@ -136,3 +137,56 @@ def test_aggregates_read_rollups_by_time_range(filled: Engine, group_by: str) ->
         for plan in plans:
             assert plan.bounded_by("minute"), str(plan)
             assert plan.full_scans() == [], str(plan)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_duplicate_check_of_a_batch_seeks_the_unique_index_whatever_the_statistics(
+    filled: Engine,
+) -> None:
+    # 400 analyzed rows in one project: a planner left to itself reads such a table
+    # by project and filters the trace ids, as it may a big table with stale statistics
+    plans: list[str] = []
+
+    @event.listens_for(filled, "before_cursor_execute")
+    def explain_in_place(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT") and "trace_id" in statement:
+            # EXPLAINed in the writer's own transaction: its settings are the ones used
+            raw = conn.connection.dbapi_connection.cursor()
+            raw.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            plans.append(json.dumps(raw.fetchone()[0]))
+
+    def batch(seed: int) -> ExportTraceServiceRequest:
+        req = ExportTraceServiceRequest()
+        ss = req.resource_spans.add().scope_spans.add()
+        rng = random.Random(seed)
+        for i in range(300):
+            s = ss.spans.add()
+            s.trace_id, s.span_id, s.name = rng.randbytes(16), rng.randbytes(8), "chat"
+            s.start_time_unix_nano = time.time_ns()
+            if i % 2:  # calls and plain spans: both tables are checked
+                kv = s.attributes.add()
+                kv.key, kv.value.string_value = "gen_ai.request.model", "gpt-4o"
+        return req
+
+    def counts() -> tuple[int, int, int]:
+        with filled.connect() as conn:
+            return tuple(  # type: ignore[return-value]
+                conn.execute(text(q)).scalar_one()
+                for q in (
+                    "SELECT count(*) FROM calls",
+                    "SELECT count(*) FROM spans",
+                    "SELECT sum(calls) FROM rollups WHERE resolution = 1",
+                )
+            )
+
+    before = counts()
+    try:
+        write(filled, to_batch(batch(4), P, Pricing()))
+        once = counts()
+        write(filled, to_batch(batch(4), P, Pricing()))  # re-sent: nothing new
+    finally:
+        event.remove(filled, "before_cursor_execute", explain_in_place)
+    assert once == (before[0] + 150, before[1] + 150, before[2] + 150)
+    assert counts() == once
+    for plan in plans:
+        assert "Seq Scan" not in plan and '"Index Cond": "((project_id)::text' not in plan, plan

@@ -85,13 +85,37 @@ def write_many(engine: Engine, batches: Sequence[Batch]) -> None:
     if not all_spans and not all_calls:
         return
     with write_lock(engine), engine.begin() as conn:
-        new_spans = _unseen(conn, spans, all_spans)
-        new_calls = _unseen(conn, calls, all_calls)
-        if new_spans:
-            bulk_insert(conn, spans, new_spans)
+        if conn.dialect.name == "postgresql":
+            # the unique index decides what is new, one probe per row (ON CONFLICT):
+            # a SELECT of the batch's trace ids was planned by statistics, and one
+            # planned as a scan of the project took minutes per request
+            if all_spans:
+                bulk_insert(conn, spans, all_spans)
+            new_calls = _first_of(all_calls, bulk_insert(conn, calls, all_calls, keys=True))
+        else:
+            # SQLite always seeks the unique index for this lookup
+            new_spans = _unseen(conn, spans, all_spans)
+            new_calls = _unseen(conn, calls, all_calls)
+            if new_spans:
+                bulk_insert(conn, spans, new_spans)
+            if new_calls:
+                bulk_insert(conn, calls, new_calls)
         if new_calls:
-            bulk_insert(conn, calls, new_calls)
             bulk_insert(conn, rollups, rollup_rows(new_calls))
+
+
+def _first_of(
+    rows: list[dict[str, Any]], inserted: set[tuple[str, str, str]]
+) -> list[dict[str, Any]]:
+    """The first of ``rows`` for each inserted (project, trace, span) key: the rows that
+    were stored, each once however often the batch repeats it."""
+    out = []
+    for r in rows:
+        key = (r["project_id"], r["trace_id"], r["span_id"])
+        if key in inserted:
+            inserted.discard(key)
+            out.append(r)
+    return out
 
 
 def _unseen(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,13 +151,18 @@ def _unseen(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[
 _JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))
 
 
-def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """``INSERT`` many rows through the driver's ``executemany`` directly.
+def bulk_insert(
+    conn: Connection, table: Table, rows: list[dict[str, Any]], *, keys: bool = False
+) -> set[tuple[str, str, str]]:
+    """``INSERT`` many rows through the driver's ``executemany`` directly; with ``keys``
+    (PostgreSQL) the (project, trace, span) keys of the rows actually inserted.
 
     SQLAlchemy's per-row parameter processing costs more than the insert itself
     at ingest rates; the rows here hold only str/int/float/bool/None and JSON
     columns (encoded here), which both drivers take as they are.
     """
+    if not rows:
+        return set()
     names = list(rows[0])
     json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON_TYPE)]
     values: list[Any] = list(map(itemgetter(*names), rows))  # the row tuples, in C
@@ -150,4 +179,21 @@ def bulk_insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> N
         f"INSERT INTO {table.name} ({', '.join(names)}) "
         f"VALUES ({', '.join([mark] * len(names))}){conflict}"
     )
-    conn.exec_driver_sql(sql, values)
+    if not keys:
+        conn.exec_driver_sql(sql, values)
+        return set()
+    # multi-row VALUES (bounded: PostgreSQL takes at most 65535 parameters a
+    # statement), whose RETURNING names the rows the unique index let in
+    inserted: set[tuple[str, str, str]] = set()
+    step = max(1, 30_000 // len(names))
+    row_marks = f"({', '.join([mark] * len(names))})"
+    for i in range(0, len(values), step):
+        chunk = values[i : i + step]
+        many = (
+            f"INSERT INTO {table.name} ({', '.join(names)}) "
+            f"VALUES {', '.join([row_marks] * len(chunk))}{conflict} "
+            "RETURNING project_id, trace_id, span_id"
+        )
+        flat = tuple(cell for row in chunk for cell in row)
+        inserted.update(map(tuple, conn.exec_driver_sql(many, flat)))
+    return inserted
