@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import JSON as JSON_TYPE
 from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.exc import DBAPIError
 
 from aiscope.cost.pricing import Pricing
 from aiscope.server import otlp
@@ -182,18 +183,18 @@ def bulk_insert(
     if not keys:
         conn.exec_driver_sql(sql, values)
         return set()
-    # multi-row VALUES (bounded: PostgreSQL takes at most 65535 parameters a
-    # statement), whose RETURNING names the rows the unique index let in
+    # psycopg's executemany pipelines the rows and keeps each one's RETURNING result
+    dbapi = conn.dialect.loaded_dbapi
+    returning = sql + " RETURNING project_id, trace_id, span_id"
+    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     inserted: set[tuple[str, str, str]] = set()
-    step = max(1, 30_000 // len(names))
-    row_marks = f"({', '.join([mark] * len(names))})"
-    for i in range(0, len(values), step):
-        chunk = values[i : i + step]
-        many = (
-            f"INSERT INTO {table.name} ({', '.join(names)}) "
-            f"VALUES {', '.join([row_marks] * len(chunk))}{conflict} "
-            "RETURNING project_id, trace_id, span_id"
-        )
-        flat = tuple(cell for row in chunk for cell in row)
-        inserted.update(map(tuple, conn.exec_driver_sql(many, flat)))
-    return inserted
+    try:
+        cursor.executemany(returning, values, returning=True)
+        while True:
+            inserted.update(map(tuple, cursor.fetchall()))
+            if not cursor.nextset():
+                return inserted
+    except dbapi.Error as exc:  # as SQLAlchemy's own errors: a lock timeout is a 503
+        raise DBAPIError.instance(returning, None, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
