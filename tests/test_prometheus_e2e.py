@@ -379,9 +379,9 @@ def test_prometheus_scrapes_and_queries(prometheus: PromServer, target: Target) 
         "gpt-4o": bucket_quantile(0.95, *_cumulative(a_latencies)),
         "claude-sonnet-4-20250514": bucket_quantile(0.95, *_cumulative(b_latencies)),
     }
-    # rank 95 of 100 lies in (2.56, 5.12]: 51 calls up to 2.56 s, 49 above
-    assert 2.56 < expected["gpt-4o"] <= 5.12
-    assert expected["gpt-4o"] == pytest.approx(2.56 + 2.56 * (95 - 51) / 49, abs=1e-12)
+    # rank 95 of 100 lies in (2.56, 5.0]: 51 calls up to 2.56 s, 49 above
+    assert 2.56 < expected["gpt-4o"] <= 5.0
+    assert expected["gpt-4o"] == pytest.approx(2.56 + 2.44 * (95 - 51) / 49, abs=1e-12)
     # rank 47.5 of 50 lies in (0.32, 0.64]: 4 calls up to 0.32 s, 46 above
     assert expected["claude-sonnet-4-20250514"] == pytest.approx(
         0.32 + 0.32 * (47.5 - 4) / 46, abs=1e-12

@@ -4,7 +4,9 @@ Exposition is ``prometheus_client``'s own (so the text is valid Prometheus and
 OpenMetrics), on a registry of the collector's own unless told otherwise. Label
 children are cached per label set, so recording a call costs the handful of
 counter/histogram updates it must do anyway. Percentiles come from DDSketch:
-constant memory for any number of calls, 1% relative accuracy by default.
+constant memory for any number of calls, 1% relative accuracy by default, with
+values counted in milliseconds in the same bins as :mod:`aiscope.sketch` (the
+server's rollups and the alert windows), so all three give the same percentile.
 """
 
 from __future__ import annotations
@@ -41,7 +43,11 @@ from aiscope.metrics.store import (
 )
 from aiscope.record import CallRecord, Usage
 
-#: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds).
+#: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds), plus
+#: the default alert thresholds (p95 > 5 s, p99 > 10 s) as boundaries: at a boundary
+#: ``histogram_quantile`` is exact (it is above the threshold exactly when more than
+#: 1 - q of the calls are), between two it interpolates and can fire for calls that
+#: are all well under it (every call at 5.5 s read as a p99 of 10.19 s in 5.12..10.24).
 DURATION_BUCKETS = (
     0.01,
     0.02,
@@ -52,7 +58,9 @@ DURATION_BUCKETS = (
     0.64,
     1.28,
     2.56,
+    5.0,
     5.12,
+    10.0,
     10.24,
     20.48,
     40.96,
@@ -420,8 +428,9 @@ class MetricsCollector:
                 # the bin update is written out here and for latency below, not
                 # called: a call per value would cost more than the rest of it
                 b = s.ttft_bins
-                if ttft > self._bin_min:
-                    k = ceil(log(ttft) / LN2 * self._bin_multiplier)
+                ms = ttft * 1000.0  # bins in ms, as the server's and the alerts' sketches
+                if ms > self._bin_min:
+                    k = ceil(log(ms) / LN2 * self._bin_multiplier)
                     i = k - b.offset
                     if 0 <= i < len(b.counts):
                         b.counts[i] += 1.0
@@ -441,8 +450,9 @@ class MetricsCollector:
             if cost:
                 v[lay.cost] += cost
             b = s.latency_bins
-            if latency > self._bin_min:
-                k = ceil(log(latency) / LN2 * self._bin_multiplier)
+            ms = latency * 1000.0
+            if ms > self._bin_min:
+                k = ceil(log(ms) / LN2 * self._bin_multiplier)
                 i = k - b.offset
                 if 0 <= i < len(b.counts):
                     b.counts[i] += 1.0
@@ -464,7 +474,8 @@ class MetricsCollector:
             *map(tags.get, self.tag_labels),
         )
 
-    def _add_bin(self, bins: Bins, value: float) -> None:
+    def _add_bin(self, bins: Bins, seconds: float) -> None:
+        value = seconds * 1000.0  # bins in ms (see on_record)
         if value > self._bin_min:
             bins.add_key(ceil(log(value) / LN2 * self._bin_multiplier))
         else:
@@ -703,7 +714,7 @@ class MetricsCollector:
 
         def q(x: float) -> float:
             v = sk.get_quantile_value(x)
-            return 0.0 if v is None else float(v) * 1000.0
+            return 0.0 if v is None else float(v)  # the bins are in ms already
 
         return LatencyPercentiles(model, int(sk.count), q(0.5), q(0.95), q(0.99))
 
