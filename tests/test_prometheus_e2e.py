@@ -438,6 +438,35 @@ report = tracker.get_report()
 print(json.dumps({"cost": report.by_model, "input": report.input_tokens}))
 """
 
+
+def test_prometheus_sees_an_idle_clients_circuit_closed_on_the_dashboard(
+    prometheus: PromServer, target: Target
+) -> None:
+    """Issue 12 item 6: a configured breaker's state is scraped before any call or
+    transition, and the dashboard's "Provider circuit state" panel reads it (0 closed)."""
+    from aiscope.dashboards import dashboard_queries, expand_variables, grafana_dashboard
+
+    client = aiscope.AiClient(
+        "anthropic/claude-sonnet-4-5",
+        api_key="k",
+        base_url="http://127.0.0.1:9",  # never called
+        metrics=target.collector,
+    )
+    _wait_for_scrape_after(prometheus, time.time())
+    states = {
+        r["metric"]["state"]: float(r["value"][1])
+        for r in prometheus.query('ai_lib_circuit_state{provider="anthropic"}')
+    }
+    assert states == {"closed": 1.0, "half_open": 0.0, "open": 0.0}
+    (panel,) = [
+        e for t, e in dashboard_queries(grafana_dashboard()) if t == "Provider circuit state"
+    ]
+    assert prometheus.by(expand_variables(panel, rate_interval="1m"), "provider") == {
+        "anthropic": 0.0
+    }
+    client.close()
+
+
 EXPORTER = """
 import json, urllib.request
 import aiscope

@@ -294,7 +294,15 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                 Panel(
                     "Provider circuit state",
                     "stat",
-                    [("max by (provider) (ai_lib_circuit_state)", "{{provider}}")],
+                    [
+                        (
+                            # one series per state (1 for the current one): 0 closed,
+                            # 1 half-open, 2 open, shown by the mappings below
+                            'max by (provider) (ai_lib_circuit_state{state="half_open"}) + 2 * '
+                            'max by (provider) (ai_lib_circuit_state{state="open"})',
+                            "{{provider}}",
+                        )
+                    ],
                     mappings=[
                         {
                             "type": "value",

@@ -11,13 +11,15 @@ server's rollups and the alert windows), so all three give the same percentile.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import weakref
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from math import ceil, log
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -42,6 +44,8 @@ from aiscope.metrics.store import (
     sketch_of,
 )
 from aiscope.record import CallRecord, Usage
+
+logger = logging.getLogger("aiscope.metrics")
 
 #: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds), plus
 #: the default alert thresholds (p95 > 5 s, p99 > 10 s) as boundaries: at a boundary
@@ -103,7 +107,41 @@ def _multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-_CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+#: the states of ``ai_lib_circuit_state`` (one series each, 1 for the current one)
+CIRCUIT_STATES = ("closed", "half_open", "open")
+
+
+class _Breaker(Protocol):
+    """What the collector reads of a circuit breaker (a CircuitBreaker)."""
+
+    @property
+    def state(self) -> str: ...
+
+
+class _CircuitReader:
+    """Reads a breaker's state when the gauges are scraped; the breaker is held weakly
+    (a client made per request must not be kept alive by its metrics), and once it is
+    gone the last state read stays."""
+
+    __slots__ = ("breaker", "last")
+
+    def __init__(self, breaker: _Breaker) -> None:
+        self.breaker = weakref.ref(breaker)
+        self.last = str(breaker.state)
+
+    def current(self) -> str:
+        b = self.breaker()
+        if b is not None:
+            try:
+                self.last = str(b.state)
+            except Exception:  # a scrape never fails because of a breaker
+                logger.debug("reading a circuit breaker's state failed", exc_info=True)
+        return self.last
+
+    def value(self, state: str) -> Callable[[], float]:
+        return lambda: 1.0 if self.current() == state else 0.0
+
+
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 
 
@@ -318,11 +356,13 @@ class MetricsCollector:
         )
         self.circuit_state = Gauge(
             f"{ns}_circuit_state",
-            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-            ["provider"],
+            "Circuit breaker state: 1 for the state each provider's breaker is in, else 0.",
+            ["provider", "state"],
             registry=reg,
             multiprocess_mode="mostrecent",
         )
+        #: bounded provider -> the watched breaker's reader (its gauges read it)
+        self._circuits: dict[str, _CircuitReader] = {}
         self.rate_limit_waits = Counter(
             f"{ns}_rate_limit_waits",
             "Requests that waited for the client-side rate limiter.",
@@ -612,11 +652,40 @@ class MetricsCollector:
         r = self._bounded("error_type", self.labels.table("error_type"), reason)
         self.retries.labels(m, p, r).inc()
 
+    def watch_circuit(self, breaker: _Breaker, provider: str) -> None:
+        """Export ``breaker``'s state as ``ai_lib_circuit_state{provider, state}`` from now
+        on (one series per state, 1 for the current one), not only after its first
+        transition. AiClient calls it for its breaker; calling it again is a no-op.
+
+        In a single process the gauges read the breaker when scraped (so an open
+        circuit whose timeout passed shows half-open); in multiprocess mode a scrape
+        reads only what each process wrote, so they are set now and on every
+        :meth:`circuit_transition`."""
+        p = self._bounded("provider", self._provider_tbl, provider)
+        with self._lock:
+            reader = self._circuits.get(p)
+            if reader is not None and reader.breaker() is breaker:
+                return
+            reader = self._circuits[p] = _CircuitReader(breaker)
+        if _multiprocess_dir():
+            self._set_circuit_state(p, reader.last)
+            return
+        for state in CIRCUIT_STATES:
+            self.circuit_state.labels(p, state).set_function(reader.value(state))
+
+    def _set_circuit_state(self, provider: str, current: str) -> None:
+        for state in CIRCUIT_STATES:
+            self.circuit_state.labels(provider, state).set(1.0 if state == current else 0.0)
+
     def circuit_transition(self, provider: str, old: str, new: str) -> None:
         """A provider's circuit breaker moved from ``old`` to ``new``."""
+        if new not in CIRCUIT_STATES:
+            raise ValueError(f"circuit state must be one of {', '.join(CIRCUIT_STATES)}: {new!r}")
         p = self._bounded("provider", self._provider_tbl, provider)
         self.circuit_transitions.labels(p, old, new).inc()
-        self.circuit_state.labels(p).set(_CIRCUIT_VALUES.get(new, 0))
+        if p not in self._circuits or _multiprocess_dir():
+            # a watched breaker's gauges read it at scrape time; the others are set here
+            self._set_circuit_state(p, new)
 
     def rate_limit_wait(self, provider: str, seconds: float) -> None:
         """A request waited ``seconds`` for the client-side rate limiter."""
