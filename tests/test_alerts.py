@@ -156,7 +156,7 @@ def test_defaults_are_the_seed_table_in_aggregate_and_per_model() -> None:
         ({"window": 0}, "window must be > 0"),
         ({"for_": -1}, "for_ must be >= 0"),
         ({"group_by": ("user",)}, "group_by must be a tuple of"),
-        ({"name": "has space"}, "rule name must be an identifier"),
+        ({"name": "has space"}, "rule name must be letters, digits and underscores"),
     ],
 )
 def test_bad_rules_are_clear_errors(kwargs: dict[str, Any], match: str) -> None:

@@ -26,6 +26,7 @@ import yaml
 
 from aiscope.alerts.rules import AlertRule, default_rules, format_duration, latency_quantile
 from aiscope.metrics.collector import DURATION_BUCKETS
+from aiscope.names import check_group_name, check_namespace
 
 #: labels of ai_lib_quality_score (it has no provider/team)
 _QUALITY_LABELS = ("model", "feature")
@@ -33,6 +34,7 @@ _QUALITY_LABELS = ("model", "feature")
 
 def signal_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
     """The PromQL expression of ``rule``'s signal (without the comparison)."""
+    check_namespace(namespace)
     if not isinstance(rule.signal, str):
         raise ValueError(
             f"rule {rule.name!r}: a custom signal function cannot be exported to Prometheus"
@@ -131,6 +133,8 @@ def prometheus_rules(
 ) -> dict[str, Any]:
     """A Prometheus rules file (as a dict) holding ``rules`` (the defaults if None),
     over the metrics of ``MetricsCollector(namespace=..., duration_buckets=...)``."""
+    check_group_name(group)
+    check_namespace(namespace)
     chosen = list(default_rules() if rules is None else rules)
     grp: dict[str, Any] = {"name": group}
     if interval is not None:

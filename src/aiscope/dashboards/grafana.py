@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiscope.names import check_namespace
+
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 #: the per-call series selector: every dashboard variable
@@ -414,7 +416,9 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
 def grafana_dashboard(
     *, title: str = "aiscope: LLM operations", uid: str = "aiscope-llm", namespace: str = "ai_lib"
 ) -> dict[str, Any]:
-    """The dashboard as a dict (``json.dumps`` it, or use :func:`export_grafana_dashboard`)."""
+    """The dashboard as a dict (``json.dumps`` it, or use :func:`export_grafana_dashboard`),
+    over the metrics of ``MetricsCollector(namespace=namespace)``."""
+    check_namespace(namespace)
     panels: list[dict[str, Any]] = []
     y, pid = 0, 1
     for row_title, row_panels in _rows():

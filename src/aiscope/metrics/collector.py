@@ -43,6 +43,7 @@ from aiscope.metrics.store import (
     key_function,
     sketch_of,
 )
+from aiscope.names import check_label_name, check_namespace
 from aiscope.record import CallRecord, Usage
 
 logger = logging.getLogger("aiscope.metrics")
@@ -264,15 +265,13 @@ class MetricsCollector:
 
         if registry is not None and use_global_registry:
             raise ValueError("give either registry or use_global_registry=True, not both")
+        check_namespace(namespace)
+        if isinstance(tag_labels, str):
+            raise ValueError(f"tag_labels must be a sequence of label names, got {tag_labels!r}")
         for name in tag_labels:
-            if (
-                not isinstance(name, str)
-                or not name.isidentifier()
-                or name in ("model", "provider")
-            ):
-                raise ValueError(
-                    f"tag_labels must be identifiers other than model/provider: {name!r}"
-                )
+            check_label_name(name, "a tag_labels entry")
+            if name in ("model", "provider", "status", "error_type", "type"):
+                raise ValueError(f"tag_labels must not repeat a label aiscope sets: {name!r}")
         if not 0.0 < percentile_accuracy < 1.0:
             raise ValueError(f"percentile_accuracy must be in (0, 1), got {percentile_accuracy!r}")
         if isinstance(max_series, bool) or not isinstance(max_series, int) or max_series < 1:
