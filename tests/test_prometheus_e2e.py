@@ -536,3 +536,41 @@ def test_multiprocess_mode_aggregates_workers(tmp_path: Path) -> None:
     assert _sums(served, "ai_lib_requests_total", "model") == requests
     _assert_lint_clean(text)
     _assert_lint_clean(served)
+
+
+CIRCUIT_WORKER = """
+import sys
+import aiscope
+from aiscope.resilience import CircuitBreaker
+mc = aiscope.MetricsCollector()
+healthy = aiscope.AiClient("openai/gpt-4o", api_key="k", base_url="http://127.0.0.1:9",
+                           metrics=mc)
+failing = aiscope.AiClient("anthropic/claude-sonnet-4-5", api_key="k",
+                           base_url="http://127.0.0.1:9", metrics=mc,
+                           circuit_breaker=CircuitBreaker("anthropic", failure_threshold=1))
+failing.breaker.record_failure()
+print(failing.circuit_state())
+"""
+
+
+def test_multiprocess_mode_exports_each_breakers_state_from_the_start(tmp_path: Path) -> None:
+    mp_dir = tmp_path / "multiproc"
+    mp_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mp_dir)}
+    env.pop("prometheus_multiproc_dir", None)
+    assert _finish(_run_python(CIRCUIT_WORKER, env)).strip() == "open"
+    text = json.loads(_finish(_run_python(EXPORTER, env)))["text"]
+    states = {
+        (s.labels["provider"], s.labels["state"]): s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "ai_lib_circuit_state"
+        for s in f.samples
+    }
+    assert states == {
+        ("openai", "closed"): 1.0,
+        ("openai", "half_open"): 0.0,
+        ("openai", "open"): 0.0,
+        ("anthropic", "closed"): 0.0,
+        ("anthropic", "half_open"): 0.0,
+        ("anthropic", "open"): 1.0,
+    }
