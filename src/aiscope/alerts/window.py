@@ -26,7 +26,11 @@ from aiscope.record import CallRecord
 
 Key = tuple[str, str, str, str]  # model, provider, feature, team
 _LABEL_INDEX = {"model": 0, "provider": 1, "feature": 2, "team": 3}
-_LN2, _MULT, _MIN, _ZERO_KEY = sketch.LN2, sketch.MULTIPLIER, sketch.MIN_VALUE, sketch.ZERO_KEY
+# sketch.key(seconds * 1000) as log(seconds) * _SCALE + _SHIFT: the same bins, fewer steps
+_SCALE = sketch.MULTIPLIER / sketch.LN2
+_SHIFT = math.log(1000.0) * _SCALE
+_MIN_S = sketch.MIN_VALUE / 1000.0
+_ZERO_KEY = sketch.ZERO_KEY
 _log, _ceil = math.log, math.ceil
 
 
@@ -193,9 +197,8 @@ class WindowStore:
             record.model, record.provider, tags.get("feature", ""), tags.get("team", "")
         )
         latency = record.latency_s
-        ms = latency * 1000.0
-        # aiscope.sketch.key(ms), inline: a call per record costs more than the rest
-        k = _ceil(_log(ms) / _LN2 * _MULT) if ms >= _MIN else _ZERO_KEY
+        # aiscope.sketch.key(latency in ms), inline: a call per record costs more than the rest
+        k = _ceil(_log(latency) * _SCALE + _SHIFT) if latency >= _MIN_S else _ZERO_KEY
         u = record.usage
         tokens = u.input_tokens + u.output_tokens
         cost = record.cost_usd or 0.0
@@ -210,7 +213,10 @@ class WindowStore:
             a.cost += cost
             a.tokens += tokens
             bins = a.bins
-            bins[k] = bins.get(k, 0) + 1
+            try:  # the bin is there but for a call's first in a bucket: cheaper than .get
+                bins[k] += 1
+            except KeyError:
+                bins[k] = 1
 
     def add_quality(
         self, score: float, at: float, model: str, provider: str, feature: str, team: str

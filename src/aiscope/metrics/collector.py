@@ -287,7 +287,13 @@ class MetricsCollector:
         ns, reg = namespace, self.registry
         self._lock = threading.Lock()
         self._layout = Layout(duration_buckets, ttft_buckets)
-        self._bin_multiplier, self._bin_min = key_function(percentile_accuracy)
+        multiplier, bin_min = key_function(percentile_accuracy)
+        # a latency of s seconds goes to bin ceil(log(s * 1000) / LN2 * multiplier), DDSketch's
+        # key of the value in ms (the bins of aiscope.sketch); as log(s) * scale + shift it
+        # costs no more than keying seconds did
+        self._bin_scale = multiplier / LN2
+        self._bin_shift = log(1000.0) * self._bin_scale
+        self._bin_min = bin_min / 1000.0  # in seconds
         #: bounded label key -> series (fast store) or children (multiprocess mode)
         self._children: dict[tuple[str, ...], Any] = {}
         #: raw (model, provider, status, error_type, *tag values) -> the same objects, for
@@ -467,9 +473,8 @@ class MetricsCollector:
                 # the bin update is written out here and for latency below, not
                 # called: a call per value would cost more than the rest of it
                 b = s.ttft_bins
-                ms = ttft * 1000.0  # bins in ms, as the server's and the alerts' sketches
-                if ms > self._bin_min:
-                    k = ceil(log(ms) / LN2 * self._bin_multiplier)
+                if ttft > self._bin_min:  # bins in ms, as the server's and the alerts'
+                    k = ceil(log(ttft) * self._bin_scale + self._bin_shift)
                     i = k - b.offset
                     if 0 <= i < len(b.counts):
                         b.counts[i] += 1.0
@@ -489,9 +494,8 @@ class MetricsCollector:
             if cost:
                 v[lay.cost] += cost
             b = s.latency_bins
-            ms = latency * 1000.0
-            if ms > self._bin_min:
-                k = ceil(log(ms) / LN2 * self._bin_multiplier)
+            if latency > self._bin_min:
+                k = ceil(log(latency) * self._bin_scale + self._bin_shift)
                 i = k - b.offset
                 if 0 <= i < len(b.counts):
                     b.counts[i] += 1.0
@@ -514,9 +518,8 @@ class MetricsCollector:
         )
 
     def _add_bin(self, bins: Bins, seconds: float) -> None:
-        value = seconds * 1000.0  # bins in ms (see on_record)
-        if value > self._bin_min:
-            bins.add_key(ceil(log(value) / LN2 * self._bin_multiplier))
+        if seconds > self._bin_min:  # bins in ms (see __init__)
+            bins.add_key(ceil(log(seconds) * self._bin_scale + self._bin_shift))
         else:
             bins.zeros += 1
 
