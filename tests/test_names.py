@@ -59,3 +59,19 @@ def test_a_tag_label_prometheus_cannot_take_or_aiscope_already_sets_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="tag_labels"):
         aiscope.MetricsCollector(tag_labels=(label,))
+
+
+@pytest.mark.parametrize("interval", ["5 minutes", "", "0s", "1.5m", "m"])
+def test_a_rule_group_interval_promtool_would_reject_is_refused(interval: str) -> None:
+    with pytest.raises(ValueError, match="interval must be"):
+        export_prometheus_rules(interval=interval)
+
+
+def test_a_valid_rule_group_interval_is_written() -> None:
+    assert "interval: 1m30s" in export_prometheus_rules(interval="1m30s")
+
+
+@pytest.mark.parametrize("uid", ["", "has space", "x" * 41, "ü"])
+def test_a_dashboard_uid_grafana_would_reject_is_refused(uid: str) -> None:
+    with pytest.raises(ValueError, match="dashboard uid must be"):
+        export_grafana_dashboard(uid=uid)

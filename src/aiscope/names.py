@@ -68,4 +68,35 @@ def check_group_name(value: object) -> str:
     return value
 
 
-__all__ = ["check_group_name", "check_label_name", "check_namespace", "check_rule_name"]
+#: a Prometheus duration as rule files take it (``30s``, ``1m``, ``1h30m``)
+_DURATION = re.compile(r"(?:\d+y)?(?:\d+w)?(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?(?:\d+ms)?")
+#: a Grafana dashboard uid: at most 40 letters, digits, '-' and '_'
+_UID = re.compile(r"[A-Za-z0-9_-]{1,40}")
+
+
+def check_interval(value: object, what: str = "interval") -> str:
+    """``value`` if it is a non-zero Prometheus duration (``"1m"``), else ``ValueError``."""
+    if not isinstance(value, str) or not value or not _DURATION.fullmatch(value):
+        raise ValueError(f"{what} must be a Prometheus duration like '30s' or '1m', got {value!r}")
+    if not any(c in "123456789" for c in value):
+        raise ValueError(f"{what} must be longer than 0, got {value!r}")
+    return value
+
+
+def check_dashboard_uid(value: object) -> str:
+    """``value`` if Grafana takes it as a dashboard uid, else ``ValueError``."""
+    if not isinstance(value, str) or not _UID.fullmatch(value):
+        raise ValueError(
+            f"dashboard uid must be 1 to 40 letters, digits, '-' or '_', got {value!r}"
+        )
+    return value
+
+
+__all__ = [
+    "check_dashboard_uid",
+    "check_group_name",
+    "check_interval",
+    "check_label_name",
+    "check_namespace",
+    "check_rule_name",
+]

@@ -26,7 +26,7 @@ import yaml
 
 from aiscope.alerts.rules import AlertRule, default_rules, format_duration, latency_quantile
 from aiscope.metrics.collector import DURATION_BUCKETS
-from aiscope.names import check_group_name, check_namespace
+from aiscope.names import check_group_name, check_interval, check_namespace
 
 #: labels of ai_lib_quality_score (it has no provider/team)
 _QUALITY_LABELS = ("model", "feature")
@@ -135,6 +135,8 @@ def prometheus_rules(
     over the metrics of ``MetricsCollector(namespace=..., duration_buckets=...)``."""
     check_group_name(group)
     check_namespace(namespace)
+    if interval is not None:
+        check_interval(interval)
     chosen = list(default_rules() if rules is None else rules)
     grp: dict[str, Any] = {"name": group}
     if interval is not None:

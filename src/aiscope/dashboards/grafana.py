@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiscope.names import check_namespace
+from aiscope.names import check_dashboard_uid, check_namespace
 
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
@@ -419,6 +419,7 @@ def grafana_dashboard(
     """The dashboard as a dict (``json.dumps`` it, or use :func:`export_grafana_dashboard`),
     over the metrics of ``MetricsCollector(namespace=namespace)``."""
     check_namespace(namespace)
+    check_dashboard_uid(uid)
     panels: list[dict[str, Any]] = []
     y, pid = 0, 1
     for row_title, row_panels in _rows():
