@@ -1,17 +1,28 @@
 """Synthetic workloads for the alert rules, fed both to the in-process evaluator and
 (as the counter/histogram series MetricsCollector would expose, sampled each minute)
 to ``promtool test rules``. Each scenario says by hand which of the 16 default rules
-(8 seed rules, in aggregate and per model) must be firing at its end."""
+(8 seed rules, in aggregate and per model) must be firing at its end.
+
+The promtool side is shipped: ``tests/promtool/aiscope-rules.yml`` (what
+``aiscope alerts export-prometheus`` writes) and ``tests/promtool/aiscope-rules.test.yml``
+(these scenarios as ``promtool test rules`` tests), so anyone can run
+``promtool test rules tests/promtool/aiscope-rules.test.yml``. After changing a
+scenario, a rule or the buckets, rewrite both with ``python tests/alert_scenarios.py``
+(``tests/test_alerts_prometheus.py`` fails until they are current).
+"""
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+import yaml
 from prometheus_client.utils import floatToGoString
 
-from aiscope.alerts import AlertEvaluator
+from aiscope.alerts import AlertEvaluator, AlertRule, default_rules, export_prometheus_rules
 from aiscope.feedback import Feedback
 from aiscope.metrics.collector import DURATION_BUCKETS
 from aiscope.record import CallRecord, Usage
@@ -114,6 +125,51 @@ SCENARIOS = [
             ("p95_latency_warning_by_model", "claude-sonnet-4-5"),
             ("p99_latency_critical", ""),
             ("p99_latency_critical_by_model", "claude-sonnet-4-5"),
+        },
+    ),
+    Scenario(  # gpt-4o alone at $1 a call: $120 today, over $0.10 a call, in both views
+        "expensive_calls",
+        lambda k: _n(4, Call("gpt-4o", 0.5, 1.0, 10, 10)),
+        {
+            ("daily_budget_warning", ""),
+            ("daily_budget_critical", ""),
+            ("daily_budget_warning_by_model", "gpt-4o"),
+            ("daily_budget_critical_by_model", "gpt-4o"),
+            ("cost_per_request_spike", ""),
+            ("cost_per_request_spike_by_model", "gpt-4o"),
+        },
+    ),
+    Scenario(  # every call at 5.5 s: a p95 over 5 s, but a p99 of 5.5 s, not over 10 s
+        # (interpolated in the old 5.12..10.24 s bucket the p99 read 10.19 s and fired)
+        "every_call_5_5s",
+        lambda k: [
+            *_n(5, Call("gpt-4o", 5.5, 0.001, 10, 10)),
+            *_n(5, Call("claude-sonnet-4-5", 5.5, 0.001, 10, 10)),
+        ],
+        {
+            ("p95_latency_warning", ""),
+            ("p95_latency_warning_by_model", "gpt-4o"),
+            ("p95_latency_warning_by_model", "claude-sonnet-4-5"),
+        },
+    ),
+    Scenario(  # every call at 4.8 s: just under the p95 threshold, nothing fires
+        "every_call_4_8s",
+        lambda k: _n(5, Call("gpt-4o", 4.8, 0.001, 10, 10)),
+        set(),
+    ),
+    Scenario(  # every call at 9.5 s: p95 over 5 s, p99 just under 10 s
+        "every_call_9_5s",
+        lambda k: _n(5, Call("gpt-4o", 9.5, 0.001, 10, 10)),
+        {("p95_latency_warning", ""), ("p95_latency_warning_by_model", "gpt-4o")},
+    ),
+    Scenario(  # every call at 10.5 s: just over 10 s, both latency rules fire
+        "every_call_10_5s",
+        lambda k: _n(5, Call("gpt-4o", 10.5, 0.001, 10, 10)),
+        {
+            ("p95_latency_warning", ""),
+            ("p95_latency_warning_by_model", "gpt-4o"),
+            ("p99_latency_critical", ""),
+            ("p99_latency_critical_by_model", "gpt-4o"),
         },
     ),
     Scenario(  # gpt-4o's answers score 0.6, claude's 0.9: the mean (0.75) is fine
@@ -225,3 +281,87 @@ def series_of(scenario: Scenario) -> dict[str, list[float]]:
             values.append(round(acc, 9))
         out[name] = values
     return out
+
+
+# -- as promtool tests (the shipped files) ------------------------------------------------
+PROMTOOL_DIR = Path(__file__).parent / "promtool"
+RULES_FILE = PROMTOOL_DIR / "aiscope-rules.yml"
+TESTS_FILE = PROMTOOL_DIR / "aiscope-rules.test.yml"
+
+
+def _exp_alert(rule: AlertRule, model: str) -> dict[str, Any]:
+    labels = {"severity": rule.severity}
+    where = ""
+    if model:
+        labels["model"] = model
+        where = f" model={model}"
+    return {
+        "exp_labels": labels,
+        "exp_annotations": {
+            "summary": f"{rule.name}{where}: {rule.signal_name} {rule.comparison} "
+            f"{rule.threshold:g}",
+            "description": rule.description,
+        },
+    }
+
+
+def _values(values: list[float]) -> str:
+    """promtool's notation for a series: ``a+bxN`` when it grows by ``b`` a minute."""
+    step = values[1] - values[0]
+    if all(abs(v - (values[0] + step * i)) < 1e-9 for i, v in enumerate(values)):
+        return f"{values[0]:g}+{round(step, 9):g}x{len(values) - 1}"
+    return " ".join(f"{v:g}" for v in values)
+
+
+def promtool_test(scenario: Scenario, expected: set[tuple[str, str]]) -> dict[str, Any]:
+    """One ``promtool test rules`` test: the scenario's series, and for every one of the
+    16 rules the alerts that must be firing at the end (``expected``; none elsewhere)."""
+    rules = default_rules()
+    return {
+        "name": scenario.name,
+        "interval": "1m",
+        "input_series": [
+            {"series": name, "values": _values(values)}
+            for name, values in sorted(series_of(scenario).items())
+        ],
+        "alert_rule_test": [
+            {
+                "eval_time": f"{MINUTES}m",
+                "alertname": rule.name,
+                "exp_alerts": [
+                    _exp_alert(rule, model)
+                    for rule_name, model in sorted(expected)
+                    if rule_name == rule.name
+                ],
+            }
+            for rule in rules
+        ],
+    }
+
+
+def promtool_tests_text(rules_file: str = RULES_FILE.name) -> str:
+    """The shipped test file: every scenario, with its hand-written expectations."""
+    doc = {
+        "rule_files": [rules_file],
+        "evaluation_interval": "1m",
+        "tests": [promtool_test(s, s.expected) for s in SCENARIOS],
+    }
+    header = (
+        "# promtool test rules for every rule of aiscope-rules.yml (aiscope alerts\n"
+        "# export-prometheus), from tests/alert_scenarios.py: regenerate both with\n"
+        "# `python tests/alert_scenarios.py`, run with\n"
+        "# `promtool test rules tests/promtool/aiscope-rules.test.yml`.\n"
+    )
+    return header + yaml.safe_dump(doc, sort_keys=False, width=100_000)
+
+
+def write_promtool_files() -> None:
+    """Rewrite the shipped rules file and its promtool tests."""
+    PROMTOOL_DIR.mkdir(exist_ok=True)
+    export_prometheus_rules(RULES_FILE)
+    TESTS_FILE.write_text(promtool_tests_text(), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_promtool_files()
+    print(f"wrote {RULES_FILE} and {TESTS_FILE}")

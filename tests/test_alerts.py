@@ -156,7 +156,7 @@ def test_defaults_are_the_seed_table_in_aggregate_and_per_model() -> None:
         ({"window": 0}, "window must be > 0"),
         ({"for_": -1}, "for_ must be >= 0"),
         ({"group_by": ("user",)}, "group_by must be a tuple of"),
-        ({"name": "has space"}, "rule name must be an identifier"),
+        ({"name": "has space"}, "rule name must be letters, digits and underscores"),
     ],
 )
 def test_bad_rules_are_clear_errors(kwargs: dict[str, Any], match: str) -> None:
@@ -174,17 +174,17 @@ def test_bad_rules_are_clear_errors(kwargs: dict[str, Any], match: str) -> None:
 def test_pending_firing_renotify_resolved() -> None:
     ev = AlertEvaluator([SLOW])
     t0 = 1_700_000_000.0
-    for i in range(10):  # 1 in 10 calls takes 7 s: p95 in (5.12, 10.24]
-        ev.on_record(_call(t0 + i, latency=7.0 if i == 0 else 0.5))
+    for i in range(10):  # 2 in 10 calls take 7 s: the p95 is 7 s
+        ev.on_record(_call(t0 + i, latency=7.0 if i < 2 else 0.5))
     assert ev.evaluate(t0 + 10) == []
     assert [a.state for a in ev.active()] == ["pending"]
     (fired,) = ev.evaluate(t0 + 130)  # held for 2 min: fires, once
     assert (fired.state, fired.rule, fired.renotify) == ("firing", "slow", False)
-    assert fired.value == pytest.approx(5120 + 5120 * (9.5 - 9) / 1)
+    assert fired.value == pytest.approx(7000, rel=0.01)  # the sketch: within 1%
     assert ev.evaluate(t0 + 200) == []
     for start in (400, 700):  # still slow later on
         for i in range(10):
-            ev.on_record(_call(t0 + start + i, latency=7.0 if i == 0 else 0.5))
+            ev.on_record(_call(t0 + start + i, latency=7.0 if i < 2 else 0.5))
     assert ev.evaluate(t0 + 420) == []  # within the cooldown
     (again,) = ev.evaluate(t0 + 130 + 600)
     assert again.renotify and again.state == "firing"

@@ -1,6 +1,7 @@
-"""The exported Prometheus rules: promtool accepts them, ``promtool test rules`` fires
-each of the eight seed rules from synthetic series, and the in-process evaluator fires
-exactly the same rules on the same workloads."""
+"""The exported Prometheus rules: promtool accepts them, ``promtool test rules`` (the
+shipped ``tests/promtool/aiscope-rules.test.yml``) fires each of the 16 rules from
+synthetic series and no others, and the in-process evaluator fires exactly the same
+rules on the same workloads."""
 
 from __future__ import annotations
 
@@ -12,8 +13,18 @@ import pytest
 import yaml
 
 from aiscope.alerts import AlertRule, default_rules, export_prometheus_rules, signal_promql
+from aiscope.alerts.prometheus import check_latency_threshold
 from aiscope.alerts.rules import SEED_RULES
-from alert_scenarios import MINUTES, SCENARIOS, Scenario, run_in_process, series_of
+from aiscope.metrics.collector import DURATION_BUCKETS
+from alert_scenarios import (
+    RULES_FILE,
+    SCENARIOS,
+    TESTS_FILE,
+    Scenario,
+    promtool_test,
+    promtool_tests_text,
+    run_in_process,
+)
 from conftest import require_binary
 
 RULE_NAMES = [r.name for r in default_rules()]
@@ -23,45 +34,6 @@ def _rules_file(tmp_path: Path) -> Path:
     path = tmp_path / "aiscope-rules.yml"
     export_prometheus_rules(path)
     return path
-
-
-def _exp_alert(rule: AlertRule, model: str) -> dict[str, Any]:
-    labels = {"severity": rule.severity}
-    where = ""
-    if model:
-        labels["model"] = model
-        where = f" model={model}"
-    return {
-        "exp_labels": labels,
-        "exp_annotations": {
-            "summary": f"{rule.name}{where}: {rule.signal_name} {rule.comparison} "
-            f"{rule.threshold:g}",
-            "description": rule.description,
-        },
-    }
-
-
-def _promtool_test(scenario: Scenario, expected: set[tuple[str, str]]) -> dict[str, Any]:
-    by_name = {r.name: r for r in default_rules()}
-    return {
-        "interval": "1m",
-        "input_series": [
-            {"series": name, "values": " ".join(f"{v:g}" for v in values)}
-            for name, values in sorted(series_of(scenario).items())
-        ],
-        "alert_rule_test": [
-            {
-                "eval_time": f"{MINUTES}m",
-                "alertname": name,
-                "exp_alerts": [
-                    _exp_alert(by_name[name], model)
-                    for rule_name, model in sorted(expected)
-                    if rule_name == name
-                ],
-            }
-            for name in RULE_NAMES
-        ],
-    }
 
 
 def _run_promtool(tmp_path: Path, tests: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
@@ -108,12 +80,44 @@ def test_in_process_evaluator_fires_the_expected_rules(scenario: Scenario) -> No
     assert run_in_process(scenario) == scenario.expected
 
 
-def test_promtool_fires_the_same_rules_as_the_evaluator(tmp_path: Path) -> None:
-    """One ``promtool test rules`` run: for every scenario and every one of the 16 rules,
-    the alerts firing at the end are exactly the expected ones (none where none is
-    expected) — the set the in-process evaluator fires (test above)."""
-    tests = [_promtool_test(s, run_in_process(s)) for s in SCENARIOS]
-    res = _run_promtool(tmp_path, tests)
+def test_shipped_rules_file_is_what_aiscope_exports() -> None:
+    assert RULES_FILE.read_text(encoding="utf-8") == export_prometheus_rules(), (
+        "tests/promtool/aiscope-rules.yml is stale: run python tests/alert_scenarios.py"
+    )
+
+
+def test_shipped_promtool_tests_are_the_scenarios() -> None:
+    assert TESTS_FILE.read_text(encoding="utf-8") == promtool_tests_text(), (
+        "tests/promtool/aiscope-rules.test.yml is stale: run python tests/alert_scenarios.py"
+    )
+
+
+def test_shipped_promtool_tests_cover_every_exported_rule_firing_and_silent() -> None:
+    exported = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    names = {r["alert"] for g in exported["groups"] for r in g["rules"]}
+    doc = yaml.safe_load(TESTS_FILE.read_text(encoding="utf-8"))
+    fires: set[str] = set()
+    silent: set[str] = set()
+    for test in doc["tests"]:
+        for check in test["alert_rule_test"]:
+            (fires if check["exp_alerts"] else silent).add(check["alertname"])
+    assert names == set(RULE_NAMES)
+    assert fires == names, f"never expected to fire: {sorted(names - fires)}"
+    assert silent == names, f"never expected to stay silent: {sorted(names - silent)}"
+
+
+def test_promtool_passes_the_shipped_rule_tests() -> None:
+    """``promtool test rules`` on the shipped file: for every scenario and every one of
+    the 16 rules, the alerts firing at the end are exactly the expected ones (none where
+    none is expected), the set the in-process evaluator fires (test above)."""
+    promtool = require_binary("promtool")
+    res = subprocess.run(
+        [promtool, "test", "rules", str(TESTS_FILE)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert res.returncode == 0, (res.stdout + res.stderr)[-6000:]
     assert "SUCCESS" in res.stdout
 
@@ -121,9 +125,33 @@ def test_promtool_fires_the_same_rules_as_the_evaluator(tmp_path: Path) -> None:
 def test_promtool_test_would_catch_a_wrong_expectation(tmp_path: Path) -> None:
     """The check above can fail: claiming the quiet workload fires a budget alert does."""
     quiet = next(s for s in SCENARIOS if s.name == "quiet")
-    res = _run_promtool(tmp_path, [_promtool_test(quiet, {("daily_budget_warning", "")})])
+    res = _run_promtool(tmp_path, [promtool_test(quiet, {("daily_budget_warning", "")})])
     assert res.returncode != 0
     assert "daily_budget_warning" in res.stdout + res.stderr
+
+
+def test_every_call_at_5_5s_fires_the_p95_warning_and_not_the_p99_critical() -> None:
+    """Issue 12 item 2: in process the p99 of calls all at 5.5 s read 10.19 s (interpolated
+    in the 5.12..10.24 s bucket) and raised the critical alert."""
+    scenario = next(s for s in SCENARIOS if s.name == "every_call_5_5s")
+    fired = run_in_process(scenario)
+    assert ("p95_latency_warning", "") in fired
+    assert not any(name.startswith("p99_latency_critical") for name, _ in fired)
+
+
+@pytest.mark.parametrize("rule", [r for r in default_rules() if "latency" in r.name])
+def test_every_default_latency_threshold_is_a_duration_bucket_boundary(rule: AlertRule) -> None:
+    assert rule.threshold / 1000.0 in DURATION_BUCKETS
+
+
+def test_a_latency_threshold_between_buckets_is_refused_naming_the_fix() -> None:
+    rule = AlertRule("slow", "warning", "latency_p95_ms", ">", 3000, window="5m")
+    with pytest.raises(ValueError, match=r"'slow'.*3000 ms is not a bucket boundary.*add 3 "):
+        export_prometheus_rules(rules=[rule])
+    # with the buckets the collector really has, it is exported
+    text = export_prometheus_rules(rules=[rule], duration_buckets=(1.0, 3.0, 10.0))
+    assert "> 3000.0" in text
+    check_latency_threshold(rule, (3.0,))
 
 
 def test_custom_signal_cannot_be_exported() -> None:

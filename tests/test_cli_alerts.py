@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from aiscope.cli import app
+from conftest import require_binary
 
 runner = CliRunner()
 
@@ -109,3 +112,56 @@ def test_a_bad_rules_file_is_a_clear_error(tmp_path: Path) -> None:
         app, ["alerts", "export-prometheus", "--rules", str(path)], env={"COLUMNS": "200"}
     )
     assert result.exit_code == 2 and "rules[0]: threshold must be a finite number" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["alerts", "export-prometheus", "--namespace", "bad-ns"], "did you mean 'bad_ns'?"),
+        (["alerts", "export-prometheus", "--group", ""], "rule group name must not be empty"),
+        (["alerts", "export-prometheus", "--group", " "], "rule group name must not be empty"),
+        (["dashboard", "export", "--namespace", "bad-ns"], "got 'bad-ns'"),
+        (["alerts", "export-prometheus", "--duration-buckets", "1,x"], "'x' is not a number"),
+    ],
+)
+def test_a_name_promtool_or_prometheus_would_refuse_exits_2_naming_it(
+    args: list[str], message: str
+) -> None:
+    """Issue 12 item 23: --namespace bad-ns and --group '' exited 0 with a file promtool
+    rejects (and rules that never match MetricsCollector's escaped bad_ns_ names)."""
+    result = runner.invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "error:" in result.stderr
+    assert result.stdout == ""  # no half-written file on stdout
+
+
+def test_export_prometheus_writes_what_promtool_accepts_for_a_valid_namespace(
+    tmp_path: Path,
+) -> None:
+    promtool = require_binary("promtool")
+    out = tmp_path / "rules.yml"
+    args = ["alerts", "export-prometheus", "--namespace", "shop_llm", "--group", "shop llm"]
+    result = runner.invoke(app, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "shop_llm_request_duration_seconds_bucket" in out.read_text()
+    check = subprocess.run(
+        [promtool, "check", "rules", str(out)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_latency_rule_off_the_default_buckets_exports_with_the_collectors_buckets(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rules.yml"
+    path.write_text(
+        "- {name: slow, severity: warning, signal: latency_p95_ms, comparison: '>', "
+        "threshold: 3000}\n"
+    )
+    result = runner.invoke(app, ["alerts", "export-prometheus", "--rules", str(path)])
+    assert result.exit_code == 2 and "add 3 to the buckets" in result.stderr
+    result = runner.invoke(
+        app, ["alerts", "export-prometheus", "--rules", str(path), "--duration-buckets", "1,3,10"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "> 3000.0" in result.stdout

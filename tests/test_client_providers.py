@@ -4,9 +4,12 @@ over real HTTP on loopback: non-streaming and streaming, usage and cost as sent.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import weakref
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 import aiscope
 from aiscope import CostTracker, MetricsCollector, Pricing
@@ -181,6 +184,65 @@ def test_429_storm_gives_rate_limit_error_record(mock: MockProvider) -> None:
     assert report.error_count == 1 and report.call_count == 1
     text = client.scope.metrics.export_prometheus()  # type: ignore[union-attr]
     assert 'error_type="RateLimitError"' in text and "ai_lib_retries_total{" in text
+
+
+def _circuit_series(client: AiClient) -> dict[tuple[str, str], float]:
+    text = client.scope.metrics.export_prometheus()  # type: ignore[union-attr]
+    out = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "ai_lib_circuit_state":
+            for sample in family.samples:
+                out[(sample.labels["provider"], sample.labels["state"])] = sample.value
+    return out
+
+
+def test_a_new_clients_circuit_state_is_exported_closed_before_any_call(
+    mock: MockProvider,
+) -> None:
+    """Issue 12 item 6: the gauge used to appear only at the first transition, so a
+    healthy service had an empty "Provider circuit state" panel."""
+    client = _client(mock, "openai", "gpt-4o")
+    assert _circuit_series(client) == {
+        ("openai", "closed"): 1.0,
+        ("openai", "half_open"): 0.0,
+        ("openai", "open"): 0.0,
+    }
+
+
+def test_circuit_state_series_follow_the_breaker_and_turn_half_open_at_scrape(
+    mock: MockProvider,
+) -> None:
+    clock = [0.0]
+    breaker = CircuitBreaker(
+        "openai", failure_threshold=2, recovery_timeout_s=10.0, clock=lambda: clock[0]
+    )
+    client = _client(
+        mock, "openai", "gpt-4o", retry=RetryPolicy(max_retries=0), circuit_breaker=breaker
+    )
+    mock.fail_next(status=500, times=2)
+    for _ in range(2):
+        with pytest.raises(ServerError):
+            client.chat().user("hi").execute_sync()
+    states = _circuit_series(client)
+    assert states[("openai", "open")] == 1.0 and states[("openai", "closed")] == 0.0
+    clock[0] += 10.0  # nobody calls: the scrape itself sees the breaker half-open
+    states = _circuit_series(client)
+    assert (states[("openai", "half_open")], states[("openai", "open")]) == (1.0, 0.0)
+
+
+def test_metrics_do_not_keep_a_dropped_clients_breaker_alive(mock: MockProvider) -> None:
+    metrics = MetricsCollector()
+    client = AiClient(
+        "openai/gpt-4o", api_key="test-key-123456", base_url=mock.base_url("openai"),
+        metrics=metrics,
+    )  # fmt: skip
+    gone = weakref.ref(client.breaker)
+    del client
+    gc.collect()
+    assert gone() is None
+    assert 'ai_lib_circuit_state{provider="openai",state="closed"} 1.0' in (
+        metrics.export_prometheus()
+    )  # the last state read stays
 
 
 def test_anthropic_overloaded_is_typed(mock: MockProvider) -> None:

@@ -315,6 +315,20 @@ def alerts_check(
         _print_alerts(result.alerts)
 
 
+def _buckets(text: str) -> tuple[float, ...]:
+    """Seconds from ``"0.5,1,5"``; ValueError naming the bad entry."""
+    out = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"--duration-buckets: {part.strip()!r} is not a number") from None
+        if not 0 < value < float("inf"):
+            raise ValueError(f"--duration-buckets: {part.strip()!r} is not a positive number")
+        out.append(value)
+    return tuple(sorted(out))
+
+
 @alerts_app.command("export-prometheus")
 def alerts_export_prometheus(
     output: Annotated[
@@ -325,15 +339,29 @@ def alerts_export_prometheus(
     rules: Annotated[
         str | None, typer.Option(help="YAML file of alert rules (default: the built-in 16).")
     ] = None,
+    duration_buckets: Annotated[
+        str | None,
+        typer.Option(
+            help="The collector's duration_buckets in seconds, comma-separated "
+            "(default: aiscope's); each latency threshold must be one of them."
+        ),
+    ] = None,
 ) -> None:
     """Write the alert rules as a Prometheus rules file."""
     from aiscope.alerts import export_prometheus_rules
+    from aiscope.metrics.collector import DURATION_BUCKETS
 
     chosen = _load_rules(rules)
     try:
-        text = export_prometheus_rules(output, chosen, group=group, namespace=namespace)
+        buckets = DURATION_BUCKETS if duration_buckets is None else _buckets(duration_buckets)
+        text = export_prometheus_rules(
+            output, chosen, group=group, namespace=namespace, duration_buckets=buckets
+        )
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] cannot write {output}: {exc.strerror or exc}")
         raise typer.Exit(2) from None
     if output is None:
         typer.echo(text, nl=False)
@@ -355,13 +383,21 @@ def dashboard_export(
     if fmt != "grafana":
         err_console.print(f"[red]error:[/red] unknown --format {fmt!r} (supported: grafana)")
         raise typer.Exit(2)
-    text = export_grafana_dashboard(namespace=namespace)
+    try:
+        text = export_grafana_dashboard(namespace=namespace)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     if output is None:
         typer.echo(text)
-    else:
+        return
+    try:
         with open(output, "w", encoding="utf-8") as f:
             f.write(text + "\n")
-        console.print(f"wrote {output}")
+    except OSError as exc:
+        err_console.print(f"[red]error:[/red] cannot write {output}: {exc.strerror or exc}")
+        raise typer.Exit(2) from None
+    console.print(f"wrote {output}")
 
 
 @app.command("mock-provider")

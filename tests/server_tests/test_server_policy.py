@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aiscope import AlertEvaluator, AlertRule, CallRecord, Usage
+from aiscope import AlertEvaluator, AlertRule, CallRecord, MetricsCollector, Usage
 from aiscope.record_json import record_to_json
 from aiscope.server import create_project
 from server_tests.harness import Running
@@ -189,13 +189,16 @@ def test_alert_rules_fire_on_stored_data_like_the_sdk(api: Api) -> None:
     assert spend["value"] == pytest.approx(0.7660)
     assert spend["since"] == pytest.approx(time.time(), abs=30)
 
-    # the SDK's evaluator, fed the same calls in process, gives the same values
-    sdk = AlertEvaluator([_sdk_rule(r) for r in RULES if r["signal"] in ("error_rate", "cost_usd")])
+    # the SDK's evaluator, fed the same calls in process, gives the same values (the
+    # p95 too: both read the same sketch)
+    sdk = AlertEvaluator(
+        [_sdk_rule(r) for r in RULES if r["signal"] in ("error_rate", "cost_usd", "latency_p95_ms")]
+    )
     for rec in records[:-1]:
         sdk.on_record(rec)
     sdk_values = {(a.rule, a.labels.get("model")): a.value for a in sdk.check(NOW)}
     assert sdk_values == {k: alerts[k]["value"] for k in sdk_values}
-    assert len(sdk_values) == 2
+    assert len(sdk_values) == 3
 
     # a rule replaced so that it no longer holds resolves
     assert api.post("/api/alert-rules", {**RULES[0], "threshold": 0.9}).status_code == 201
@@ -203,6 +206,44 @@ def test_alert_rules_fire_on_stored_data_like_the_sdk(api: Api) -> None:
     assert "error_rate_high" not in names
     assert api.delete("/api/alert-rules/error_rate_high") == 204
     assert api.delete("/api/alert-rules/error_rate_high") == 404
+
+
+def test_a_rule_over_all_calls_fires_in_a_project_without_feedback(api: Api) -> None:
+    """Without group_by the feedback query has no GROUP BY, so it returns one row (NULL,
+    0) even with no scores: that row used to make the rule fail to evaluate."""
+    api.send(_workload())
+    assert api.post("/api/alert-rules", RULES[1]).status_code == 201  # p95_slow, no group_by
+    (alert,) = api.get("/api/alerts")["alerts"]
+    assert alert["name"] == "p95_slow" and alert["value"] == pytest.approx(2000, rel=0.01)
+
+
+def test_calls_all_at_5_5s_are_one_p99_in_the_sdk_evaluator_the_server_and_the_metrics(
+    api: Api,
+) -> None:
+    """Issue 12 item 2: every call at 5.5 s read as a p99 of 10.19 s in process (and fired
+    the critical "p99 > 10 s"), 5.49 s on the server, 5.53 s in latency_percentiles()."""
+    records = [
+        _record("gpt-4o", "openai", latency_s=5.5, start_time=NOW - 60 + i * 0.1)
+        for i in range(100)
+    ]
+    api.send(records)
+    probe = {"name": "p99_probe", "severity": "info", "signal": "latency_p99_ms",
+             "comparison": ">", "threshold": 1000, "window": "5m"}  # fmt: skip
+    assert api.post("/api/alert-rules", probe).status_code == 201
+    (server,) = [a for a in api.get("/api/alerts")["alerts"] if a["name"] == "p99_probe"]
+    assert server["value"] == pytest.approx(5500, rel=0.01)
+
+    from aiscope.alerts import SEED_RULES
+
+    critical = next(r for r in SEED_RULES if r.name == "p99_latency_critical")
+    sdk = AlertEvaluator([_sdk_rule(probe), critical])
+    metrics = MetricsCollector()
+    for rec in records:
+        sdk.on_record(rec)
+        metrics.on_record(rec)
+    (mine,) = sdk.check(NOW)  # the probe only: the p99 is not over 10 s
+    assert mine.rule == "p99_probe"
+    assert mine.value == server["value"] == metrics.latency_percentiles().p99_ms
 
 
 def _sdk_rule(data: dict) -> AlertRule:

@@ -9,7 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, select
 
-from aiscope.server import sketch
+from aiscope import sketch
 from aiscope.server.db import migrate, normalize_url, open_engine
 from aiscope.server.queries import cover
 from aiscope.server.rollup import rollup_rows

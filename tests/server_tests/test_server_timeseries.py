@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import Status, StatusCode
 from sqlalchemy import delete, select
 
-from aiscope.server import create_project, sketch
+from aiscope import sketch
+from aiscope.server import create_project
 from aiscope.server.rollup import compact
 from aiscope.server.tables import calls
 from server_tests.harness import Running

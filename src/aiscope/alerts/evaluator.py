@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +24,6 @@ from aiscope.alerts.events import AlertEvent
 from aiscope.alerts.notifiers import Delivery, Notifier
 from aiscope.alerts.rules import AlertRule, default_rules, format_duration
 from aiscope.alerts.window import WindowStore, signal_value
-from aiscope.metrics.collector import DURATION_BUCKETS
 from aiscope.record import CallRecord
 
 log = logging.getLogger("aiscope.alerts")
@@ -63,7 +62,6 @@ class AlertEvaluator:
         notifiers: Iterable[Notifier] = (),
         *,
         resolution_s: float = 10.0,
-        duration_buckets: Sequence[float] = DURATION_BUCKETS,
         clock: Callable[[], float] = time.time,
         max_queue: int = 1000,
         max_retries: int = 3,
@@ -80,9 +78,7 @@ class AlertEvaluator:
         retention = max([r.window_s for r in self.rules if not r.daily] or [0.0])
         # ``store``: where the windows' numbers come from (the server passes one that
         # reads its stored rollups); by default, the calls recorded in this process
-        self._store = (
-            store if store is not None else WindowStore(retention, resolution_s, duration_buckets)
-        )
+        self._store = store if store is not None else WindowStore(retention, resolution_s)
         self._clock = clock
         self._lock = threading.Lock()
         self._states: dict[tuple[str, tuple[str, ...]], _State] = {}

@@ -7,17 +7,26 @@ Each rule's signal becomes a PromQL expression over ``ai_lib_cost_usd_total``,
 A ``"day"`` window becomes ``[1d]``: Prometheus has no calendar windows, so there
 the daily budget is the last 24 hours, where the in-process evaluator counts
 since midnight UTC (the two agree within one UTC day).
+
+A latency rule's threshold must be a bucket boundary of the duration histogram
+(``DURATION_BUCKETS`` has the default rules' 5 s and 10 s): ``histogram_quantile``
+interpolates inside a bucket, so between boundaries it can report a p99 over the
+threshold for calls that are all under it. There it is exact: over ``t`` exactly
+when more than ``1 - q`` of the calls took longer than ``t``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from aiscope.alerts.rules import AlertRule, default_rules, format_duration, latency_quantile
+from aiscope.metrics.collector import DURATION_BUCKETS
+from aiscope.names import check_group_name, check_interval, check_namespace
 
 #: labels of ai_lib_quality_score (it has no provider/team)
 _QUALITY_LABELS = ("model", "feature")
@@ -25,6 +34,7 @@ _QUALITY_LABELS = ("model", "feature")
 
 def signal_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
     """The PromQL expression of ``rule``'s signal (without the comparison)."""
+    check_namespace(namespace)
     if not isinstance(rule.signal, str):
         raise ValueError(
             f"rule {rule.name!r}: a custom signal function cannot be exported to Prometheus"
@@ -68,13 +78,39 @@ def signal_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
     )
 
 
+def check_latency_threshold(
+    rule: AlertRule,
+    duration_buckets: Sequence[float] = DURATION_BUCKETS,
+    namespace: str = "ai_lib",
+) -> None:
+    """Raise ``ValueError`` if ``rule`` is a latency rule whose threshold is not a
+    boundary of ``duration_buckets`` (seconds), where its PromQL would be inexact."""
+    if not isinstance(rule.signal, str) or latency_quantile(rule.signal) is None:
+        return
+    seconds = float(rule.threshold) / 1000.0
+    if any(math.isclose(seconds, b, rel_tol=1e-9) for b in duration_buckets):
+        return
+    raise ValueError(
+        f"rule {rule.name!r}: its threshold {rule.threshold:g} ms is not a bucket boundary of "
+        f"{namespace}_request_duration_seconds, so histogram_quantile would interpolate "
+        f"there and could fire for calls under it; add {seconds:g} to the buckets "
+        f"(MetricsCollector(duration_buckets=...)) and export with the same duration_buckets"
+    )
+
+
 def alert_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
     """The alert expression: the signal compared with the threshold."""
     return f"{signal_promql(rule, namespace)} {rule.comparison} {float(rule.threshold)!r}"
 
 
-def prometheus_rule(rule: AlertRule, namespace: str = "ai_lib") -> dict[str, Any]:
-    """One alerting rule of a Prometheus rules file."""
+def prometheus_rule(
+    rule: AlertRule,
+    namespace: str = "ai_lib",
+    duration_buckets: Sequence[float] = DURATION_BUCKETS,
+) -> dict[str, Any]:
+    """One alerting rule of a Prometheus rules file, over a duration histogram with
+    ``duration_buckets`` (a latency threshold must be one of them)."""
+    check_latency_threshold(rule, duration_buckets, namespace)
     where = "".join(f" {g}={{{{ $labels.{g} }}}}" for g in rule.group_by)
     out: dict[str, Any] = {"alert": rule.name, "expr": alert_promql(rule, namespace)}
     if rule.for_s:
@@ -93,13 +129,19 @@ def prometheus_rules(
     group: str = "aiscope",
     interval: str | None = None,
     namespace: str = "ai_lib",
+    duration_buckets: Sequence[float] = DURATION_BUCKETS,
 ) -> dict[str, Any]:
-    """A Prometheus rules file (as a dict) holding ``rules`` (the defaults if None)."""
+    """A Prometheus rules file (as a dict) holding ``rules`` (the defaults if None),
+    over the metrics of ``MetricsCollector(namespace=..., duration_buckets=...)``."""
+    check_group_name(group)
+    check_namespace(namespace)
+    if interval is not None:
+        check_interval(interval)
     chosen = list(default_rules() if rules is None else rules)
     grp: dict[str, Any] = {"name": group}
     if interval is not None:
         grp["interval"] = interval
-    grp["rules"] = [prometheus_rule(r, namespace) for r in chosen]
+    grp["rules"] = [prometheus_rule(r, namespace, duration_buckets) for r in chosen]
     return {"groups": [grp]}
 
 
@@ -117,6 +159,7 @@ def export_prometheus_rules(
 
 __all__ = [
     "alert_promql",
+    "check_latency_threshold",
     "export_prometheus_rules",
     "prometheus_rule",
     "prometheus_rules",

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from aiscope.names import check_rule_name
+
 Severity = Literal["info", "warning", "error", "critical"]
 SEVERITIES: tuple[str, ...] = ("info", "warning", "error", "critical")
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
@@ -106,8 +108,7 @@ class AlertRule:
     cooldown_s: float = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", self.name):
-            raise ValueError(f"rule name must be an identifier, got {self.name!r}")
+        check_rule_name(self.name)
         if self.severity not in SEVERITIES:
             raise ValueError(
                 f"severity must be one of {', '.join(SEVERITIES)}, got {self.severity!r}"

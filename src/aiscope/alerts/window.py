@@ -5,33 +5,73 @@ per label combination (model, provider, feature, team; values bounded by a
 :class:`~aiscope.labels.LabelLimiter`); buckets older than the longest window
 are dropped, so memory is bounded by windows x combinations, not by calls. The
 UTC day so far is kept as its own running total, reset at midnight. Latencies
-are counted in the same buckets as ``ai_lib_request_duration_seconds`` and
-percentiles computed as Prometheus' ``histogram_quantile`` does, so an alert
-here and its exported Prometheus rule see the same number.
+are counted in the DDSketch bins of :mod:`aiscope.sketch` (milliseconds, 1%
+relative accuracy), the sketch the aiscope server keeps in its rollups, so a
+percentile here is the server's number for the same calls (and within 1% of the
+true one). The exported Prometheus rules read histogram buckets instead; every
+default latency threshold is a bucket boundary of ``ai_lib_request_duration_seconds``,
+where ``histogram_quantile`` is exact (see :mod:`aiscope.alerts.prometheus`).
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from aiscope import sketch
 from aiscope.labels import LabelLimiter
-from aiscope.metrics.collector import DURATION_BUCKETS
 from aiscope.record import CallRecord
 
 Key = tuple[str, str, str, str]  # model, provider, feature, team
 _LABEL_INDEX = {"model": 0, "provider": 1, "feature": 2, "team": 3}
-# offsets in an aggregate
-_COUNT, _ERRORS, _COST, _TOKENS, _QSUM, _QCOUNT, _LAT0 = range(7)
+# sketch.key(seconds * 1000) as log(seconds) * _SCALE + _SHIFT: the same bins, fewer steps
+_SCALE = sketch.MULTIPLIER / sketch.LN2
+_SHIFT = math.log(1000.0) * _SCALE
+_MIN_S = sketch.MIN_VALUE / 1000.0
+_ZERO_KEY = sketch.ZERO_KEY
+_log, _ceil = math.log, math.ceil
+
+
+class _Agg:
+    """What one label combination did in one time bucket."""
+
+    __slots__ = ("bins", "cost", "count", "errors", "qcount", "qsum", "tokens")
+
+    def __init__(self) -> None:
+        self.count = 0.0
+        self.errors = 0.0
+        self.cost = 0.0
+        self.tokens = 0.0
+        self.qsum = 0.0
+        self.qcount = 0.0
+        #: latency sketch: bin key (:func:`aiscope.sketch.key`, ms) -> calls
+        self.bins: dict[int, int] = {}
+
+    def add(self, other: _Agg) -> None:
+        self.count += other.count
+        self.errors += other.errors
+        self.cost += other.cost
+        self.tokens += other.tokens
+        self.qsum += other.qsum
+        self.qcount += other.qcount
+        bins = self.bins
+        get = bins.get
+        for k, n in other.bins.items():
+            bins[k] = get(k, 0) + n
+
+    def copy(self) -> _Agg:
+        out = _Agg()
+        out.add(self)
+        return out
 
 
 def histogram_quantile(q: float, bounds: Sequence[float], counts: Sequence[float]) -> float | None:
     """Prometheus' ``histogram_quantile`` (promql/quantile.go ``bucketQuantile``) over
     per-bucket (not cumulative) ``counts``; the last count is the +Inf bucket.
-    None where Prometheus gives NaN (no observations)."""
+    None where Prometheus gives NaN (no observations). What an exported latency rule
+    computes; the in-process windows read a sketch instead."""
     cumulative: list[float] = []
     acc = 0.0
     for c in counts:
@@ -66,13 +106,13 @@ class WindowStats:
     tokens: float
     quality_sum: float
     quality_count: float
-    latency_counts: tuple[float, ...]
-    latency_bounds: tuple[float, ...]
+    #: the latencies' sketch (:mod:`aiscope.sketch` bins, milliseconds)
+    latency_bins: Mapping[str, int] = field(default_factory=dict)
 
     def latency_quantile_ms(self, q: float) -> float | None:
-        """The ``q`` latency percentile in ms, as Prometheus computes it from buckets."""
-        v = histogram_quantile(q, self.latency_bounds, self.latency_counts)
-        return None if v is None else v * 1000.0
+        """The ``q`` latency percentile in ms (within 1%; None without calls), as the
+        aiscope server computes it from its rollups' sketches."""
+        return sketch.quantiles(self.latency_bins, [q])[0]
 
     @property
     def cost_per_request_usd(self) -> float | None:
@@ -98,26 +138,23 @@ class WindowStore:
         self,
         retention_s: float,
         resolution_s: float = 10.0,
-        duration_buckets: Sequence[float] = DURATION_BUCKETS,
         max_label_values: int = 100,
     ) -> None:
         if not resolution_s > 0:
             raise ValueError(f"resolution_s must be > 0, got {resolution_s!r}")
         self.resolution_s = float(resolution_s)
         self.retention_s = float(retention_s)
-        self.bounds = tuple(float(b) for b in duration_buckets)
-        self._size = _LAT0 + len(self.bounds) + 1
         self._labels = LabelLimiter(max_label_values)
         #: bucket index -> key -> aggregate
-        self._buckets: dict[int, dict[Key, list[float]]] = {}
+        self._buckets: dict[int, dict[Key, _Agg]] = {}
         self._day = -1
-        self._day_aggs: dict[Key, list[float]] = {}
+        self._day_aggs: dict[Key, _Agg] = {}
         #: raw label values -> bounded key (the hot path's cache)
         self._keys: dict[Key, Key] = {}
         self._max_keys = 4 * max_label_values
         #: the latest bucket index and the aggregates a call in it goes to
         self._cur_index = -1
-        self._cur: tuple[dict[Key, list[float]], ...] = ()
+        self._cur: tuple[dict[Key, _Agg], ...] = ()
 
     def _key(self, model: str, provider: str, feature: str, team: str) -> Key:
         raw = (model, provider, feature, team)
@@ -135,7 +172,7 @@ class WindowStore:
             self._keys[raw] = key
         return key
 
-    def _aggs(self, at: float) -> tuple[dict[Key, list[float]], ...]:
+    def _aggs(self, at: float) -> tuple[dict[Key, _Agg], ...]:
         index = int(at // self.resolution_s)
         if index == self._cur_index:  # the common case: same bucket as the last call
             return self._cur
@@ -160,7 +197,8 @@ class WindowStore:
             record.model, record.provider, tags.get("feature", ""), tags.get("team", "")
         )
         latency = record.latency_s
-        lat_index = _LAT0 + bisect_left(self.bounds, latency)
+        # aiscope.sketch.key(latency in ms), inline: a call per record costs more than the rest
+        k = _ceil(_log(latency) * _SCALE + _SHIFT) if latency >= _MIN_S else _ZERO_KEY
         u = record.usage
         tokens = u.input_tokens + u.output_tokens
         cost = record.cost_usd or 0.0
@@ -168,13 +206,17 @@ class WindowStore:
         for into in self._aggs(record.start_time + latency):
             a = into.get(key)
             if a is None:
-                a = into[key] = [0.0] * self._size
-            a[_COUNT] += 1.0
+                a = into[key] = _Agg()
+            a.count += 1.0
             if failed:
-                a[_ERRORS] += 1.0
-            a[_COST] += cost
-            a[_TOKENS] += tokens
-            a[lat_index] += 1.0
+                a.errors += 1.0
+            a.cost += cost
+            a.tokens += tokens
+            bins = a.bins
+            try:  # the bin is there but for a call's first in a bucket: cheaper than .get
+                bins[k] += 1
+            except KeyError:
+                bins[k] = 1
 
     def add_quality(
         self, score: float, at: float, model: str, provider: str, feature: str, team: str
@@ -184,9 +226,9 @@ class WindowStore:
         for into in self._aggs(at):
             a = into.get(key)
             if a is None:
-                a = into[key] = [0.0] * self._size
-            a[_QSUM] += score
-            a[_QCOUNT] += 1.0
+                a = into[key] = _Agg()
+            a.qsum += score
+            a.qcount += 1.0
 
     def prune(self, now: float) -> None:
         """Drop buckets older than the retention."""
@@ -201,7 +243,7 @@ class WindowStore:
     ) -> dict[tuple[str, ...], WindowStats]:
         """Per group (label values in ``group_by`` order) over the window ending at
         ``now``: the UTC day so far when ``daily``, else the last ``window_s``."""
-        sources: list[dict[Key, list[float]]]
+        sources: list[dict[Key, _Agg]]
         if daily:
             sources = [self._day_aggs] if int(now // 86400) == self._day else []
         else:
@@ -212,28 +254,26 @@ class WindowStore:
             last = int(now // self.resolution_s)
             sources = [b for i, b in self._buckets.items() if first <= i <= last]
         idx = [_LABEL_INDEX[g] for g in group_by]
-        sums: dict[tuple[str, ...], list[float]] = {}
+        sums: dict[tuple[str, ...], _Agg] = {}
         for source in sources:
             for key, agg in source.items():
                 group = tuple(key[i] for i in idx)
                 acc = sums.get(group)
                 if acc is None:
-                    sums[group] = list(agg)
+                    sums[group] = agg.copy()
                 else:
-                    for i, v in enumerate(agg):
-                        acc[i] += v
+                    acc.add(agg)
         return {g: self._stats(a) for g, a in sums.items()}
 
-    def _stats(self, a: list[float]) -> WindowStats:
+    def _stats(self, a: _Agg) -> WindowStats:
         return WindowStats(
-            requests=a[_COUNT],
-            errors=a[_ERRORS],
-            cost_usd=a[_COST],
-            tokens=a[_TOKENS],
-            quality_sum=a[_QSUM],
-            quality_count=a[_QCOUNT],
-            latency_counts=tuple(a[_LAT0:]),
-            latency_bounds=self.bounds,
+            requests=a.count,
+            errors=a.errors,
+            cost_usd=a.cost,
+            tokens=a.tokens,
+            quality_sum=a.qsum,
+            quality_count=a.qcount,
+            latency_bins=sketch.from_keys(a.bins),
         )
 
     def size(self) -> int:

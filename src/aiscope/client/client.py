@@ -138,6 +138,9 @@ class AiClient:
         self._metrics_hint = metrics
         self.breaker = circuit_breaker or CircuitBreaker(provider_id)
         self.breaker.add_listener(self._on_transition)
+        metrics_now = self.scope.metrics
+        if metrics_now is not None:  # its state is exported from the start, not from a change
+            metrics_now.watch_circuit(self.breaker, self.manifest.pricing_id)
         self.rate_limiter = rate_limiter
         self.inflight = InflightLimiter(max_inflight)
         self.errors = ErrorRateWindow()
@@ -216,6 +219,8 @@ class AiClient:
         log.info("circuit %s: %s -> %s", name, old, new)
         metrics = self.scope.metrics
         if metrics is not None:
+            # the scope may have changed since the client was made: watch there too
+            metrics.watch_circuit(self.breaker, self.manifest.pricing_id)
             metrics.circuit_transition(self.manifest.pricing_id, str(old), str(new))
 
     # -- plumbing -------------------------------------------------------------------------

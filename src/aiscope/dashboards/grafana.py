@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiscope.names import check_dashboard_uid, check_namespace
+
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 #: the per-call series selector: every dashboard variable
@@ -294,7 +296,15 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                 Panel(
                     "Provider circuit state",
                     "stat",
-                    [("max by (provider) (ai_lib_circuit_state)", "{{provider}}")],
+                    [
+                        (
+                            # one series per state (1 for the current one): 0 closed,
+                            # 1 half-open, 2 open, shown by the mappings below
+                            'max by (provider) (ai_lib_circuit_state{state="half_open"}) + 2 * '
+                            'max by (provider) (ai_lib_circuit_state{state="open"})',
+                            "{{provider}}",
+                        )
+                    ],
                     mappings=[
                         {
                             "type": "value",
@@ -406,7 +416,10 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
 def grafana_dashboard(
     *, title: str = "aiscope: LLM operations", uid: str = "aiscope-llm", namespace: str = "ai_lib"
 ) -> dict[str, Any]:
-    """The dashboard as a dict (``json.dumps`` it, or use :func:`export_grafana_dashboard`)."""
+    """The dashboard as a dict (``json.dumps`` it, or use :func:`export_grafana_dashboard`),
+    over the metrics of ``MetricsCollector(namespace=namespace)``."""
+    check_namespace(namespace)
+    check_dashboard_uid(uid)
     panels: list[dict[str, Any]] = []
     y, pid = 0, 1
     for row_title, row_panels in _rows():

@@ -4,18 +4,22 @@ Exposition is ``prometheus_client``'s own (so the text is valid Prometheus and
 OpenMetrics), on a registry of the collector's own unless told otherwise. Label
 children are cached per label set, so recording a call costs the handful of
 counter/histogram updates it must do anyway. Percentiles come from DDSketch:
-constant memory for any number of calls, 1% relative accuracy by default.
+constant memory for any number of calls, 1% relative accuracy by default, with
+values counted in milliseconds in the same bins as :mod:`aiscope.sketch` (the
+server's rollups and the alert windows), so all three give the same percentile.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
+import weakref
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from math import ceil, log
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -39,9 +43,16 @@ from aiscope.metrics.store import (
     key_function,
     sketch_of,
 )
+from aiscope.names import check_label_name, check_namespace
 from aiscope.record import CallRecord, Usage
 
-#: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds).
+logger = logging.getLogger("aiscope.metrics")
+
+#: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds), plus
+#: the default alert thresholds (p95 > 5 s, p99 > 10 s) as boundaries: at a boundary
+#: ``histogram_quantile`` is exact (it is above the threshold exactly when more than
+#: 1 - q of the calls are), between two it interpolates and can fire for calls that
+#: are all well under it (every call at 5.5 s read as a p99 of 10.19 s in 5.12..10.24).
 DURATION_BUCKETS = (
     0.01,
     0.02,
@@ -52,7 +63,9 @@ DURATION_BUCKETS = (
     0.64,
     1.28,
     2.56,
+    5.0,
     5.12,
+    10.0,
     10.24,
     20.48,
     40.96,
@@ -95,7 +108,41 @@ def _multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-_CIRCUIT_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+#: the states of ``ai_lib_circuit_state`` (one series each, 1 for the current one)
+CIRCUIT_STATES = ("closed", "half_open", "open")
+
+
+class _Breaker(Protocol):
+    """What the collector reads of a circuit breaker (a CircuitBreaker)."""
+
+    @property
+    def state(self) -> str: ...
+
+
+class _CircuitReader:
+    """Reads a breaker's state when the gauges are scraped; the breaker is held weakly
+    (a client made per request must not be kept alive by its metrics), and once it is
+    gone the last state read stays."""
+
+    __slots__ = ("breaker", "last")
+
+    def __init__(self, breaker: _Breaker) -> None:
+        self.breaker = weakref.ref(breaker)
+        self.last = str(breaker.state)
+
+    def current(self) -> str:
+        b = self.breaker()
+        if b is not None:
+            try:
+                self.last = str(b.state)
+            except Exception:  # a scrape never fails because of a breaker
+                logger.debug("reading a circuit breaker's state failed", exc_info=True)
+        return self.last
+
+    def value(self, state: str) -> Callable[[], float]:
+        return lambda: 1.0 if self.current() == state else 0.0
+
+
 _TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 #: cost statuses of a record without a cost that is not an unpriced call: not priced
 #: yet (no pricing step), or a failed call that reported no usage (nothing to price)
@@ -221,15 +268,13 @@ class MetricsCollector:
 
         if registry is not None and use_global_registry:
             raise ValueError("give either registry or use_global_registry=True, not both")
+        check_namespace(namespace)
+        if isinstance(tag_labels, str):
+            raise ValueError(f"tag_labels must be a sequence of label names, got {tag_labels!r}")
         for name in tag_labels:
-            if (
-                not isinstance(name, str)
-                or not name.isidentifier()
-                or name in ("model", "provider")
-            ):
-                raise ValueError(
-                    f"tag_labels must be identifiers other than model/provider: {name!r}"
-                )
+            check_label_name(name, "a tag_labels entry")
+            if name in ("model", "provider", "status", "error_type", "type"):
+                raise ValueError(f"tag_labels must not repeat a label aiscope sets: {name!r}")
         if not 0.0 < percentile_accuracy < 1.0:
             raise ValueError(f"percentile_accuracy must be in (0, 1), got {percentile_accuracy!r}")
         if isinstance(max_series, bool) or not isinstance(max_series, int) or max_series < 1:
@@ -245,7 +290,13 @@ class MetricsCollector:
         ns, reg = namespace, self.registry
         self._lock = threading.Lock()
         self._layout = Layout(duration_buckets, ttft_buckets)
-        self._bin_multiplier, self._bin_min = key_function(percentile_accuracy)
+        multiplier, bin_min = key_function(percentile_accuracy)
+        # a latency of s seconds goes to bin ceil(log(s * 1000) / LN2 * multiplier), DDSketch's
+        # key of the value in ms (the bins of aiscope.sketch); as log(s) * scale + shift it
+        # costs no more than keying seconds did
+        self._bin_scale = multiplier / LN2
+        self._bin_shift = log(1000.0) * self._bin_scale
+        self._bin_min = bin_min / 1000.0  # in seconds
         #: bounded label key -> series (fast store) or children (multiprocess mode)
         self._children: dict[tuple[str, ...], Any] = {}
         #: raw (model, provider, status, error_type, *tag values) -> the same objects, for
@@ -313,11 +364,13 @@ class MetricsCollector:
         )
         self.circuit_state = Gauge(
             f"{ns}_circuit_state",
-            "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
-            ["provider"],
+            "Circuit breaker state: 1 for the state each provider's breaker is in, else 0.",
+            ["provider", "state"],
             registry=reg,
             multiprocess_mode="mostrecent",
         )
+        #: bounded provider -> the watched breaker's reader (its gauges read it)
+        self._circuits: dict[str, _CircuitReader] = {}
         self.rate_limit_waits = Counter(
             f"{ns}_rate_limit_waits",
             "Requests that waited for the client-side rate limiter.",
@@ -423,8 +476,8 @@ class MetricsCollector:
                 # the bin update is written out here and for latency below, not
                 # called: a call per value would cost more than the rest of it
                 b = s.ttft_bins
-                if ttft > self._bin_min:
-                    k = ceil(log(ttft) / LN2 * self._bin_multiplier)
+                if ttft > self._bin_min:  # bins in ms, as the server's and the alerts'
+                    k = ceil(log(ttft) * self._bin_scale + self._bin_shift)
                     i = k - b.offset
                     if 0 <= i < len(b.counts):
                         b.counts[i] += 1.0
@@ -445,7 +498,7 @@ class MetricsCollector:
                 v[lay.cost] += cost
             b = s.latency_bins
             if latency > self._bin_min:
-                k = ceil(log(latency) / LN2 * self._bin_multiplier)
+                k = ceil(log(latency) * self._bin_scale + self._bin_shift)
                 i = k - b.offset
                 if 0 <= i < len(b.counts):
                     b.counts[i] += 1.0
@@ -467,9 +520,9 @@ class MetricsCollector:
             *map(tags.get, self.tag_labels),
         )
 
-    def _add_bin(self, bins: Bins, value: float) -> None:
-        if value > self._bin_min:
-            bins.add_key(ceil(log(value) / LN2 * self._bin_multiplier))
+    def _add_bin(self, bins: Bins, seconds: float) -> None:
+        if seconds > self._bin_min:  # bins in ms (see __init__)
+            bins.add_key(ceil(log(seconds) * self._bin_scale + self._bin_shift))
         else:
             bins.zeros += 1
 
@@ -604,11 +657,40 @@ class MetricsCollector:
         r = self._bounded("error_type", self.labels.table("error_type"), reason)
         self.retries.labels(m, p, r).inc()
 
+    def watch_circuit(self, breaker: _Breaker, provider: str) -> None:
+        """Export ``breaker``'s state as ``ai_lib_circuit_state{provider, state}`` from now
+        on (one series per state, 1 for the current one), not only after its first
+        transition. AiClient calls it for its breaker; calling it again is a no-op.
+
+        In a single process the gauges read the breaker when scraped (so an open
+        circuit whose timeout passed shows half-open); in multiprocess mode a scrape
+        reads only what each process wrote, so they are set now and on every
+        :meth:`circuit_transition`."""
+        p = self._bounded("provider", self._provider_tbl, provider)
+        with self._lock:
+            reader = self._circuits.get(p)
+            if reader is not None and reader.breaker() is breaker:
+                return
+            reader = self._circuits[p] = _CircuitReader(breaker)
+        if _multiprocess_dir():
+            self._set_circuit_state(p, reader.last)
+            return
+        for state in CIRCUIT_STATES:
+            self.circuit_state.labels(p, state).set_function(reader.value(state))
+
+    def _set_circuit_state(self, provider: str, current: str) -> None:
+        for state in CIRCUIT_STATES:
+            self.circuit_state.labels(provider, state).set(1.0 if state == current else 0.0)
+
     def circuit_transition(self, provider: str, old: str, new: str) -> None:
         """A provider's circuit breaker moved from ``old`` to ``new``."""
+        if new not in CIRCUIT_STATES:
+            raise ValueError(f"circuit state must be one of {', '.join(CIRCUIT_STATES)}: {new!r}")
         p = self._bounded("provider", self._provider_tbl, provider)
         self.circuit_transitions.labels(p, old, new).inc()
-        self.circuit_state.labels(p).set(_CIRCUIT_VALUES.get(new, 0))
+        if p not in self._circuits or _multiprocess_dir():
+            # a watched breaker's gauges read it at scrape time; the others are set here
+            self._set_circuit_state(p, new)
 
     def rate_limit_wait(self, provider: str, seconds: float) -> None:
         """A request waited ``seconds`` for the client-side rate limiter."""
@@ -706,7 +788,7 @@ class MetricsCollector:
 
         def q(x: float) -> float:
             v = sk.get_quantile_value(x)
-            return 0.0 if v is None else float(v) * 1000.0
+            return 0.0 if v is None else float(v)  # the bins are in ms already
 
         return LatencyPercentiles(model, int(sk.count), q(0.5), q(0.95), q(0.99))
 

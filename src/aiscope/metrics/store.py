@@ -12,9 +12,10 @@ Under prometheus_client's multiprocess mode the values must live in its mmap
 files, so :class:`~aiscope.metrics.collector.MetricsCollector` uses the library's
 own metric children there instead (see ``collector.py``).
 
-Latency percentiles use DDSketch's logarithmic mapping: a call adds one to its
-bin's count here (a dict per model, bounded by the mapping's range), and a
-:class:`~ddsketch.DDSketch` is built from the bins when percentiles are asked for.
+Latency percentiles use DDSketch's logarithmic mapping over milliseconds (the
+bins of :mod:`aiscope.sketch`): a call adds one to its bin's count here (a dict
+per model, bounded by the mapping's range), and a :class:`~ddsketch.DDSketch` is
+built from the bins when percentiles are asked for.
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ class Bins:
 
 
 def sketch_of(bins: Iterable[Bins], accuracy: float) -> DDSketch:
-    """A DDSketch holding the values of ``bins`` (each at its bin's representative)."""
+    """A DDSketch holding the values of ``bins`` (each at its bin's representative, in ms)."""
     counts: dict[int, float] = {}
     zeros = 0
     for b in bins:

@@ -15,14 +15,15 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, and_, delete, func, insert, select, union_all
 
+from aiscope import sketch
 from aiscope.alerts import AlertEvaluator, AlertRule, rule_from_dict, rule_to_dict
 from aiscope.alerts.window import WindowStats, WindowStore
-from aiscope.server import budgets, sketch
+from aiscope.server import budgets
 from aiscope.server.budgets import conflicts
 from aiscope.server.db import write_lock
 from aiscope.server.queries import _range
@@ -30,17 +31,6 @@ from aiscope.server.tables import alert_rules, calls, feedback, rollups
 
 log = logging.getLogger("aiscope.server.alerts")
 MAX_RULES = 200
-
-
-@dataclass(frozen=True, slots=True)
-class SketchWindowStats(WindowStats):
-    """Window stats whose latency percentiles come from DDSketch bins."""
-
-    latency_bins: dict[str, int] = field(default_factory=dict)
-
-    def latency_quantile_ms(self, q: float) -> float | None:
-        """The ``q`` latency percentile in ms (within 1%)."""
-        return sketch.quantiles(self.latency_bins, [q])[0]
 
 
 #: the model of feedback that names no stored call
@@ -145,15 +135,13 @@ class RollupWindows(WindowStore):
                 acc[4] += float(r[-2])
                 acc[5] += float(r[-1])
         return {
-            g: SketchWindowStats(
+            g: WindowStats(
                 requests=a[0],
                 errors=a[1],
                 cost_usd=a[2],
                 tokens=a[3],
                 quality_sum=a[4],
                 quality_count=a[5],
-                latency_counts=(),
-                latency_bounds=(),
                 latency_bins=sketch.merge(a[6]),
             )
             for g, a in sums.items()

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, and_, false, or_, select
 
-from aiscope.server import sketch
+from aiscope import sketch
 from aiscope.server.rollup import RESOLUTIONS
 from aiscope.server.sums import as_cost, as_int, big_sum
 from aiscope.server.tables import calls, rollups, spans

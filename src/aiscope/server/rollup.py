@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from aiscope.server import sketch
+from aiscope import sketch
 from aiscope.server.db import write_lock
 from aiscope.server.tables import calls, feedback, projects, rollups, spans
 

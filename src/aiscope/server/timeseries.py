@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import ColumnElement, Engine, Text, cast, select
 
-from aiscope.server import sketch
+from aiscope import sketch
 from aiscope.server.app import End, Reader, Start
 from aiscope.server.db import json_loads
 from aiscope.server.queries import _minutes, _range
