@@ -15,13 +15,17 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aiscope.context import _operations, _tags
 from aiscope.cost.pricing import Pricing, default_pricing
-from aiscope.cost.tracker import CostTracker, Reservation
-from aiscope.metrics.collector import MetricsCollector
 from aiscope.record import CallRecord
+
+if TYPE_CHECKING:
+    # imported where a scope is given one: prometheus_client (with its HTTP server)
+    # and the budget machinery are not loaded by ``import aiscope``
+    from aiscope.cost.tracker import CostTracker, Reservation
+    from aiscope.metrics.collector import MetricsCollector
 
 log = logging.getLogger("aiscope")
 # bound once: emit() runs on every call
@@ -70,10 +74,18 @@ class Scope:
         ):
             if sink is not None and not callable(getattr(sink, "on_record", None)):
                 raise TypeError(f"{name} must have an on_record(record) method, got {sink!r}")
-        if metrics is not None and not isinstance(metrics, MetricsCollector):
-            raise TypeError(f"metrics must be an aiscope.MetricsCollector, got {metrics!r}")
-        if cost_tracker is not None and not isinstance(cost_tracker, CostTracker):
-            raise TypeError(f"cost_tracker must be an aiscope.CostTracker, got {cost_tracker!r}")
+        if metrics is not None:
+            from aiscope.metrics.collector import MetricsCollector
+
+            if not isinstance(metrics, MetricsCollector):
+                raise TypeError(f"metrics must be an aiscope.MetricsCollector, got {metrics!r}")
+        if cost_tracker is not None:
+            from aiscope.cost.tracker import CostTracker
+
+            if not isinstance(cost_tracker, CostTracker):
+                raise TypeError(
+                    f"cost_tracker must be an aiscope.CostTracker, got {cost_tracker!r}"
+                )
         self.metrics = metrics
         self.tracer = tracer
         self.cost_tracker = cost_tracker

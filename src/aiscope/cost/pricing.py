@@ -22,14 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
-
-import genai_prices
-from genai_prices import types as gp_types
-from genai_prices.data_snapshot import get_snapshot
-from genai_prices.units import _get_registry
+from typing import TYPE_CHECKING, Any
 
 from aiscope.record import CallRecord, CostStatus, Usage
+
+if TYPE_CHECKING:
+    import genai_prices
+
+# genai-prices (its tables and pydantic models: ~150 ms) is imported by the functions
+# that need it, so importing aiscope, or pricing a call from the compiled sheets, does
+# not pay for it until a model is first looked up
 
 log = logging.getLogger("aiscope.cost")
 
@@ -180,6 +182,9 @@ def _leaf_vectors(units: list[Any]) -> dict[str, dict[str, int]]:
 
 def _compile(model_price: Any) -> _Linear | None:
     """Compile a genai-prices ModelPrice; None when it cannot be done exactly."""
+    from genai_prices import types as gp_types
+    from genai_prices.units import _get_registry
+
     registry = _get_registry()
     priced: list[tuple[Any, Any]] = []
     for key, value in model_price.__dict__.items():
@@ -202,6 +207,8 @@ def _compile(model_price: Any) -> _Linear | None:
             tier_starts.update(t.start for t in value.tiers)
 
     def coefficient_set(total_input: int) -> tuple[list[Decimal], Decimal] | None:
+        from genai_prices import types as gp_types
+
         coefs = [Decimal(0)] * len(_USAGE_KEYS)
         const = Decimal(0)
         for unit, value in priced:
@@ -256,6 +263,8 @@ def _compile(model_price: Any) -> _Linear | None:
 
 
 def _gp_usage(u: Usage) -> genai_prices.Usage:
+    import genai_prices
+
     values = {gk: getattr(u, ok) for gk, ok in _USAGE_KEYS if getattr(u, ok)}
     values.setdefault("input_tokens", 0)
     values.setdefault("output_tokens", 0)
@@ -297,6 +306,8 @@ class _Entry:
 
 
 def _model_price_from_override(where: str, model: str, spec: Any) -> Any:
+    from genai_prices import types as gp_types
+
     if not isinstance(spec, Mapping):
         raise ValueError(
             f"{where}: price override for {model!r} must be a mapping of "
@@ -399,6 +410,9 @@ class Pricing:
         return entry
 
     def _lookup(self, provider: str, model: str) -> _Entry | None:
+        from genai_prices import types as gp_types
+        from genai_prices.data_snapshot import get_snapshot
+
         m = model.lower()
         for name in (f"{provider.lower()}/{m}", m):
             if name in self._overrides:
@@ -550,6 +564,9 @@ class Pricing:
 
     def describe(self, model: str, provider: str | None = None) -> Price | None:
         """The current price of a model, or None when unknown (for the CLI)."""
+        import genai_prices
+        from genai_prices import types as gp_types
+
         prov = provider or ""
         if "/" in model and not provider:
             prov, model = model.split("/", 1)
@@ -598,6 +615,8 @@ class Pricing:
 
     def providers_of(self, model: str) -> list[str]:
         """The ids of the providers whose bundled prices include ``model`` (for errors)."""
+        from genai_prices.data_snapshot import get_snapshot
+
         snapshot = get_snapshot()
         found = []
         for prov in snapshot.providers:
@@ -610,6 +629,8 @@ class Pricing:
 
     def suggest(self, model: str, n: int = 3) -> list[str]:
         """Known model ids closest to a model name that has no price (``gpt4o`` -> ``gpt-4o``)."""
+        from genai_prices.data_snapshot import get_snapshot
+
         global _model_ids
         if _model_ids is None:
             ids = {m.id for p in get_snapshot().providers for m in p.models}
