@@ -63,3 +63,17 @@ def test_subpackages_are_still_attributes_of_the_package() -> None:
     got = _loaded_after("import aiscope\nassert aiscope.tracing.Tracer is not None\n"
                         "assert aiscope.cost.pricing.Pricing is not None")  # fmt: skip
     assert got["n"]
+
+
+def test_python_m_aiscope_is_the_aiscope_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "aiscope", "prices", "--json", "gpt-4o"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)
+    bad = subprocess.run(
+        [sys.executable, "-m", "aiscope", "prices", "gpt4o"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "gpt-4o" in bad.stderr
