@@ -77,3 +77,31 @@ def test_python_m_aiscope_is_the_aiscope_command() -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert bad.returncode == 1 and "gpt-4o" in bad.stderr
+
+
+_HIDE = """
+import importlib.abc, sys
+class _Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {0!r} or name.startswith({0!r} + "."):
+            raise ModuleNotFoundError(name)
+        return None
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+@pytest.mark.parametrize(
+    ("hidden", "code", "message"),
+    [
+        ("psycopg", "from aiscope.server.db import normalize_url\n"
+         "normalize_url('postgresql://u@h/db')", "aiscope[postgres]"),
+        ("opentelemetry.exporter.otlp.proto.grpc", "from aiscope.tracing.otlp import "
+         "otlp_exporter\notlp_exporter('http://h:4317', 'grpc')", "aiscope[grpc]"),
+    ],
+)  # fmt: skip
+def test_a_missing_extra_is_an_error_naming_it(hidden: str, code: str, message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _HIDE.format(hidden) + code],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and message in out.stderr.strip().splitlines()[-1], out.stderr

@@ -56,9 +56,15 @@ def otlp_exporter(
     """The OpenTelemetry OTLP exporter (gRPC or HTTP/protobuf) for ``endpoint``."""
     proto, target = resolve(endpoint, protocol)
     if proto == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-            OTLPSpanExporter as GrpcExporter,
-        )
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as GrpcExporter,
+            )
+        except ImportError:
+            raise ImportError(
+                "OTLP over gRPC needs the grpc extra: pip install 'aiscope[grpc]' "
+                "(or use the default HTTP/protobuf protocol)"
+            ) from None
 
         return GrpcExporter(
             endpoint=target,
