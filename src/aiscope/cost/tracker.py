@@ -256,7 +256,9 @@ class CostTracker:
         """Charge a priced record: settle its reservation and add it to the totals."""
         tags = record.tags
         raw = (
-            record.response_model or record.model,
+            # the model asked for, as the metrics' label and latency_percentiles() key:
+            # joins by model hold when OpenAI answers with a dated snapshot name
+            record.model,
             record.provider,
             tags.get("feature"),
             tags.get("team"),
