@@ -70,7 +70,10 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
         self.max_retries = max_retries
         self.backoff_s = float(backoff_s)
         self._transport = transport
-        self._http: httpx.Client | None = None
+        # Made here, on the caller's thread, not lazily on the worker: building it
+        # imports modules (httpcore), and a fork while the worker held that import's
+        # lock would leave every child's exporter stuck on it.
+        self._http: httpx.Client | None = self._client()
         #: records the server refused (4xx: bad data, retrying would not help)
         self.rejected = 0
         super().__init__(
@@ -106,7 +109,7 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
     # -- the worker -------------------------------------------------------------------------
     def _export(self, batch: list[dict[str, Any]]) -> bool:
         if self._http is None:
-            self._http = httpx.Client(timeout=self.timeout_s, transport=self._transport)
+            self._http = self._client()
         for attempt in range(self.max_retries + 1):
             if attempt:
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
@@ -128,6 +131,15 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
                 return False
         log.warning("aiscope server did not take %d records; they are lost", len(batch))
         return False
+
+    def _client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.timeout_s, transport=self._transport)
+
+    def _after_fork(self) -> None:
+        # The parent's client may hold a kept-alive connection: the same socket used
+        # from two processes would mix their requests and answers. Leave it to the
+        # parent (not closed here) and connect afresh.
+        self._http = None
 
     def _close(self) -> None:
         if self._http is not None:

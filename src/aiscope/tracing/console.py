@@ -20,7 +20,13 @@ from typing import TextIO
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from aiscope._fork import after_fork_in_child
 from aiscope.logs import mask_secrets
+
+
+def _new_lock(exporter: ConsoleExporter) -> None:
+    # in a forked child: the parent's copy may have been held by a thread now gone
+    exporter._lock = threading.Lock()
 
 
 class ConsoleExporter(SpanExporter):
@@ -45,6 +51,7 @@ class ConsoleExporter(SpanExporter):
         self._pending: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._count = 0
         self._lock = threading.Lock()
+        after_fork_in_child(self, _new_lock)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Buffer ``spans``; print every trace whose root is among them."""

@@ -9,6 +9,13 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from aiscope._fork import after_fork_in_child
+
+
+def _new_lock(exporter: InMemoryExporter) -> None:
+    # in a forked child: the parent's copy may have been held by a thread now gone
+    exporter._lock = threading.Lock()
+
 
 class InMemoryExporter(SpanExporter):
     """Keeps the last ``max_spans`` finished spans; :meth:`spans` returns them."""
@@ -19,6 +26,7 @@ class InMemoryExporter(SpanExporter):
         self._spans: collections.deque[ReadableSpan] = collections.deque(maxlen=max_spans)
         self._lock = threading.Lock()
         self._stopped = False
+        after_fork_in_child(self, _new_lock)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Keep ``spans``."""

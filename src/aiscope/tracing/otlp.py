@@ -66,6 +66,11 @@ def otlp_exporter(
             headers=dict(headers or {}),
             timeout=timeout_s,
         )
+    # requests imports netrc lazily in its first request, which runs on the export
+    # thread: a fork during that import would leave the child's exporter stuck on the
+    # import's lock. Imported here, on the caller's thread, it is never pending.
+    import netrc  # noqa: F401
+
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter as HttpExporter,
     )

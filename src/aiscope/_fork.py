@@ -1,0 +1,45 @@
+"""Re-initialise aiscope's locks, queues and worker threads in a forked child.
+
+``os.fork()`` (gunicorn ``--preload``, Celery prefork, multiprocessing pools) copies
+the process with only the forking thread: a worker thread is gone, and a lock that
+another thread held at that moment stays held forever in the child. Objects that own
+such state register here; one ``os.register_at_fork(after_in_child=...)`` hook gives
+each live one a fresh start in the child. Objects are held weakly: registering never
+keeps one alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger("aiscope")
+
+T = TypeVar("T")
+
+_hooks: weakref.WeakKeyDictionary[Any, list[Callable[[Any], None]]] = weakref.WeakKeyDictionary()
+
+
+def after_fork_in_child(obj: T, reinit: Callable[[T], None]) -> None:
+    """Call ``reinit(obj)`` in every child forked while ``obj`` is alive.
+
+    ``reinit`` must not capture ``obj`` (that would keep it alive): it gets it as its
+    argument. Registered before a fork, it runs in the child before ``fork()`` returns.
+    """
+    _hooks.setdefault(obj, []).append(reinit)
+
+
+def _run_in_child() -> None:
+    for obj, fns in list(_hooks.items()):
+        for fn in fns:
+            try:
+                fn(obj)
+            except Exception:  # a child must never die of its telemetry
+                log.warning("could not re-initialise %r after fork", obj, exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_run_in_child)
