@@ -42,10 +42,12 @@ from aiscope._fork import after_fork_in_child
 from aiscope.logs import mask_secrets
 from aiscope.record import CallRecord
 from aiscope.tracing import attributes as A
+from aiscope.tracing import env
 from aiscope.tracing.callspan import CallSpan, CallSpans
 from aiscope.tracing.console import ConsoleExporter
+from aiscope.tracing.env import Protocol
 from aiscope.tracing.memory import InMemoryExporter
-from aiscope.tracing.otlp import Protocol, otlp_exporter
+from aiscope.tracing.otlp import otlp_exporter
 from aiscope.tracing.processor import BoundedBatchProcessor, LocalSpanProcessor
 
 log = logging.getLogger("aiscope.tracing")
@@ -65,7 +67,11 @@ class Tracer:
     exporter or a list of them (:class:`ConsoleExporter`, :class:`LangfuseExporter`,
     :class:`InMemoryExporter`, an OTLP exporter). Spans are exported from a
     bounded queue on a background thread (local exporters synchronously unless
-    ``batch=True``). The Tracer has its own TracerProvider unless
+    ``batch=True``). Settings not given come from the standard OpenTelemetry
+    variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``,
+    ``OTEL_EXPORTER_OTLP_*``: see :mod:`aiscope.tracing.env`), then from aiscope's
+    defaults; with neither ``endpoint`` nor ``exporter``, an OTLP endpoint variable
+    makes the Tracer export there. The Tracer has its own TracerProvider unless
     ``use_global_provider=True``. Prompt and completion content is recorded only
     with ``capture_content=True``, each text passed through ``redact`` (default:
     API keys masked; return None to drop a text).
@@ -73,7 +79,7 @@ class Tracer:
 
     def __init__(
         self,
-        service_name: str = "aiscope",
+        service_name: str | None = None,
         *,
         endpoint: str | None = None,
         exporter: SpanExporter | Sequence[SpanExporter] | None = None,
@@ -86,11 +92,29 @@ class Tracer:
         use_global_provider: bool = False,
         meter_provider: MeterProvider | None = None,
         batch: bool | None = None,
-        max_queue_size: int = 2048,
+        max_queue_size: int | None = None,
         max_export_batch_size: int | None = None,
-        schedule_delay_s: float = 1.0,
-        export_timeout_s: float = 10.0,
+        schedule_delay_s: float | None = None,
+        export_timeout_s: float | None = None,
     ) -> None:
+        # an argument wins, then the standard OpenTelemetry variable, then our default
+        if service_name is None:
+            service_name = env.service_name() or "aiscope"
+        if max_queue_size is None:
+            max_queue_size = env.positive_int(env.BSP_MAX_QUEUE_SIZE) or 2048
+        if max_export_batch_size is None:
+            max_export_batch_size = env.positive_int(env.BSP_MAX_EXPORT_BATCH_SIZE)
+            if (
+                max_export_batch_size is not None
+                and isinstance(max_queue_size, int)
+                and max_export_batch_size > max_queue_size
+            ):
+                raise ValueError(
+                    f"{env.BSP_MAX_EXPORT_BATCH_SIZE} ({max_export_batch_size}) cannot "
+                    f"exceed the queue size ({max_queue_size})"
+                )
+        if schedule_delay_s is None:
+            schedule_delay_s = env.millis_as_seconds(env.BSP_SCHEDULE_DELAY) or 1.0
         if not isinstance(service_name, str) or not service_name:
             raise ValueError(f"service_name must be a non-empty str, got {service_name!r}")
         if isinstance(sample_ratio, bool) or not isinstance(sample_ratio, int | float):
@@ -110,6 +134,11 @@ class Tracer:
             exporters.extend(given)
         if endpoint is not None:
             exporters.append(otlp_exporter(endpoint, protocol, headers, export_timeout_s))
+        elif exporter is None and (from_env := env.otlp_endpoint()) is not None:
+            url, exact = from_env
+            exporters.append(
+                otlp_exporter(url, protocol, headers, export_timeout_s, exact_path=exact)
+            )
         self.service_name = service_name
         self.capture_content = capture_content
         self.redact: Redactor = redact if redact is not None else mask_secrets
