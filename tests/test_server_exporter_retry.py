@@ -1,0 +1,140 @@
+"""ServerExporter retries as a RetryPolicy says: jittered exponential backoff, the
+server's Retry-After honoured, a shutdown cutting a long wait short. Against a real
+loopback HTTP server that answers from a script."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from aiscope import Scope, ServerExporter, record_call
+from aiscope.resilience import RetryPolicy
+
+
+class ScriptedServer:
+    """Answers each POST with the next ``(status, headers)`` of its script (the last
+    one once the script runs out) and notes when each request arrived."""
+
+    def __init__(self, script: list[tuple[int, dict[str, str]]]) -> None:
+        self.script = script
+        self.times: list[float] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["content-length"]))
+                server.times.append(time.monotonic())
+                status, headers = server.script[min(len(server.times), len(server.script)) - 1]
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in zip(self.times, self.times[1:], strict=False)]
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[list[ScriptedServer]]:
+    made: list[ScriptedServer] = []
+    yield made
+    for s in made:
+        s.close()
+
+
+def _send_one(exporter: ServerExporter) -> None:
+    record_call("gpt-4o", "openai", input_tokens=10, output_tokens=1, scope=Scope(sinks=[exporter]))
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_a_busy_answer_with_retry_after_is_retried_no_sooner_than_the_server_asks(
+    scripted: list[ScriptedServer], status: int
+) -> None:
+    server = ScriptedServer([(status, {"Retry-After": "1"}), (200, {})])
+    scripted.append(server)
+    exporter = ServerExporter(server.url, backoff_s=0.01, schedule_delay_s=0.01)
+    _send_one(exporter)
+    assert exporter.flush(timeout=5)
+    (gap,) = server.gaps()
+    assert 0.95 <= gap < 2.0, gap  # the backoff alone would have waited at most 0.01 s
+    assert (exporter.exported, exporter.failed, exporter.rejected) == (1, 0, 0)
+    exporter.close(timeout=1)
+
+
+def test_retries_wait_the_policys_jittered_backoff(scripted: list[ScriptedServer]) -> None:
+    server = ScriptedServer([(503, {})])
+    scripted.append(server)
+
+    def policy() -> RetryPolicy:
+        return RetryPolicy(max_retries=3, base_delay_s=0.1, jitter="full", rng=random.Random(7))
+
+    twin = policy()
+    expected = [twin.delay_s(k) for k in range(3)]  # the same draws as the exporter's
+    assert expected != [0.1, 0.2, 0.4]
+    exporter = ServerExporter(server.url, retry=policy(), schedule_delay_s=0.01)
+    _send_one(exporter)
+    assert exporter.flush(timeout=5)
+    gaps = server.gaps()
+    assert len(gaps) == 3
+    for got, want in zip(gaps, expected, strict=True):
+        assert want - 0.005 <= got <= want + 0.1, (gaps, expected)
+    assert (exporter.exported, exporter.failed, exporter.rejected) == (1, 1, 0)
+    exporter.close(timeout=1)
+
+
+def test_the_default_policy_jitters_and_retries_what_a_server_may_take_later() -> None:
+    exporter = ServerExporter("http://127.0.0.1:1", max_retries=4, backoff_s=0.25)
+    policy = exporter.retry
+    assert (policy.max_retries, policy.base_delay_s, policy.jitter) == (4, 0.25, "full")
+    assert policy.retry_on_status == {408, 429, 500, 502, 503, 504}
+    exporter.close(timeout=0.1)
+
+
+def test_a_long_retry_after_is_respected_and_cut_short_by_close(
+    scripted: list[ScriptedServer],
+) -> None:
+    server = ScriptedServer([(503, {"Retry-After": "30"})])
+    scripted.append(server)
+    exporter = ServerExporter(server.url, backoff_s=0.01, schedule_delay_s=0.01)
+    _send_one(exporter)
+    deadline = time.monotonic() + 5
+    while not server.times and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.2)
+    assert len(server.times) == 1  # waiting the 30 s the server asked for
+    t0 = time.monotonic()
+    exporter.close(timeout=5)
+    assert time.monotonic() - t0 < 1.0
+    assert len(server.times) == 1
+    assert (exporter.exported, exporter.failed) == (1, 1)  # accounted for, not vanished
+
+
+def test_retry_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        ServerExporter("http://127.0.0.1:1", retry=RetryPolicy(), max_retries=1)
+    with pytest.raises(TypeError, match="RetryPolicy"):
+        ServerExporter("http://127.0.0.1:1", retry=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backoff_s must be a number of seconds >= 0"):
+        ServerExporter("http://127.0.0.1:1", backoff_s=-1)
+    with pytest.raises(ValueError, match="max_retries must be an int >= 0"):
+        ServerExporter("http://127.0.0.1:1", max_retries=-1)
