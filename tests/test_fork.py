@@ -192,3 +192,76 @@ def test_forked_children_export_and_flush_while_the_parent_records_from_threads(
     tracer.shutdown(timeout=2)
     exporter.close(timeout=2)
     sdk.shutdown()
+
+
+class KeepAliveReceiver:
+    """OTLP/HTTP and ingest on one HTTP/1.1 server that keeps connections open, noting
+    which client connection (its source port) each request came over."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, int, bytes]] = []  # path, client port, body
+        lock = threading.Lock()
+        seen = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                with lock:
+                    seen.append((self.path, self.client_address[1], body))
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def ports(self, path: str) -> list[int]:
+        return [port for p, port, _ in self.requests if p == path]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_forked_child_never_sends_over_a_connection_it_inherited_from_the_parent() -> None:
+    rx = KeepAliveReceiver()
+    try:
+        tracer = Tracer(service_name="fork", endpoint=rx.url + "/v1/traces", batch=True)
+        exporter = ServerExporter(rx.url, schedule_delay_s=0.02)
+        scope = Scope(tracer=tracer, sinks=[exporter])
+        _record(scope, tracer, "parent")  # the parent's connections are now kept alive
+        assert tracer.flush(timeout=5) and exporter.flush(timeout=5)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                faulthandler.dump_traceback_later(10, exit=True)
+                _record(scope, tracer, "child")
+                code = 0 if tracer.flush(timeout=5) and exporter.flush(timeout=5) else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert done[0] and os.waitstatus_to_exitcode(done[1]) == 0
+        _record(scope, tracer, "parent again")
+        assert tracer.flush(timeout=5) and exporter.flush(timeout=5)
+        for path in ("/v1/traces", "/api/ingest/calls"):
+            parent_first, child, parent_again = rx.ports(path)
+            assert parent_again == parent_first  # the parent keeps its connection ...
+            assert child != parent_first, path  # ... and the child makes its own
+        tracer.shutdown(timeout=2)
+        exporter.close(timeout=2)
+    finally:
+        rx.close()

@@ -3,11 +3,14 @@ standard ``OTEL_EXPORTER_OTLP_*`` variables, see :mod:`aiscope.tracing.env`)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from aiscope._fork import after_fork_in_child
 from aiscope.tracing import env
 from aiscope.tracing.env import Protocol
 
@@ -92,4 +95,18 @@ def otlp_exporter(
         OTLPSpanExporter as HttpExporter,
     )
 
-    return HttpExporter(endpoint=target, headers=sent, timeout=timeout_s)
+    session = None
+    if not any(k.endswith("_CREDENTIAL_PROVIDER") for k in os.environ):
+        # Our own session, so a forked child can drop the connections it inherited:
+        # a kept-alive socket used by two processes mixes their requests and answers.
+        import requests
+
+        session = requests.Session()
+        after_fork_in_child(session, _drop_inherited_connections)
+    return HttpExporter(endpoint=target, headers=sent, timeout=timeout_s, session=session)
+
+
+def _drop_inherited_connections(session: Any) -> None:
+    # Closing only closes the child's copies of the sockets (no shutdown): the
+    # parent's connections stay open; the session connects afresh when next used.
+    session.close()
