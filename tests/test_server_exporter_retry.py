@@ -138,3 +138,20 @@ def test_retry_arguments_are_checked() -> None:
         ServerExporter("http://127.0.0.1:1", backoff_s=-1)
     with pytest.raises(ValueError, match="max_retries must be an int >= 0"):
         ServerExporter("http://127.0.0.1:1", max_retries=-1)
+
+
+def test_closing_past_the_timeout_loses_the_rest_quietly_and_counts_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = ServerExporter("http://127.0.0.1:9", max_retries=0, schedule_delay_s=60)
+    scope = Scope(sinks=[exporter])
+    for i in range(3000):
+        record_call("gpt-4o", "openai", input_tokens=i, output_tokens=1, scope=scope)
+    exporter.close(timeout=0)  # the worker is still sending when the client is closed
+    deadline = time.monotonic() + 5
+    while exporter.exported + exporter.dropped < 3000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    assert exporter.exported == exporter.failed
+    assert exporter.failed + exporter.dropped == 3000
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for a closed client"

@@ -149,6 +149,11 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
             except httpx.HTTPError as exc:
                 log.debug("aiscope server unreachable (%s), attempt %d", exc, attempt + 1)
                 error = exc
+            except RuntimeError:
+                # a shutdown past its timeout closed the client under this worker
+                if not self._http.is_closed:
+                    raise
+                break
             else:
                 if resp.is_success:
                     return True
