@@ -21,8 +21,17 @@ import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import CollectorRegistry
 
-from aiscope import Scope, ServerExporter, Tracer, llm_call, use_scope
+from aiscope import (
+    CostTracker,
+    MetricsCollector,
+    Scope,
+    ServerExporter,
+    Tracer,
+    llm_call,
+    use_scope,
+)
 from aiscope.testing import OtlpReceiver
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -118,7 +127,13 @@ def test_forked_children_export_and_flush_while_the_parent_records_from_threads(
         service_name="fork-test", endpoint=rx.endpoint, batch=True, schedule_delay_s=0.02
     )
     exporter = ServerExporter(ingest.url, schedule_delay_s=0.02, max_export_batch_size=8)
-    scope = Scope(tracer=tracer, sinks=[exporter])
+    # every sink's lock on the record path is taken by the parent's threads all the time
+    scope = Scope(
+        tracer=tracer,
+        sinks=[exporter],
+        metrics=MetricsCollector(registry=CollectorRegistry()),
+        cost_tracker=CostTracker(budget_usd=1e9),
+    )
     # the OpenTelemetry SDK's own batch processor, in the same children: the control
     sdk = TracerProvider(shutdown_on_exit=False)
     sdk.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(rx.endpoint)))

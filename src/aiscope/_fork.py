@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -30,6 +31,19 @@ def after_fork_in_child(obj: T, reinit: Callable[[T], None]) -> None:
     argument. Registered before a fork, it runs in the child before ``fork()`` returns.
     """
     _hooks.setdefault(obj, []).append(reinit)
+
+
+def _reinit_lock(lock: Any) -> None:
+    lock._at_fork_reinit()  # in place: every holder of a reference sees it released
+
+
+def fork_safe_lock() -> threading.Lock:
+    """A ``threading.Lock`` that a forked child finds released, whoever held it in
+    the parent when it forked (the same object, so whatever shares it sees that)."""
+    lock = threading.Lock()
+    if hasattr(lock, "_at_fork_reinit"):
+        after_fork_in_child(lock, _reinit_lock)
+    return lock
 
 
 def _run_in_child() -> None:

@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from aiscope._fork import fork_safe_lock
+
 
 @runtime_checkable
 class Ledger(Protocol):
@@ -45,7 +47,7 @@ class MemoryLedger:
         self._spent: dict[str, float] = {}
         self._reserved: dict[str, float] = {}
         self._open: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._max_keys = max_keys
         self._counter = 0
 

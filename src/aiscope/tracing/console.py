@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TextIO
@@ -20,13 +19,8 @@ from typing import TextIO
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from aiscope._fork import after_fork_in_child
+from aiscope._fork import fork_safe_lock
 from aiscope.logs import mask_secrets
-
-
-def _new_lock(exporter: ConsoleExporter) -> None:
-    # in a forked child: the parent's copy may have been held by a thread now gone
-    exporter._lock = threading.Lock()
 
 
 class ConsoleExporter(SpanExporter):
@@ -50,8 +44,7 @@ class ConsoleExporter(SpanExporter):
         self.max_pending = max_pending
         self._pending: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._count = 0
-        self._lock = threading.Lock()
-        after_fork_in_child(self, _new_lock)
+        self._lock = fork_safe_lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Buffer ``spans``; print every trace whose root is among them."""

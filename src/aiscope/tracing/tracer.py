@@ -22,7 +22,6 @@ import contextvars
 import functools
 import json
 import logging
-import threading
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
@@ -38,7 +37,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRati
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from aiscope._fork import after_fork_in_child
+from aiscope._fork import fork_safe_lock
 from aiscope.logs import mask_secrets
 from aiscope.record import CallRecord
 from aiscope.tracing import attributes as A
@@ -193,8 +192,7 @@ class Tracer:
         # Call spans the fast way where that is exactly what the SDK would export.
         self._calls = CallSpans.for_tracer(self._otel) if self._own_provider is not None else None
         self._closed = False
-        self._close_lock = threading.Lock()
-        after_fork_in_child(self, _new_close_lock)
+        self._close_lock = fork_safe_lock()
         self._metrics = _GenAIMetrics(meter_provider, self) if meter_provider is not None else None
         if self.processors:
             # Export what is queued at exit, but never hold the exit up for long.
@@ -415,11 +413,6 @@ class Tracer:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
-
-
-def _new_close_lock(tracer: Tracer) -> None:
-    # in a forked child: the parent's copy may have been held by a thread now gone
-    tracer._close_lock = threading.Lock()
 
 
 def _shutdown_at_exit(ref: weakref.ref[Tracer]) -> None:
