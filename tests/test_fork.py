@@ -30,6 +30,7 @@ from aiscope import (
     ServerExporter,
     Tracer,
     llm_call,
+    record_call,
     use_scope,
 )
 from aiscope.testing import OtlpReceiver
@@ -280,3 +281,75 @@ def test_a_forked_child_never_sends_over_a_connection_it_inherited_from_the_pare
         exporter.close(timeout=2)
     finally:
         rx.close()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_locks_held_and_slots_taken_by_other_threads_at_the_fork_are_free_in_the_child() -> None:
+    from aiscope import FeedbackCollector
+    from aiscope.cost.ledger import MemoryLedger
+    from aiscope.resilience import CircuitBreaker, InflightLimiter, RateLimiter
+
+    limiter = InflightLimiter(1)
+    ledger = MemoryLedger()
+    breaker = CircuitBreaker("provider")
+    rate = RateLimiter(requests_per_minute=6000)
+    feedback = FeedbackCollector()
+    scope = Scope(
+        metrics=MetricsCollector(registry=CollectorRegistry()),
+        cost_tracker=CostTracker(budget_usd=1e9),
+    )
+    held = [
+        ledger._lock,
+        limiter._lock,
+        breaker._lock,
+        rate._lock,
+        feedback._lock,
+        scope._lock,
+        scope.cost_tracker._lock,  # type: ignore[union-attr]
+        scope.metrics._lock,  # type: ignore[union-attr]
+    ]
+    ready, release = threading.Event(), threading.Event()
+
+    def parent_call_in_flight() -> None:
+        limiter.acquire()  # the only slot
+        assert ledger.try_reserve("day", 6.0, 10.0) is not None  # most of the budget
+        for lock in held:
+            lock.acquire()
+        ready.set()
+        release.wait(30)
+        for lock in reversed(held):
+            lock.release()
+
+    thread = threading.Thread(target=parent_call_in_flight, daemon=True)
+    thread.start()
+    assert ready.wait(5)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            faulthandler.dump_traceback_later(10, exit=True)
+            ok = limiter.try_acquire()  # the parent's call does not hold the child's slot
+            limiter.release()
+            ok = ok and ledger.try_reserve("day", 6.0, 10.0) is not None
+            ok = ok and breaker.allow()
+            rate.acquire()
+            feedback.thumbs_up("req-1")
+            record_call("gpt-4o", "openai", input_tokens=10, output_tokens=1, scope=scope)
+            code = 0 if ok else 2
+        finally:
+            os._exit(code)
+    try:
+        deadline = time.monotonic() + 20
+        while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if done[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert done[0], "the child hung on a lock held by another thread at the fork"
+        assert os.waitstatus_to_exitcode(done[1]) == 0
+    finally:
+        release.set()
+        thread.join(5)
+    # the parent's own state is untouched
+    assert limiter.current == 1 and ledger.reserved("day") == 6.0
+    limiter.release()
