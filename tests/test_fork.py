@@ -353,3 +353,46 @@ def test_locks_held_and_slots_taken_by_other_threads_at_the_fork_are_free_in_the
     # the parent's own state is untouched
     assert limiter.current == 1 and ledger.reserved("day") == 6.0
     limiter.release()
+
+
+_MP: dict[str, Any] = {}
+
+
+def _pool_task(n: int) -> int:
+    _record(_MP["scope"], _MP["tracer"], f"pool-{n}")
+    return n
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_multiprocessing_child_sends_what_it_recorded_last_without_a_flush(
+    receivers: tuple[OtlpReceiver, IngestReceiver],
+) -> None:
+    import multiprocessing
+
+    rx, ingest = receivers
+    # no timed export before the children end: only their exit can send it
+    tracer = Tracer(service_name="mp", endpoint=rx.endpoint, schedule_delay_s=60)
+    exporter = ServerExporter(ingest.url, schedule_delay_s=60)
+    scope = Scope(tracer=tracer, sinks=[exporter])
+    ctx = multiprocessing.get_context("fork")
+    # multiprocessing ends its children with os._exit(): atexit hooks never run there
+    process = ctx.Process(target=_record, args=(scope, tracer, "process"))
+    process.start()
+    process.join(20)
+    if process.is_alive():
+        process.kill()
+    assert process.exitcode == 0
+    _MP.update(scope=scope, tracer=tracer)
+    pool = ctx.Pool(2)
+    try:
+        assert sorted(pool.map(_pool_task, range(4))) == [0, 1, 2, 3]
+    finally:
+        pool.close()
+        pool.join()
+    spans = rx.spans()
+    for feature in ("process", "pool-0", "pool-1", "pool-2", "pool-3"):
+        assert sum(1 for s in spans if s.attributes.get("aiscope.tag.feature") == feature) == 1
+        assert sum(1 for s in spans if s.name == f"handler {feature}") == 1
+        assert sum(1 for c in ingest.calls if c["tags"].get("feature") == feature) == 1
+    tracer.shutdown(timeout=2)
+    exporter.close(timeout=2)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
-from typing import Generic, TypeVar
+import weakref
+from typing import Any, Generic, TypeVar
 
 from aiscope._fork import after_fork_in_child
 
@@ -84,6 +86,12 @@ class BoundedBatcher(Generic[T]):
         # items stay the parent's (exporting them here too would send them twice).
         self._after_fork()
         self._start()
+        # A multiprocessing child ends with os._exit(), which skips atexit: what it
+        # queued last would be lost. Its own exit hooks run instead (registered once
+        # multiprocessing has reset them for the child).
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None and not self._shutdown:
+            mp_util.register_after_fork(self, _flush_at_process_exit)
 
     # -- to override --------------------------------------------------------------------
     def _export(self, batch: list[T]) -> bool:
@@ -196,3 +204,17 @@ class BoundedBatcher(Generic[T]):
                 self.exported += len(batch)
                 if not ok:
                     self.failed += len(batch)
+
+
+def _flush_at_process_exit(batcher: BoundedBatcher[Any]) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(
+        None, _shutdown_ref, args=(weakref.ref(batcher),), exitpriority=100
+    )
+
+
+def _shutdown_ref(ref: weakref.ref[BoundedBatcher[Any]]) -> None:
+    batcher = ref()
+    if batcher is not None:
+        batcher.shutdown(2000)  # as at an ordinary exit: at most 2 s
