@@ -258,3 +258,64 @@ def test_an_unusable_variable_is_an_error_naming_it(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=message):
         Tracer(endpoint="http://127.0.0.1:1/v1/traces", batch=True)
+
+
+def _sampled(tracer: Tracer, n: int = 200) -> int:
+    from aiscope import InMemoryExporter
+
+    (proc,) = tracer.processors
+    mem = proc.exporter  # type: ignore[attr-defined]
+    assert isinstance(mem, InMemoryExporter)
+    for _ in range(n):
+        with tracer.span("root"):
+            pass
+    return len(mem.spans())
+
+
+def test_otel_traces_sampler_picks_the_sampler_when_no_sample_ratio_is_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiscope import InMemoryExporter
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    assert _sampled(Tracer(exporter=InMemoryExporter())) == 0
+    assert _sampled(Tracer(exporter=InMemoryExporter(), sample_ratio=1.0)) == 200  # arg wins
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    tracer = Tracer(exporter=InMemoryExporter())
+    provider = tracer._own_provider
+    assert provider is not None
+    assert provider.sampler.get_description() == "TraceIdRatioBased{0.25}"  # not parent-based
+    assert 20 <= _sampled(tracer, 400) <= 180
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    tracer = Tracer(exporter=InMemoryExporter())
+    assert _sampled(tracer) == 0
+    parent = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    from opentelemetry import context, propagate
+
+    token = context.attach(propagate.extract(parent))
+    try:
+        assert _sampled(tracer, 3) == 3  # a sampled parent's children follow it
+    finally:
+        context.detach(token)
+
+
+@pytest.mark.parametrize(
+    "sampler,arg,message",
+    [
+        ("jaeger_remote", None, "OTEL_TRACES_SAMPLER='jaeger_remote' is not supported"),
+        ("traceidratio", "2", "OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1"),
+        ("traceidratio", "half", "OTEL_TRACES_SAMPLER_ARG must be a ratio"),
+    ],
+)
+def test_an_unusable_sampler_variable_is_an_error_naming_it(
+    monkeypatch: pytest.MonkeyPatch, sampler: str, arg: str | None, message: str
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", sampler)
+    if arg is not None:
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", arg)
+    with pytest.raises(ValueError, match=message):
+        Tracer()

@@ -6,6 +6,8 @@ empty) comes next; aiscope's default last. A variable that is set but unusable i
 
 - ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES`` (read by the SDK's resource
   detector; ``service.name`` in either is the default service name)
+- ``OTEL_TRACES_SAMPLER`` (``always_on``, ``always_off``, ``traceidratio`` and their
+  ``parentbased_`` forms) and ``OTEL_TRACES_SAMPLER_ARG`` (the ratio)
 - ``OTEL_BSP_SCHEDULE_DELAY``, ``OTEL_BSP_EXPORT_TIMEOUT`` (milliseconds),
   ``OTEL_BSP_MAX_QUEUE_SIZE``, ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE``
 - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is) or ``OTEL_EXPORTER_OTLP_ENDPOINT``
@@ -31,6 +33,8 @@ BSP_EXPORT_TIMEOUT = "OTEL_BSP_EXPORT_TIMEOUT"
 BSP_MAX_QUEUE_SIZE = "OTEL_BSP_MAX_QUEUE_SIZE"
 BSP_MAX_EXPORT_BATCH_SIZE = "OTEL_BSP_MAX_EXPORT_BATCH_SIZE"
 TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+TRACES_SAMPLER = "OTEL_TRACES_SAMPLER"
+TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"
 
 _PROTOCOLS: Mapping[str, Protocol] = {"grpc": "grpc", "http/protobuf": "http", "http": "http"}
 
@@ -57,6 +61,36 @@ def service_name() -> str | None:
 
     name = OTELResourceDetector().detect().attributes.get("service.name")
     return name if isinstance(name, str) and name else None
+
+
+def sampler() -> tuple[float, bool] | None:
+    """``(ratio, parent_based)`` from ``OTEL_TRACES_SAMPLER`` (and its argument), or
+    None when it is not set."""
+    raw = get(TRACES_SAMPLER)
+    if raw is None:
+        return None
+    name = raw.lower()
+    parent_based = name.startswith("parentbased_")
+    kind = name.removeprefix("parentbased_")
+    if kind == "always_on":
+        return 1.0, parent_based
+    if kind == "always_off":
+        return 0.0, parent_based
+    if kind != "traceidratio":
+        raise ValueError(
+            f"{TRACES_SAMPLER}={raw!r} is not supported: use always_on, always_off, "
+            "traceidratio or their parentbased_ forms"
+        )
+    arg = get(TRACES_SAMPLER_ARG)
+    if arg is None:
+        return 1.0, parent_based
+    try:
+        ratio = float(arg)
+    except ValueError:
+        ratio = math.nan
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"{TRACES_SAMPLER_ARG} must be a ratio between 0 and 1, got {arg!r}")
+    return ratio, parent_based
 
 
 def positive_int(name: str) -> int | None:

@@ -33,7 +33,13 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
@@ -84,7 +90,7 @@ class Tracer:
         exporter: SpanExporter | Sequence[SpanExporter] | None = None,
         protocol: Protocol | None = None,
         headers: Mapping[str, str] | None = None,
-        sample_ratio: float = 1.0,
+        sample_ratio: float | None = None,
         resource_attributes: Mapping[str, AttributeValue] | None = None,
         capture_content: bool = False,
         redact: Redactor | None = None,
@@ -116,6 +122,9 @@ class Tracer:
             schedule_delay_s = env.millis_as_seconds(env.BSP_SCHEDULE_DELAY) or 1.0
         if not isinstance(service_name, str) or not service_name:
             raise ValueError(f"service_name must be a non-empty str, got {service_name!r}")
+        parent_based = True
+        if sample_ratio is None:
+            sample_ratio, parent_based = env.sampler() or (1.0, True)
         if isinstance(sample_ratio, bool) or not isinstance(sample_ratio, int | float):
             raise TypeError(f"sample_ratio must be a number, got {sample_ratio!r}")
         if not 0.0 <= sample_ratio <= 1.0:
@@ -177,9 +186,7 @@ class Tracer:
             )
             own = TracerProvider(
                 resource=resource,
-                sampler=ParentBased(
-                    ALWAYS_ON if sample_ratio == 1 else TraceIdRatioBased(sample_ratio)
-                ),
+                sampler=_sampler(sample_ratio, parent_based),
                 shutdown_on_exit=False,
             )
             for p in self.processors:
@@ -566,6 +573,13 @@ def _input_messages(
         elif parts:
             chat.append({"role": role, "parts": parts})
     return system, chat
+
+
+def _sampler(ratio: float, parent_based: bool) -> Sampler:
+    """Parent-based (a child follows its parent's decision) unless the standard
+    ``OTEL_TRACES_SAMPLER`` variable asked for a sampler that is not."""
+    root = ALWAYS_ON if ratio == 1 else ALWAYS_OFF if ratio == 0 else TraceIdRatioBased(ratio)
+    return ParentBased(root) if parent_based else root
 
 
 def _check_timeout(timeout: float) -> None:
