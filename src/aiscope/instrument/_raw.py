@@ -15,10 +15,10 @@ by aiscope: that record has the call's status and timing, not its tokens.
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from typing import Any
 
-from aiscope._fork import fork_safe_lock
 from aiscope.capture import LLMCall
 from aiscope.instrument._endpoint import Endpoint
 from aiscope.instrument._streams import ChunkReader, finish_call, observe_stream
@@ -37,7 +37,7 @@ class _RawRecord:
         self.stream_reader = stream_reader
         self.finalizer: weakref.finalize[Any, Any] | None = None
         self._done = False
-        self._lock = fork_safe_lock()
+        self._lock = threading.Lock()
 
     def _claim(self) -> bool:
         with self._lock:

@@ -14,11 +14,11 @@ by whichever comes first: the end of the stream, an error in it, ``close()``
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
-from aiscope._fork import fork_safe_lock
 from aiscope.capture import LLMCall
 
 log = logging.getLogger("aiscope.instrument")
@@ -44,7 +44,7 @@ class StreamRecord:
         self.reader = reader
         self.finalizer: weakref.finalize[Any, Any] | None = None
         self._done = False
-        self._lock = fork_safe_lock()
+        self._lock = threading.Lock()
 
     def on_item(self, item: Any) -> None:
         try:
