@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from aiscope import (
     CostTracker,
+    LangfuseExporter,
     MetricsCollector,
     Scope,
     ServerExporter,
@@ -253,15 +254,25 @@ def test_a_forked_child_never_sends_over_a_connection_it_inherited_from_the_pare
         tracer = Tracer(service_name="fork", endpoint=rx.url + "/v1/traces", batch=True)
         exporter = ServerExporter(rx.url, schedule_delay_s=0.02)
         scope = Scope(tracer=tracer, sinks=[exporter])
-        _record(scope, tracer, "parent")  # the parent's connections are now kept alive
-        assert tracer.flush(timeout=5) and exporter.flush(timeout=5)
+        langfuse = Tracer(exporter=LangfuseExporter(public_key="pk", secret_key="sk", host=rx.url))
+
+        def work(name: str) -> None:
+            _record(scope, tracer, name)
+            with langfuse.span(name):
+                pass
+
+        def flushed() -> bool:
+            return all(x.flush(timeout=5) for x in (tracer, exporter, langfuse))
+
+        work("parent")  # the parent's connections are now kept alive
+        assert flushed()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
             try:
                 faulthandler.dump_traceback_later(10, exit=True)
-                _record(scope, tracer, "child")
-                code = 0 if tracer.flush(timeout=5) and exporter.flush(timeout=5) else 2
+                work("child")
+                code = 0 if flushed() else 2
             finally:
                 os._exit(code)
         deadline = time.monotonic() + 20
@@ -271,14 +282,15 @@ def test_a_forked_child_never_sends_over_a_connection_it_inherited_from_the_pare
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         assert done[0] and os.waitstatus_to_exitcode(done[1]) == 0
-        _record(scope, tracer, "parent again")
-        assert tracer.flush(timeout=5) and exporter.flush(timeout=5)
-        for path in ("/v1/traces", "/api/ingest/calls"):
+        work("parent again")
+        assert flushed()
+        for path in ("/v1/traces", "/api/ingest/calls", "/api/public/otel/v1/traces"):
             parent_first, child, parent_again = rx.ports(path)
             assert parent_again == parent_first  # the parent keeps its connection ...
             assert child != parent_first, path  # ... and the child makes its own
         tracer.shutdown(timeout=2)
         exporter.close(timeout=2)
+        langfuse.shutdown(timeout=2)
     finally:
         rx.close()
 

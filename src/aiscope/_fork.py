@@ -37,15 +37,17 @@ def _reinit_lock(lock: Any) -> None:
     lock._at_fork_reinit()  # in place: every holder of a reference sees it released
 
 
-def fork_safe_lock() -> threading.Lock:
+def fork_safe_lock(lock: threading.Lock | None = None) -> threading.Lock:
     """A ``threading.Lock`` that a forked child finds released, whoever held it in
     the parent when it forked (the same object, so whatever shares it sees that).
+    ``lock``: make that existing lock so (default: a new one).
 
     For long-lived objects a child goes on using (sinks, limiters, ledgers). Not for
     per-call objects: registering costs about 0.4 µs, and a call in flight on another
     thread at the fork is never touched by the child anyway.
     """
-    lock = threading.Lock()
+    if lock is None:
+        lock = threading.Lock()
     if hasattr(lock, "_at_fork_reinit"):
         after_fork_in_child(lock, _reinit_lock)
     return lock

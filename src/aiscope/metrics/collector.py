@@ -10,6 +10,7 @@ constant memory for any number of calls, 1% relative accuracy by default.
 from __future__ import annotations
 
 import os
+import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -240,7 +241,7 @@ class MetricsCollector:
         self._accuracy = percentile_accuracy
         base = ("model", "provider", *self.tag_labels)
         ns, reg = namespace, self.registry
-        self._lock = fork_safe_lock()
+        self._lock = fork_safe_lock(threading.Lock())
         self._layout = Layout(duration_buckets, ttft_buckets)
         self._bin_multiplier, self._bin_min = key_function(percentile_accuracy)
         #: bounded label key -> series (fast store) or children (multiprocess mode)

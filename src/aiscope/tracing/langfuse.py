@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from aiscope.tracing import attributes as A
+from aiscope.tracing.otlp import fork_safe_session
 
 DEFAULT_HOST = "https://cloud.langfuse.com"
 OTEL_PATH = "/api/public/otel/v1/traces"
@@ -69,6 +70,7 @@ class LangfuseExporter(SpanExporter):
             endpoint=self.endpoint,
             headers={"Authorization": f"Basic {token}"},
             timeout=timeout,
+            session=fork_safe_session(),  # a forked child connects afresh
         )
 
     def __repr__(self) -> str:  # never shows the secret key

@@ -97,13 +97,19 @@ def otlp_exporter(
 
     session = None
     if not any(k.endswith("_CREDENTIAL_PROVIDER") for k in os.environ):
-        # Our own session, so a forked child can drop the connections it inherited:
-        # a kept-alive socket used by two processes mixes their requests and answers.
-        import requests
-
-        session = requests.Session()
-        after_fork_in_child(session, _drop_inherited_connections)
+        session = fork_safe_session()  # else the exporter makes its own from them
     return HttpExporter(endpoint=target, headers=sent, timeout=timeout_s, session=session)
+
+
+def fork_safe_session() -> Any:
+    """A ``requests.Session`` for an OTLP/HTTP exporter that a forked child empties of
+    the connections it inherited: a kept-alive socket used by two processes would mix
+    their requests and answers."""
+    import requests
+
+    session = requests.Session()
+    after_fork_in_child(session, _drop_inherited_connections)
+    return session
 
 
 def _drop_inherited_connections(session: Any) -> None:
