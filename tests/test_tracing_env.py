@@ -110,6 +110,8 @@ def test_an_explicit_exporter_or_otel_traces_exporter_none_keeps_the_env_endpoin
 
     tracer = Tracer(exporter=Keep())
     assert [type(p.exporter) for p in tracer.processors] == [Keep]  # type: ignore[attr-defined]
+    # the application's provider is what the variables configure: no second exporter
+    assert Tracer(use_global_provider=True).processors == []
 
 
 class _Collector(trace_service_pb2_grpc.TraceServiceServicer):

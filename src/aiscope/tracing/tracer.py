@@ -75,9 +75,9 @@ class Tracer:
     ``batch=True``). Settings not given come from the standard OpenTelemetry
     variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``,
     ``OTEL_EXPORTER_OTLP_*``: see :mod:`aiscope.tracing.env`), then from aiscope's
-    defaults; with neither ``endpoint`` nor ``exporter``, an OTLP endpoint variable
-    makes the Tracer export there. The Tracer has its own TracerProvider unless
-    ``use_global_provider=True``. Prompt and completion content is recorded only
+    defaults; with neither ``endpoint`` nor ``exporter`` (and its own provider), an
+    OTLP endpoint variable makes the Tracer export there. The Tracer has its own
+    TracerProvider unless ``use_global_provider=True``. Prompt and completion content is recorded only
     with ``capture_content=True``, each text passed through ``redact`` (default:
     API keys masked; return None to drop a text).
     """
@@ -142,7 +142,13 @@ class Tracer:
             exporters.extend(given)
         if endpoint is not None:
             exporters.append(otlp_exporter(endpoint, protocol, headers, export_timeout_s))
-        elif exporter is None and (from_env := env.otlp_endpoint()) is not None:
+        elif (
+            exporter is None
+            # the application's own provider is the one the variables configure (by
+            # opentelemetry-instrument, say): adding an exporter would send twice
+            and not use_global_provider
+            and (from_env := env.otlp_endpoint()) is not None
+        ):
             url, exact = from_env
             exporters.append(
                 otlp_exporter(url, protocol, headers, export_timeout_s, exact_path=exact)
