@@ -77,9 +77,9 @@ class Tracer:
     ``OTEL_EXPORTER_OTLP_*``: see :mod:`aiscope.tracing.env`), then from aiscope's
     defaults; with neither ``endpoint`` nor ``exporter`` (and its own provider), an
     OTLP endpoint variable makes the Tracer export there. The Tracer has its own
-    TracerProvider unless ``use_global_provider=True``. Prompt and completion content is recorded only
-    with ``capture_content=True``, each text passed through ``redact`` (default:
-    API keys masked; return None to drop a text).
+    TracerProvider unless ``use_global_provider=True``. Prompt and completion
+    content is recorded only with ``capture_content=True``, each text passed through
+    ``redact`` (default: API keys masked; return None to drop a text).
     """
 
     def __init__(
