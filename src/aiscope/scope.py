@@ -10,13 +10,13 @@ extra sinks. A failing sink is logged and counted; it never reaches the caller.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from aiscope._fork import fork_safe_lock
 from aiscope.context import _operations, _tags
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.record import CallRecord
@@ -100,7 +100,7 @@ class Scope:
         ) + tuple((type(s).__name__, s) for s in sinks)
         #: exceptions raised by sinks, by sink name (they never reach the caller)
         self.sink_errors: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         if metrics is not None and cost_tracker is not None:
             metrics.watch_budget(cost_tracker)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aiscope._fork import fork_safe_lock
 from aiscope.record import CallRecord, CostStatus, Usage
 
 if TYPE_CHECKING:
@@ -393,7 +393,7 @@ class Pricing:
         self._overrides = load_overrides(overrides) if overrides is not None else {}
         self._entries: dict[tuple[str, str], _Entry | None] = {}
         self._compiled: dict[int, tuple[Any, _Linear | None]] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self.unknown_counts: dict[tuple[str, str], int] = {}
 
     # -- lookup -----------------------------------------------------------------------
@@ -656,7 +656,7 @@ class Pricing:
 
 _default: Pricing | None = None
 _model_ids: list[str] | None = None  # every bundled model id, for suggestions
-_default_lock = threading.Lock()
+_default_lock = fork_safe_lock()
 
 
 def default_pricing() -> Pricing:

@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from aiscope.tracing import attributes as A
+from aiscope.tracing.otlp import fork_safe_session
 
 log = logging.getLogger("aiscope.tracing")
 
@@ -73,6 +74,7 @@ class LangfuseExporter(SpanExporter):
             endpoint=self.endpoint,
             headers={"Authorization": f"Basic {token}"},
             timeout=timeout,
+            session=fork_safe_session(),  # a forked child connects afresh
         )
         self._lock = threading.Lock()
         #: spans Langfuse accepted, and spans lost because an export failed
