@@ -408,3 +408,30 @@ def test_a_multiprocessing_child_sends_what_it_recorded_last_without_a_flush(
         assert sum(1 for c in ingest.calls if c["tags"].get("feature") == feature) == 1
     tracer.shutdown(timeout=2)
     exporter.close(timeout=2)
+
+
+def test_a_fork_during_a_lazy_import_waits_for_it_so_the_child_can_use_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiscope._fork import lazy_import
+
+    (tmp_path / "slow_dependency.py").write_text("import time\ntime.sleep(0.5)\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importer = threading.Thread(target=lazy_import, args=("slow_dependency",))
+    importer.start()
+    time.sleep(0.1)  # the other thread is inside the module's import now
+    pid = os.fork()
+    if pid == 0:  # the child: a module lock held for ever would hang here
+        code = 0 if lazy_import("slow_dependency").VALUE == 42 else 3
+        os._exit(code)
+    importer.join()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the child hung on the import its parent had in progress at the fork")

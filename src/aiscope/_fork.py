@@ -10,8 +10,11 @@ keeps one alive.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import os
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -53,6 +56,30 @@ def fork_safe_lock(lock: threading.Lock | None = None) -> threading.Lock:
     return lock
 
 
+#: modules aiscope imports lazily, once a first import of them has begun
+_lazy_modules: set[str] = set()
+
+
+def lazy_import(name: str) -> Any:
+    """``importlib.import_module(name)`` for a dependency aiscope loads on first use
+    (so ``import aiscope`` stays light), made safe against a fork during that import:
+    a fork waits for any such import in progress to finish, since a child forked
+    mid-import finds the module's import lock held for ever."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    _lazy_modules.add(name)
+    return importlib.import_module(name)
+
+
+def _finish_lazy_imports() -> None:
+    for name in list(_lazy_modules):
+        # waits for another thread's import of it to end; a failing import is its
+        # caller's to report
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+
+
 def _run_in_child() -> None:
     for obj, fns in list(_hooks.items()):
         for fn in fns:
@@ -63,4 +90,4 @@ def _run_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_run_in_child)
+    os.register_at_fork(before=_finish_lazy_imports, after_in_child=_run_in_child)

@@ -23,15 +23,19 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aiscope._fork import fork_safe_lock
+from aiscope._fork import fork_safe_lock, lazy_import
 from aiscope.record import CallRecord, CostStatus, Usage
 
 if TYPE_CHECKING:
     import genai_prices
 
-# genai-prices (its tables and pydantic models: ~150 ms) is imported by the functions
-# that need it, so importing aiscope, or pricing a call from the compiled sheets, does
-# not pay for it until a model is first looked up
+
+def _gp(module: str) -> Any:
+    """A genai-prices module, imported on first use (its tables and pydantic models
+    cost ~150 ms): importing aiscope, or pricing a call from a compiled sheet, does
+    not pay for it until a model is first looked up. Fork-safe (see lazy_import)."""
+    return lazy_import(module)
+
 
 log = logging.getLogger("aiscope.cost")
 
@@ -182,8 +186,8 @@ def _leaf_vectors(units: list[Any]) -> dict[str, dict[str, int]]:
 
 def _compile(model_price: Any) -> _Linear | None:
     """Compile a genai-prices ModelPrice; None when it cannot be done exactly."""
-    from genai_prices import types as gp_types
-    from genai_prices.units import _get_registry
+    gp_types = _gp("genai_prices.types")
+    _get_registry = _gp("genai_prices.units")._get_registry
 
     registry = _get_registry()
     priced: list[tuple[Any, Any]] = []
@@ -207,7 +211,7 @@ def _compile(model_price: Any) -> _Linear | None:
             tier_starts.update(t.start for t in value.tiers)
 
     def coefficient_set(total_input: int) -> tuple[list[Decimal], Decimal] | None:
-        from genai_prices import types as gp_types
+        gp_types = _gp("genai_prices.types")
 
         coefs = [Decimal(0)] * len(_USAGE_KEYS)
         const = Decimal(0)
@@ -263,12 +267,11 @@ def _compile(model_price: Any) -> _Linear | None:
 
 
 def _gp_usage(u: Usage) -> genai_prices.Usage:
-    import genai_prices
-
     values = {gk: getattr(u, ok) for gk, ok in _USAGE_KEYS if getattr(u, ok)}
     values.setdefault("input_tokens", 0)
     values.setdefault("output_tokens", 0)
-    return genai_prices.Usage(**values)
+    usage: genai_prices.Usage = _gp("genai_prices").Usage(**values)
+    return usage
 
 
 _PROBES = (
@@ -306,7 +309,7 @@ class _Entry:
 
 
 def _model_price_from_override(where: str, model: str, spec: Any) -> Any:
-    from genai_prices import types as gp_types
+    gp_types = _gp("genai_prices.types")
 
     if not isinstance(spec, Mapping):
         raise ValueError(
@@ -410,8 +413,8 @@ class Pricing:
         return entry
 
     def _lookup(self, provider: str, model: str) -> _Entry | None:
-        from genai_prices import types as gp_types
-        from genai_prices.data_snapshot import get_snapshot
+        gp_types = _gp("genai_prices.types")
+        get_snapshot = _gp("genai_prices.data_snapshot").get_snapshot
 
         m = model.lower()
         for name in (f"{provider.lower()}/{m}", m):
@@ -564,8 +567,8 @@ class Pricing:
 
     def describe(self, model: str, provider: str | None = None) -> Price | None:
         """The current price of a model, or None when unknown (for the CLI)."""
-        import genai_prices
-        from genai_prices import types as gp_types
+        genai_prices = _gp("genai_prices")
+        gp_types = _gp("genai_prices.types")
 
         prov = provider or ""
         if "/" in model and not provider:
@@ -615,7 +618,7 @@ class Pricing:
 
     def providers_of(self, model: str) -> list[str]:
         """The ids of the providers whose bundled prices include ``model`` (for errors)."""
-        from genai_prices.data_snapshot import get_snapshot
+        get_snapshot = _gp("genai_prices.data_snapshot").get_snapshot
 
         snapshot = get_snapshot()
         found = []
@@ -629,7 +632,7 @@ class Pricing:
 
     def suggest(self, model: str, n: int = 3) -> list[str]:
         """Known model ids closest to a model name that has no price (``gpt4o`` -> ``gpt-4o``)."""
-        from genai_prices.data_snapshot import get_snapshot
+        get_snapshot = _gp("genai_prices.data_snapshot").get_snapshot
 
         global _model_ids
         if _model_ids is None:
