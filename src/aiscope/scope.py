@@ -103,6 +103,10 @@ class Scope:
         self._lock = fork_safe_lock()
         if metrics is not None and cost_tracker is not None:
             metrics.watch_budget(cost_tracker)
+        if metrics is not None and getattr(feedback, "metrics", False) is None:
+            # a FeedbackCollector() built without metrics (as the seed builds it) feeds
+            # the quality scores of the metrics it is configured next to
+            feedback.metrics = metrics  # type: ignore[union-attr]
 
     def begin(
         self,
