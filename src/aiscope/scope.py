@@ -41,6 +41,28 @@ class Sink(Protocol):
         """Take one finished, validated, priced record. Must not keep it mutable."""
 
 
+#: one INFO line a call, whichever adapter captured it (AiClient, the SDK
+#: instrumentation, llm_call/record_call), with the call's own trace and span ids
+_calls_log = logging.getLogger("aiscope.calls")
+
+
+def _log_summary(record: CallRecord) -> None:
+    ids = {"trace_id": record.trace_id, "span_id": record.span_id} if record.trace_id else {}
+    _calls_log.info(
+        "%s %s/%s status=%s latency=%.0fms tokens=%d/%d cost=%s retries=%d",
+        record.operation,
+        record.provider,
+        record.model,
+        record.status,
+        record.latency_s * 1e3,
+        record.usage.input_tokens,
+        record.usage.output_tokens,
+        "?" if record.cost_usd is None else f"${record.cost_usd:.6f}",
+        record.retry_count,
+        extra=ids,
+    )
+
+
 @dataclass(slots=True)
 class PendingCall:
     """A call between :meth:`Scope.begin` and :meth:`Scope.emit`."""
@@ -211,6 +233,8 @@ class Scope:
                     sink.on_record(record)
             except Exception:
                 self._sink_failed(name)
+        if _calls_log.isEnabledFor(logging.INFO):
+            _log_summary(record)
         return record
 
     def _sink_failed(self, name: str) -> None:
