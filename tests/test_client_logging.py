@@ -44,3 +44,45 @@ def test_mask_secrets() -> None:
     assert KEY not in mask_secrets(f"Authorization: Bearer {KEY}")
     assert "abcdef" not in mask_secrets(f"url?key={KEY[3:]}")
     assert mask_secrets("nothing secret here") == "nothing secret here"
+
+
+def test_every_capture_path_logs_one_summary_line_with_its_call_spans_trace_id() -> None:
+    import io
+    import json
+
+    import openai
+
+    import aiscope
+    from aiscope import InMemoryExporter, Tracer, configure_logging, record_call
+    from aiscope.scope import Scope, use_scope
+
+    out = io.StringIO()
+    handler = configure_logging("INFO", stream=out)
+    spans = InMemoryExporter()
+    tracer = Tracer(service_name="t", exporter=spans)
+    try:
+        with MockProvider() as mock, use_scope(Scope(tracer=tracer)):
+            client = (
+                AiClient.builder().model("openai/gpt-4o").api_key("k")
+                .base_url(mock.base_url("openai")).tracer(tracer).build()
+            )  # fmt: skip
+            client.chat().user("hello").execute_sync()
+            aiscope.instrument()
+            try:
+                sdk = openai.OpenAI(base_url=mock.base_url("openai"), api_key="k", max_retries=0)
+                sdk.chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=9
+                )
+            finally:
+                aiscope.uninstrument()
+            record_call("gpt-4o", "openai", input_tokens=3, output_tokens=4)
+        tracer.flush(timeout=5)
+    finally:
+        logging.getLogger("aiscope").removeHandler(handler)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    summaries = [x for x in lines if x["logger"] == "aiscope.calls"]
+    assert len(summaries) == 3, lines
+    span_traces = {s.context.trace_id for s in spans.spans()}
+    for line in summaries:
+        assert "status=ok" in line["message"] and "openai/gpt-4o" in line["message"]
+        assert int(line["trace_id"], 16) in span_traces, line

@@ -127,3 +127,35 @@ def test_listeners_get_feedback_and_their_errors_stay_inside() -> None:
     fc = FeedbackCollector(listeners=[broken, seen.append])
     fb = fc.record("r", score=0.5)
     assert seen == [fb] and fc.listener_errors == 1
+
+
+def test_a_feedback_collector_built_without_metrics_feeds_the_scopes_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # as the seed builds it: FeedbackCollector(), then configure(metrics=m, feedback=fb)
+    import openai
+
+    from aiscope.testing import MockProvider
+    from sdk_support import Records
+
+    mc = aiscope.MetricsCollector()
+    fb = FeedbackCollector()
+    calls = Records()
+    mock = MockProvider().start()
+    # configure() replaces the process-wide scope: the test's own is put back after
+    monkeypatch.setattr("aiscope.scope._default_scope", aiscope.current_scope())
+    try:
+        aiscope.configure(metrics=mc, feedback=fb, sinks=[calls])
+        aiscope.instrument()
+        sdk = openai.OpenAI(base_url=mock.base_url("openai"), api_key="k", max_retries=0)
+        for _ in range(2):
+            sdk.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "Hi"}], max_tokens=20
+            )
+    finally:
+        aiscope.uninstrument()
+        mock.stop()
+    first, second = calls.items
+    fb.record(request_id=first.request_id, rating=5)
+    fb.record(request_id=second.request_id, rating=1)
+    assert _quality_samples(mc.export_prometheus()) == {("gpt-4o", "", "human"): (2.0, 1.0)}

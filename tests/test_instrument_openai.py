@@ -490,3 +490,24 @@ def test_instrumented_sdk_calls_get_genai_spans(mock: MockProvider) -> None:
     assert attrs["gen_ai.provider.name"] == "openai"
     assert attrs["gen_ai.response.id"] == resp.id
     tracer.shutdown(timeout=2)
+
+
+def test_cost_report_and_metrics_key_a_call_by_the_model_asked_for(mock: MockProvider) -> None:
+    # OpenAI answers "gpt-4o" with a dated snapshot name; joins by model must hold
+    mock.reset()
+    mock.behave(model="gpt-4o-2024-08-06")
+    metrics = aiscope.MetricsCollector()
+    tracker = aiscope.CostTracker()
+    sink = Records()
+    aiscope.instrument()
+    try:
+        with use_scope(Scope(metrics=metrics, cost_tracker=tracker, sinks=[sink])):
+            client(mock).chat.completions.create(model="gpt-4o", messages=MSG, max_tokens=50)
+    finally:
+        aiscope.uninstrument()
+        mock.behave(model=None)
+    (record,) = sink.items
+    assert (record.model, record.response_model) == ("gpt-4o", "gpt-4o-2024-08-06")
+    assert set(tracker.get_report().by_model) == {"gpt-4o"}
+    assert metrics.latency_percentiles("gpt-4o") is not None
+    assert 'model="gpt-4o"' in metrics.export_prometheus()

@@ -2,7 +2,9 @@
 
 The application thread only ever appends to a bounded deque (dropping and counting
 what does not fit); one daemon thread hands batches to :meth:`BoundedBatcher._export`;
-``force_flush`` and ``shutdown`` wait for it at most their timeout, then return. The
+``force_flush`` and ``shutdown`` wait for it at most their timeout, then return. In a
+child made by ``os.fork()`` it starts afresh (new lock, empty queue, its own worker
+thread, counters at zero): what the parent had queued is the parent's to export. The
 span processor (:class:`~aiscope.tracing.BoundedBatchProcessor`) and the
 :class:`~aiscope.ServerExporter` are both this, with their own ``_export``.
 """
@@ -11,9 +13,13 @@ from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 import time
-from typing import Generic, TypeVar
+import weakref
+from typing import Any, Generic, TypeVar
+
+from aiscope._fork import after_fork_in_child
 
 T = TypeVar("T")
 log = logging.getLogger("aiscope")
@@ -50,10 +56,19 @@ class BoundedBatcher(Generic[T]):
         self.max_queue_size = max_queue_size
         self.max_export_batch_size = max_export_batch_size
         self.schedule_delay_s = float(schedule_delay_s)
+        self._thread_name = thread_name
+        self._shutdown = False
+        self._start()
+        after_fork_in_child(self, BoundedBatcher._restart_in_child)
+
+    def _start(self) -> None:
+        """Fresh state and a worker thread (at creation, and in a forked child)."""
         self._queue: collections.deque[T] = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._cond = threading.Condition(self._lock)
+        #: wakes a worker waiting between retries when the batcher shuts down
+        self._stopping = threading.Event()
         #: items dropped because the queue was full or the batcher shut down
         self.dropped = 0
         #: items handed to the exporter, and those it reported failed (or raised on)
@@ -62,9 +77,22 @@ class BoundedBatcher(Generic[T]):
         self._failed_seen = 0  # ``failed`` as of the last flush that reported it
         self._flush_requested = 0
         self._flush_done = 0
-        self._shutdown = False
-        self._thread = threading.Thread(target=self._worker, name=thread_name, daemon=True)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._worker, name=self._thread_name, daemon=True)
+        if not self._shutdown:
+            self._thread.start()
+
+    def _restart_in_child(self) -> None:
+        # Only the forking thread survives a fork: the worker is gone and the lock may
+        # have been copied held by a thread that no longer exists. The parent's queued
+        # items stay the parent's (exporting them here too would send them twice).
+        self._after_fork()
+        self._start()
+        # A multiprocessing child ends with os._exit(), which skips atexit: what it
+        # queued last would be lost. Its own exit hooks run instead (registered once
+        # multiprocessing has reset them for the child).
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None and not self._shutdown:
+            mp_util.register_after_fork(self, _flush_at_process_exit)
 
     # -- to override --------------------------------------------------------------------
     def _export(self, batch: list[T]) -> bool:
@@ -73,6 +101,15 @@ class BoundedBatcher(Generic[T]):
 
     def _close(self) -> None:
         """Release the exporter's resources (called once, bounded by ``shutdown``)."""
+
+    def _after_fork(self) -> None:
+        """In a forked child, before the worker restarts: drop what the parent's
+        connections hold (a connection shared with the parent must not be reused)."""
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` on the worker thread (a retry's backoff); False at once
+        when the batcher is shutting down."""
+        return not self._stopping.wait(seconds)
 
     # -- application side: never blocks on the exporter ---------------------------------
     def _put(self, item: T) -> bool:
@@ -126,6 +163,7 @@ class BoundedBatcher(Generic[T]):
             if self._shutdown:
                 return
             self._shutdown = True
+        self._stopping.set()
         self._wake.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         # Closing may wait on a stuck request: give it the rest of the time on a side
@@ -175,3 +213,17 @@ class BoundedBatcher(Generic[T]):
                 self.exported += len(batch)
                 if not ok:
                     self.failed += len(batch)
+
+
+def _flush_at_process_exit(batcher: BoundedBatcher[Any]) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(
+        None, _shutdown_ref, args=(weakref.ref(batcher),), exitpriority=100
+    )
+
+
+def _shutdown_ref(ref: weakref.ref[BoundedBatcher[Any]]) -> None:
+    batcher = ref()
+    if batcher is not None:
+        batcher.shutdown(2000)  # as at an ordinary exit: at most 2 s

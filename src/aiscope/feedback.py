@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from aiscope._fork import fork_safe_lock
 from aiscope.metrics.collector import MetricsCollector
 from aiscope.record import CallRecord
 
@@ -141,7 +141,7 @@ class FeedbackCollector:
         self._order: deque[str] = deque()  # request ids, oldest first
         self._feedback: deque[Feedback] = deque(maxlen=max_feedback)
         self._listeners = list(listeners)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         #: feedback dropped from memory because ``max_feedback`` was reached
         self.forgotten = 0
         #: listener exceptions (they never reach the caller)

@@ -8,8 +8,9 @@ Each label keeps at most ``max_values`` distinct values; later ones fold into
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
+
+from aiscope._fork import fork_safe_lock
 
 OTHER = "other"
 
@@ -35,7 +36,7 @@ class LabelLimiter:
                 raise TypeError(f"allowlist[{name!r}] must be a collection of str, not a str")
             self._allow[name] = frozenset(values)
         self._seen: dict[str, dict[str, str]] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         #: how many values each label folded into ``other``
         self.overflow: dict[str, int] = {}
 

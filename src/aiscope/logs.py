@@ -54,6 +54,8 @@ class TraceContextFilter(logging.Filter):
     """Adds ``trace_id`` and ``span_id`` (hex; empty outside a span) to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "trace_id", None):
+            return True  # a call's summary carries its own call span's ids
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")

@@ -10,18 +10,22 @@ extra sinks. A failing sink is logged and counted; it never reaches the caller.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from aiscope._fork import fork_safe_lock
 from aiscope.context import _operations, _tags
 from aiscope.cost.pricing import Pricing, default_pricing
-from aiscope.cost.tracker import CostTracker, Reservation
-from aiscope.metrics.collector import MetricsCollector
 from aiscope.record import CallRecord
+
+if TYPE_CHECKING:
+    # imported where a scope is given one: prometheus_client (with its HTTP server)
+    # and the budget machinery are not loaded by ``import aiscope``
+    from aiscope.cost.tracker import CostTracker, Reservation
+    from aiscope.metrics.collector import MetricsCollector
 
 log = logging.getLogger("aiscope")
 # bound once: emit() runs on every call
@@ -35,6 +39,28 @@ class Sink(Protocol):
 
     def on_record(self, record: CallRecord) -> None:
         """Take one finished, validated, priced record. Must not keep it mutable."""
+
+
+#: one INFO line a call, whichever adapter captured it (AiClient, the SDK
+#: instrumentation, llm_call/record_call), with the call's own trace and span ids
+_calls_log = logging.getLogger("aiscope.calls")
+
+
+def _log_summary(record: CallRecord) -> None:
+    ids = {"trace_id": record.trace_id, "span_id": record.span_id} if record.trace_id else {}
+    _calls_log.info(
+        "%s %s/%s status=%s latency=%.0fms tokens=%d/%d cost=%s retries=%d",
+        record.operation,
+        record.provider,
+        record.model,
+        record.status,
+        record.latency_s * 1e3,
+        record.usage.input_tokens,
+        record.usage.output_tokens,
+        "?" if record.cost_usd is None else f"${record.cost_usd:.6f}",
+        record.retry_count,
+        extra=ids,
+    )
 
 
 @dataclass(slots=True)
@@ -70,10 +96,18 @@ class Scope:
         ):
             if sink is not None and not callable(getattr(sink, "on_record", None)):
                 raise TypeError(f"{name} must have an on_record(record) method, got {sink!r}")
-        if metrics is not None and not isinstance(metrics, MetricsCollector):
-            raise TypeError(f"metrics must be an aiscope.MetricsCollector, got {metrics!r}")
-        if cost_tracker is not None and not isinstance(cost_tracker, CostTracker):
-            raise TypeError(f"cost_tracker must be an aiscope.CostTracker, got {cost_tracker!r}")
+        if metrics is not None:
+            from aiscope.metrics.collector import MetricsCollector
+
+            if not isinstance(metrics, MetricsCollector):
+                raise TypeError(f"metrics must be an aiscope.MetricsCollector, got {metrics!r}")
+        if cost_tracker is not None:
+            from aiscope.cost.tracker import CostTracker
+
+            if not isinstance(cost_tracker, CostTracker):
+                raise TypeError(
+                    f"cost_tracker must be an aiscope.CostTracker, got {cost_tracker!r}"
+                )
         self.metrics = metrics
         self.tracer = tracer
         self.cost_tracker = cost_tracker
@@ -88,9 +122,13 @@ class Scope:
         ) + tuple((type(s).__name__, s) for s in sinks)
         #: exceptions raised by sinks, by sink name (they never reach the caller)
         self.sink_errors: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         if metrics is not None and cost_tracker is not None:
             metrics.watch_budget(cost_tracker)
+        if metrics is not None and getattr(feedback, "metrics", False) is None:
+            # a FeedbackCollector() built without metrics (as the seed builds it) feeds
+            # the quality scores of the metrics it is configured next to
+            feedback.metrics = metrics  # type: ignore[union-attr]
 
     def begin(
         self,
@@ -195,6 +233,8 @@ class Scope:
                     sink.on_record(record)
             except Exception:
                 self._sink_failed(name)
+        if _calls_log.isEnabledFor(logging.INFO):
+            _log_summary(record)
         return record
 
     def _sink_failed(self, name: str) -> None:

@@ -2,7 +2,8 @@
 
 A notifier's :meth:`~Notifier.send` delivers one event and raises if it could
 not. :class:`Delivery` wraps a notifier in a bounded queue and a background
-thread that retries with exponential backoff, so an evaluator (and therefore the
+thread that retries as a :class:`~aiscope.resilience.RetryPolicy` says (exponential
+backoff with jitter, the receiver's ``Retry-After`` honoured), so an evaluator (and therefore the
 application) never waits for a slow or dead receiver; what cannot be queued or
 delivered is counted.
 """
@@ -20,6 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from aiscope.alerts.events import AlertEvent, _iso
+from aiscope.resilience.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("aiscope.alerts")
 
@@ -28,11 +30,13 @@ _PD_SEVERITY = {"info": "info", "warning": "warning", "error": "error", "critica
 
 
 class DeliveryError(Exception):
-    """A receiver refused an event; ``retryable`` says whether trying again may help."""
+    """A receiver refused an event; ``retryable`` says whether trying again may help,
+    ``retry_after`` how many seconds the receiver asked to wait (None: it did not say)."""
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @runtime_checkable
@@ -97,7 +101,11 @@ class WebhookNotifier:
             raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}", True) from exc
         if resp.status_code >= 400:
             retryable = resp.status_code == 429 or resp.status_code >= 500
-            raise DeliveryError(f"{self.name}: HTTP {resp.status_code}", retryable)
+            raise DeliveryError(
+                f"{self.name}: HTTP {resp.status_code}",
+                retryable,
+                parse_retry_after(resp.headers) if retryable else None,
+            )
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -201,9 +209,12 @@ class Delivery:
     """Delivers a notifier's events from a background thread.
 
     :meth:`submit` never blocks: a full queue drops the event (``dropped``). Each
-    event is tried up to ``1 + max_retries`` times, waiting ``backoff_s``,
-    doubling up to ``max_backoff_s``, between tries (not retrying what the
-    receiver refused for good).
+    event is tried up to ``1 + max_retries`` times (not retrying what the receiver
+    refused for good); between tries it waits as ``retry`` says, by default a
+    :class:`~aiscope.resilience.RetryPolicy` with an exponential backoff from
+    ``backoff_s`` doubling up to ``max_backoff_s``, with full jitter (receivers that
+    failed for many senders at once are not hit again all at once), or the receiver's
+    ``Retry-After`` when it asks for longer.
     """
 
     def __init__(
@@ -214,13 +225,24 @@ class Delivery:
         max_retries: int = 3,
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
+        retry: RetryPolicy | None = None,
     ) -> None:
         if not callable(getattr(notifier, "send", None)):
             raise TypeError(f"notifier must have a send(event) method, got {notifier!r}")
+        if retry is None:
+            retry = RetryPolicy(
+                max_retries=max_retries,
+                base_delay_s=backoff_s,
+                max_delay_s=max(max_backoff_s, backoff_s),
+            )
+        elif not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be an aiscope.resilience.RetryPolicy, got {retry!r}")
         self.notifier = notifier
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        #: how failed deliveries are retried
+        self.retry = retry
+        self.max_retries = retry.max_retries
+        self.backoff_s = retry.base_delay_s
+        self.max_backoff_s = retry.max_delay_s
         self._queue: queue.Queue[AlertEvent | None] = queue.Queue(maxsize=max_queue)
         self._stop = threading.Event()
         # set when close() ran out of time: what is still queued is counted, not sent
@@ -271,24 +293,27 @@ class Delivery:
                 self._close_notifier()
 
     def _deliver(self, event: AlertEvent) -> None:
-        delay = self.backoff_s
+        policy = self.retry
         name = getattr(self.notifier, "name", "notifier")
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(policy.max_retries + 1):
             try:
                 self.notifier.send(event)
                 self.delivered += 1
                 return
             except Exception as exc:
+                # a notifier's own exception without a verdict is worth another try
                 retryable = getattr(exc, "retryable", True)
-                if not retryable or attempt == self.max_retries or self._stop.is_set():
+                if not retryable or attempt == policy.max_retries or self._stop.is_set():
                     self.failed += 1
                     log.warning("alert notifier %s failed to deliver %s: %s", name, event.rule, exc)
                     return
                 self.retries += 1
-                if self._stop.wait(delay):
+                retry_after = getattr(exc, "retry_after", None)
+                if not isinstance(retry_after, int | float) or isinstance(retry_after, bool):
+                    retry_after = None
+                if self._stop.wait(policy.delay_s(attempt, retry_after)):
                     self.failed += 1
                     return
-                delay = min(delay * 2, self.max_backoff_s)
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every queued event was handled, at most ``timeout_s`` seconds.

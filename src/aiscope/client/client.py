@@ -421,19 +421,6 @@ class AiClient:
             self.scope.emit(record, pending)
         except (TypeError, ValueError):  # a malformed provider report must not break the call
             log.exception("could not record call %s", record.request_id)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "%s %s/%s status=%s latency=%.0fms tokens=%d/%d cost=%s retries=%d",
-                record.operation,
-                self.provider,
-                self.model,
-                record.status,
-                record.latency_s * 1e3,
-                record.usage.input_tokens,
-                record.usage.output_tokens,
-                "?" if record.cost_usd is None else f"${record.cost_usd:.6f}",
-                record.retry_count,
-            )
 
     def _chain(self) -> Iterator[tuple[AiClient, AiClient | None]]:
         """Each client to try (this one, then its fallbacks) with the one after it."""

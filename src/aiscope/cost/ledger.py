@@ -16,6 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from aiscope._fork import after_fork_in_child, fork_safe_lock
+
 
 @runtime_checkable
 class Ledger(Protocol):
@@ -45,9 +47,16 @@ class MemoryLedger:
         self._spent: dict[str, float] = {}
         self._reserved: dict[str, float] = {}
         self._open: dict[str, tuple[str, float]] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._max_keys = max_keys
         self._counter = 0
+        after_fork_in_child(self, MemoryLedger._forget_parent_reservations)
+
+    def _forget_parent_reservations(self) -> None:
+        # In a forked child the parent's calls in flight never settle here: their
+        # reservations would hold the child's budget for ever. What was spent stays.
+        self._open = {}
+        self._reserved = dict.fromkeys(self._reserved, 0.0)
 
     def _touch(self, key: str) -> None:
         if key not in self._spent:

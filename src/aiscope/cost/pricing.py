@@ -15,21 +15,27 @@ from __future__ import annotations
 import difflib
 import json
 import logging
-import threading
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import genai_prices
-from genai_prices import types as gp_types
-from genai_prices.data_snapshot import get_snapshot
-from genai_prices.units import _get_registry
-
+from aiscope._fork import fork_safe_lock, lazy_import
 from aiscope.record import CallRecord, CostStatus, Usage
+
+if TYPE_CHECKING:
+    import genai_prices
+
+
+def _gp(module: str) -> Any:
+    """A genai-prices module, imported on first use (its tables and pydantic models
+    cost ~150 ms): importing aiscope, or pricing a call from a compiled sheet, does
+    not pay for it until a model is first looked up. Fork-safe (see lazy_import)."""
+    return lazy_import(module)
+
 
 log = logging.getLogger("aiscope.cost")
 
@@ -180,6 +186,9 @@ def _leaf_vectors(units: list[Any]) -> dict[str, dict[str, int]]:
 
 def _compile(model_price: Any) -> _Linear | None:
     """Compile a genai-prices ModelPrice; None when it cannot be done exactly."""
+    gp_types = _gp("genai_prices.types")
+    _get_registry = _gp("genai_prices.units")._get_registry
+
     registry = _get_registry()
     priced: list[tuple[Any, Any]] = []
     for key, value in model_price.__dict__.items():
@@ -202,6 +211,8 @@ def _compile(model_price: Any) -> _Linear | None:
             tier_starts.update(t.start for t in value.tiers)
 
     def coefficient_set(total_input: int) -> tuple[list[Decimal], Decimal] | None:
+        gp_types = _gp("genai_prices.types")
+
         coefs = [Decimal(0)] * len(_USAGE_KEYS)
         const = Decimal(0)
         for unit, value in priced:
@@ -259,7 +270,8 @@ def _gp_usage(u: Usage) -> genai_prices.Usage:
     values = {gk: getattr(u, ok) for gk, ok in _USAGE_KEYS if getattr(u, ok)}
     values.setdefault("input_tokens", 0)
     values.setdefault("output_tokens", 0)
-    return genai_prices.Usage(**values)
+    usage: genai_prices.Usage = _gp("genai_prices").Usage(**values)
+    return usage
 
 
 _PROBES = (
@@ -297,6 +309,8 @@ class _Entry:
 
 
 def _model_price_from_override(where: str, model: str, spec: Any) -> Any:
+    gp_types = _gp("genai_prices.types")
+
     if not isinstance(spec, Mapping):
         raise ValueError(
             f"{where}: price override for {model!r} must be a mapping of "
@@ -382,7 +396,7 @@ class Pricing:
         self._overrides = load_overrides(overrides) if overrides is not None else {}
         self._entries: dict[tuple[str, str], _Entry | None] = {}
         self._compiled: dict[int, tuple[Any, _Linear | None]] = {}
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self.unknown_counts: dict[tuple[str, str], int] = {}
 
     # -- lookup -----------------------------------------------------------------------
@@ -399,6 +413,9 @@ class Pricing:
         return entry
 
     def _lookup(self, provider: str, model: str) -> _Entry | None:
+        gp_types = _gp("genai_prices.types")
+        get_snapshot = _gp("genai_prices.data_snapshot").get_snapshot
+
         m = model.lower()
         for name in (f"{provider.lower()}/{m}", m):
             if name in self._overrides:
@@ -550,6 +567,9 @@ class Pricing:
 
     def describe(self, model: str, provider: str | None = None) -> Price | None:
         """The current price of a model, or None when unknown (for the CLI)."""
+        genai_prices = _gp("genai_prices")
+        gp_types = _gp("genai_prices.types")
+
         prov = provider or ""
         if "/" in model and not provider:
             prov, model = model.split("/", 1)
@@ -598,6 +618,8 @@ class Pricing:
 
     def providers_of(self, model: str) -> list[str]:
         """The ids of the providers whose bundled prices include ``model`` (for errors)."""
+        get_snapshot = _gp("genai_prices.data_snapshot").get_snapshot
+
         snapshot = get_snapshot()
         found = []
         for prov in snapshot.providers:
@@ -610,6 +632,8 @@ class Pricing:
 
     def suggest(self, model: str, n: int = 3) -> list[str]:
         """Known model ids closest to a model name that has no price (``gpt4o`` -> ``gpt-4o``)."""
+        get_snapshot = _gp("genai_prices.data_snapshot").get_snapshot
+
         global _model_ids
         if _model_ids is None:
             ids = {m.id for p in get_snapshot().providers for m in p.models}
@@ -635,7 +659,7 @@ class Pricing:
 
 _default: Pricing | None = None
 _model_ids: list[str] | None = None  # every bundled model id, for suggestions
-_default_lock = threading.Lock()
+_default_lock = fork_safe_lock()
 
 
 def default_pricing() -> Pricing:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from aiscope._fork import fork_safe_lock
 from aiscope.context import OperationContext
 from aiscope.cost.budget import (
     Budget,
@@ -183,7 +183,7 @@ class CostTracker:
         ):
             raise ValueError(f"max_accumulators must be an int >= 1, got {max_accumulators!r}")
         self.max_accumulators = max_accumulators
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._reset_totals()
 
     def _reset_totals(self) -> None:
@@ -256,7 +256,9 @@ class CostTracker:
         """Charge a priced record: settle its reservation and add it to the totals."""
         tags = record.tags
         raw = (
-            record.response_model or record.model,
+            # the model asked for, as the metrics' label and latency_percentiles() key:
+            # joins by model hold when OpenAI answers with a dated snapshot name
+            record.model,
             record.provider,
             tags.get("feature"),
             tags.get("team"),

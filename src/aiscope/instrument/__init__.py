@@ -13,9 +13,9 @@ objects and streams are the SDK's own (see :mod:`aiscope.instrument._streams`).
 
 from __future__ import annotations
 
-import threading
 from typing import Any, TypeVar
 
+from aiscope._fork import fork_safe_lock
 from aiscope.instrument import anthropic as _anthropic
 from aiscope.instrument import openai as _openai
 from aiscope.instrument._patch import ORIGINAL, Target, is_wrapped, make_wrapper, settings
@@ -26,7 +26,7 @@ __all__ = ["instrument", "is_instrumented", "observe", "uninstrument", "wrap"]
 
 C = TypeVar("C")
 
-_lock = threading.Lock()
+_lock = fork_safe_lock()
 
 
 def _targets(openai: bool, anthropic: bool) -> list[Target]:

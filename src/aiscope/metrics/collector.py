@@ -31,6 +31,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prom_multiprocess
 
+from aiscope._fork import fork_safe_lock
 from aiscope.cost.budget import BudgetStatus
 from aiscope.cost.tracker import CostTracker
 from aiscope.labels import OTHER, LabelLimiter
@@ -288,7 +289,7 @@ class MetricsCollector:
         self._accuracy = percentile_accuracy
         base = ("model", "provider", *self.tag_labels)
         ns, reg = namespace, self.registry
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock(threading.Lock())
         self._layout = Layout(duration_buckets, ttft_buckets)
         multiplier, bin_min = key_function(percentile_accuracy)
         # a latency of s seconds goes to bin ceil(log(s * 1000) / LN2 * multiplier), DDSketch's

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -65,6 +64,7 @@ from enum import StrEnum
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from aiscope._fork import fork_safe_lock
 from aiscope.resilience.errors import CircuitOpenError
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ class CircuitBreaker:
 
             self._window = ErrorRateWindow(failure_rate_window_s, clock=clock)
 
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._state = _CLOSED
         self._generation = 0
         self._failures = 0  # consecutive, while closed

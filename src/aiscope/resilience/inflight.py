@@ -22,6 +22,7 @@ import threading
 from collections import OrderedDict
 from types import TracebackType
 
+from aiscope._fork import after_fork_in_child, fork_safe_lock
 from aiscope.resilience.errors import InflightLimitError
 
 __all__ = ["AsyncInflightSlot", "InflightLimiter", "InflightSlot"]
@@ -76,9 +77,20 @@ class InflightLimiter:
         ):
             raise ValueError(f"max_inflight must be an int >= 1 or None, got {max_inflight!r}")
         self.max_inflight = max_inflight
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._current = 0
         self._waiters: OrderedDict[_Waiter, None] = OrderedDict()
+        #: slots a forked child inherited: their releases (by the forking thread, the
+        #: only one the child has) are taken without complaint
+        self._inherited = 0
+        after_fork_in_child(self, InflightLimiter._forget_parent_calls)
+
+    def _forget_parent_calls(self) -> None:
+        # In a forked child the parent's calls in flight (and its waiting threads) do
+        # not exist: counted, they would hold the child's slots for ever.
+        self._inherited += self._current
+        self._current = 0
+        self._waiters = OrderedDict()
 
     @property
     def current(self) -> int:
@@ -166,6 +178,9 @@ class InflightLimiter:
         while True:
             with self._lock:
                 if not self._waiters:
+                    if self._current <= 0 and self._inherited > 0:
+                        self._inherited -= 1  # a slot taken before the fork
+                        return
                     if self._current <= 0:
                         raise RuntimeError("InflightLimiter.release() without a matching acquire")
                     self._current -= 1

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
 
+from aiscope._fork import fork_safe_lock
 from aiscope.resilience._util import header
 
 __all__ = ["DEFAULT_BURST_S", "RateLimiter", "RateLimiterSnapshot"]
@@ -172,7 +172,7 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._async_sleep = async_sleep
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._waiting = 0
         now = clock()
         self._requests: _Bucket | None = None

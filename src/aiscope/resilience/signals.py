@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from aiscope._fork import fork_safe_lock
 from aiscope.resilience.circuit import CircuitState
 from aiscope.resilience.ratelimit import RateLimiterSnapshot
 
@@ -47,7 +47,7 @@ class ErrorRateWindow:
         self._n = buckets
         self._width = self.window_s / buckets
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._stamp = [-1] * buckets  # the slice number each ring slot holds
         self._ok = [0] * buckets
         self._failed = [0] * buckets

@@ -30,6 +30,13 @@ def normalize_url(url: str) -> str:
     if "://" not in url:
         return f"sqlite:///{Path(url).expanduser()}"
     parsed = make_url(url)
+    if parsed.get_backend_name() in ("postgresql", "postgres"):
+        try:
+            import psycopg  # noqa: F401  (the engine loads it anyway)
+        except ImportError:
+            raise ValueError(
+                "a postgresql:// database needs psycopg: pip install 'aiscope[postgres]'"
+            ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):

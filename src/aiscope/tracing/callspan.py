@@ -18,6 +18,7 @@ default attribute limits. Elsewhere the SDK's ``start_span`` is used as is.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import traceback
@@ -179,8 +180,19 @@ class CallSpans:
 
 
 #: One lock for every call span's rare changes after start: held for a dict update,
-#: it is cheaper than a lock allocated per call.
+#: it is cheaper than a lock allocated per call. Looked up as a global at each use (no
+#: span keeps it), so a forked child can replace it: another thread of the parent may
+#: have held it at the fork, and that copy would never be released.
 _LOCK = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 class CallSpan(Span):
@@ -193,7 +205,6 @@ class CallSpan(Span):
         "_events",
         "_factory",
         "_links",
-        "_lock",
         "_name",
         "_parent",
         "_start",
@@ -219,7 +230,6 @@ class CallSpan(Span):
         self._status = Status(StatusCode.UNSET)
         self._start = start_ns if start_ns is not None else time.time_ns()
         self._end: int | None = None
-        self._lock = _LOCK
 
     @property
     def name(self) -> str:
@@ -238,7 +248,7 @@ class CallSpan(Span):
         """Set attributes (invalid values are dropped with a warning, as the SDK does)."""
         # the SDK's own cleaning: the same keys and values kept, the same ones dropped
         clean = _clean_attribute_value(dict(attributes), None)
-        with self._lock:
+        with _LOCK:
             if self._end is None and isinstance(clean, Mapping):
                 self._attributes.update(clean)
 
@@ -255,7 +265,7 @@ class CallSpan(Span):
     ) -> None:
         """End the span of a finished call: its final name, its attributes (aiscope's
         own, already valid: set without cleaning) and an error status, in one step."""
-        with self._lock:
+        with _LOCK:
             if self._end is not None:
                 return
             self._name = name
@@ -272,7 +282,7 @@ class CallSpan(Span):
         timestamp: int | None = None,
     ) -> None:
         """Add an event (with the SDK's Event type, as exporters expect)."""
-        with self._lock:
+        with _LOCK:
             if self._end is None:
                 self._events.append(Event(name, dict(attributes or {}), timestamp))
 
@@ -282,13 +292,13 @@ class CallSpan(Span):
         """Link another span (a valid context, or one with attributes, as the SDK takes)."""
         if not context.is_valid and not attributes:
             return
-        with self._lock:
+        with _LOCK:
             if self._end is None:
                 self._links.append(Link(context, dict(attributes or {})))
 
     def update_name(self, name: str) -> None:
         """Rename the span."""
-        with self._lock:
+        with _LOCK:
             if self._end is None:
                 self._name = name
 
@@ -296,7 +306,7 @@ class CallSpan(Span):
         """Set the status (an OK status is final, as in the SDK)."""
         if isinstance(status, StatusCode):
             status = Status(status, description)
-        with self._lock:
+        with _LOCK:
             if self._end is None and self._status.status_code is not StatusCode.OK:
                 self._status = status
 
@@ -323,7 +333,7 @@ class CallSpan(Span):
 
     def end(self, end_time: int | None = None) -> None:
         """End the span and export it (once)."""
-        with self._lock:
+        with _LOCK:
             if self._end is not None:
                 return
             self._end = end_time if end_time is not None else time.time_ns()

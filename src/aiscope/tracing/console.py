@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TextIO
@@ -20,6 +19,7 @@ from typing import TextIO
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from aiscope._fork import fork_safe_lock
 from aiscope.logs import mask_secrets
 
 
@@ -44,7 +44,7 @@ class ConsoleExporter(SpanExporter):
         self.max_pending = max_pending
         self._pending: OrderedDict[int, list[ReadableSpan]] = OrderedDict()
         self._count = 0
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Buffer ``spans``; print every trace whose root is among them."""

@@ -14,7 +14,6 @@ import base64
 import json
 import logging
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,9 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from aiscope._fork import fork_safe_lock
 from aiscope.tracing import attributes as A
+from aiscope.tracing.otlp import fork_safe_session
 
 log = logging.getLogger("aiscope.tracing")
 
@@ -73,8 +74,9 @@ class LangfuseExporter(SpanExporter):
             endpoint=self.endpoint,
             headers={"Authorization": f"Basic {token}"},
             timeout=timeout,
+            session=fork_safe_session(),  # a forked child connects afresh
         )
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()  # taken on the export thread
         #: spans Langfuse accepted, and spans lost because an export failed
         self.exported = 0
         self.failed = 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import collections
-import threading
 from collections.abc import Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from aiscope._fork import fork_safe_lock
 
 
 class InMemoryExporter(SpanExporter):
@@ -17,7 +18,7 @@ class InMemoryExporter(SpanExporter):
         if isinstance(max_spans, bool) or not isinstance(max_spans, int) or max_spans < 1:
             raise ValueError(f"max_spans must be an int >= 1, got {max_spans!r}")
         self._spans: collections.deque[ReadableSpan] = collections.deque(maxlen=max_spans)
-        self._lock = threading.Lock()
+        self._lock = fork_safe_lock()
         self._stopped = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:

@@ -22,7 +22,6 @@ import contextvars
 import functools
 import json
 import logging
-import threading
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
@@ -34,17 +33,26 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    Sampler,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from aiscope._fork import fork_safe_lock
 from aiscope.logs import mask_secrets
 from aiscope.record import CallRecord
 from aiscope.tracing import attributes as A
+from aiscope.tracing import env
 from aiscope.tracing.callspan import CallSpan, CallSpans
 from aiscope.tracing.console import ConsoleExporter
+from aiscope.tracing.env import Protocol
 from aiscope.tracing.memory import InMemoryExporter
-from aiscope.tracing.otlp import Protocol, otlp_exporter
+from aiscope.tracing.otlp import otlp_exporter
 from aiscope.tracing.processor import BoundedBatchProcessor, LocalSpanProcessor
 
 log = logging.getLogger("aiscope.tracing")
@@ -64,34 +72,59 @@ class Tracer:
     exporter or a list of them (:class:`ConsoleExporter`, :class:`LangfuseExporter`,
     :class:`InMemoryExporter`, an OTLP exporter). Spans are exported from a
     bounded queue on a background thread (local exporters synchronously unless
-    ``batch=True``). The Tracer has its own TracerProvider unless
-    ``use_global_provider=True``. Prompt and completion content is recorded only
-    with ``capture_content=True``, each text passed through ``redact`` (default:
-    API keys masked; return None to drop a text).
+    ``batch=True``). Settings not given come from the standard OpenTelemetry
+    variables (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_BSP_*``,
+    ``OTEL_EXPORTER_OTLP_*``: see :mod:`aiscope.tracing.env`), then from aiscope's
+    defaults; with neither ``endpoint`` nor ``exporter`` (and its own provider), an
+    OTLP endpoint variable makes the Tracer export there. The Tracer has its own
+    TracerProvider unless ``use_global_provider=True``. Prompt and completion
+    content is recorded only with ``capture_content=True``, each text passed through
+    ``redact`` (default: API keys masked; return None to drop a text).
     """
 
     def __init__(
         self,
-        service_name: str = "aiscope",
+        service_name: str | None = None,
         *,
         endpoint: str | None = None,
         exporter: SpanExporter | Sequence[SpanExporter] | None = None,
         protocol: Protocol | None = None,
         headers: Mapping[str, str] | None = None,
-        sample_ratio: float = 1.0,
+        sample_ratio: float | None = None,
         resource_attributes: Mapping[str, AttributeValue] | None = None,
         capture_content: bool = False,
         redact: Redactor | None = None,
         use_global_provider: bool = False,
         meter_provider: MeterProvider | None = None,
         batch: bool | None = None,
-        max_queue_size: int = 2048,
+        max_queue_size: int | None = None,
         max_export_batch_size: int | None = None,
-        schedule_delay_s: float = 1.0,
-        export_timeout_s: float = 10.0,
+        schedule_delay_s: float | None = None,
+        export_timeout_s: float | None = None,
     ) -> None:
+        # an argument wins, then the standard OpenTelemetry variable, then our default
+        if service_name is None:
+            service_name = env.service_name() or "aiscope"
+        if max_queue_size is None:
+            max_queue_size = env.positive_int(env.BSP_MAX_QUEUE_SIZE) or 2048
+        if max_export_batch_size is None:
+            max_export_batch_size = env.positive_int(env.BSP_MAX_EXPORT_BATCH_SIZE)
+            if (
+                max_export_batch_size is not None
+                and isinstance(max_queue_size, int)
+                and max_export_batch_size > max_queue_size
+            ):
+                raise ValueError(
+                    f"{env.BSP_MAX_EXPORT_BATCH_SIZE} ({max_export_batch_size}) cannot "
+                    f"exceed the queue size ({max_queue_size})"
+                )
+        if schedule_delay_s is None:
+            schedule_delay_s = env.millis_as_seconds(env.BSP_SCHEDULE_DELAY) or 1.0
         if not isinstance(service_name, str) or not service_name:
             raise ValueError(f"service_name must be a non-empty str, got {service_name!r}")
+        parent_based = True
+        if sample_ratio is None:
+            sample_ratio, parent_based = env.sampler() or (1.0, True)
         if isinstance(sample_ratio, bool) or not isinstance(sample_ratio, int | float):
             raise TypeError(f"sample_ratio must be a number, got {sample_ratio!r}")
         if not 0.0 <= sample_ratio <= 1.0:
@@ -109,6 +142,17 @@ class Tracer:
             exporters.extend(given)
         if endpoint is not None:
             exporters.append(otlp_exporter(endpoint, protocol, headers, export_timeout_s))
+        elif (
+            exporter is None
+            # the application's own provider is the one the variables configure (by
+            # opentelemetry-instrument, say): adding an exporter would send twice
+            and not use_global_provider
+            and (from_env := env.otlp_endpoint()) is not None
+        ):
+            url, exact = from_env
+            exporters.append(
+                otlp_exporter(url, protocol, headers, export_timeout_s, exact_path=exact)
+            )
         self.service_name = service_name
         self.capture_content = capture_content
         self.redact: Redactor = redact if redact is not None else mask_secrets
@@ -148,9 +192,7 @@ class Tracer:
             )
             own = TracerProvider(
                 resource=resource,
-                sampler=ParentBased(
-                    ALWAYS_ON if sample_ratio == 1 else TraceIdRatioBased(sample_ratio)
-                ),
+                sampler=_sampler(sample_ratio, parent_based),
                 shutdown_on_exit=False,
             )
             for p in self.processors:
@@ -164,7 +206,7 @@ class Tracer:
         # Call spans the fast way where that is exactly what the SDK would export.
         self._calls = CallSpans.for_tracer(self._otel) if self._own_provider is not None else None
         self._closed = False
-        self._close_lock = threading.Lock()
+        self._close_lock = fork_safe_lock()
         self._metrics = _GenAIMetrics(meter_provider, self) if meter_provider is not None else None
         if self.processors:
             # Export what is queued at exit, but never hold the exit up for long.
@@ -557,6 +599,13 @@ def _input_messages(
         elif parts:
             chat.append({"role": role, "parts": parts})
     return system, chat
+
+
+def _sampler(ratio: float, parent_based: bool) -> Sampler:
+    """Parent-based (a child follows its parent's decision) unless the standard
+    ``OTEL_TRACES_SAMPLER`` variable asked for a sampler that is not."""
+    root = ALWAYS_ON if ratio == 1 else ALWAYS_OFF if ratio == 0 else TraceIdRatioBased(ratio)
+    return ParentBased(root) if parent_based else root
 
 
 def _check_timeout(timeout: float) -> None:

@@ -1,0 +1,107 @@
+"""``import aiscope`` is light: the CLI, the server, gRPC, the HTTP client stacks,
+pydantic, prometheus_client and the pricing tables load only when used, and every
+public name still resolves (lazily) to the object its module defines."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+import aiscope
+
+HEAVY = (
+    "typer", "click", "rich", "pygments", "grpc", "fastapi", "sqlalchemy", "genai_prices",
+    "jsonpath", "httpx", "httpx2", "pydantic", "prometheus_client", "opentelemetry.sdk",
+)  # fmt: skip
+
+
+def _loaded_after(code: str) -> dict[str, object]:
+    probe = (
+        f"{code}\nimport json, sys\n"
+        f"print(json.dumps({{'n': len(sys.modules), 'heavy': [m for m in {HEAVY!r} "
+        "if m in sys.modules]}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_import_aiscope_loads_no_heavy_dependency() -> None:
+    got = _loaded_after("import aiscope")
+    assert got["heavy"] == [], got
+    assert int(got["n"]) < 250, got  # 710 before the package became lazy
+
+
+def test_metrics_alone_load_prometheus_client_but_not_the_client_or_the_cli() -> None:
+    got = _loaded_after("from aiscope import MetricsCollector, configure\n"
+                        "configure(metrics=MetricsCollector())")  # fmt: skip
+    assert set(got["heavy"]) <= {"prometheus_client"}, got  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", sorted(set(aiscope.__all__) - {"__version__"}))
+def test_every_public_name_resolves_to_its_modules_object(name: str) -> None:
+    value = getattr(aiscope, name)
+    if name == "instrument":  # the function, though aiscope.instrument is also a package
+        assert callable(value) and value.__module__ == "aiscope.instrument"
+        return
+    module = importlib.import_module(aiscope._LAZY[name])
+    assert value is getattr(module, name)
+    assert name in dir(aiscope)
+
+
+def test_an_unknown_name_is_an_attribute_error_naming_it() -> None:
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        aiscope.no_such_thing  # noqa: B018
+
+
+def test_subpackages_are_still_attributes_of_the_package() -> None:
+    got = _loaded_after("import aiscope\nassert aiscope.tracing.Tracer is not None\n"
+                        "assert aiscope.cost.pricing.Pricing is not None")  # fmt: skip
+    assert got["n"]
+
+
+def test_python_m_aiscope_is_the_aiscope_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "aiscope", "prices", "--json", "gpt-4o"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)
+    bad = subprocess.run(
+        [sys.executable, "-m", "aiscope", "prices", "gpt4o"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "gpt-4o" in bad.stderr
+
+
+_HIDE = """
+import importlib.abc, sys
+class _Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {0!r} or name.startswith({0!r} + "."):
+            raise ModuleNotFoundError(name)
+        return None
+sys.meta_path.insert(0, _Hide())
+"""
+
+
+@pytest.mark.parametrize(
+    ("hidden", "code", "message"),
+    [
+        ("psycopg", "from aiscope.server.db import normalize_url\n"
+         "normalize_url('postgresql://u@h/db')", "aiscope[postgres]"),
+        ("opentelemetry.exporter.otlp.proto.grpc", "from aiscope.tracing.otlp import "
+         "otlp_exporter\notlp_exporter('http://h:4317', 'grpc')", "aiscope[grpc]"),
+    ],
+)  # fmt: skip
+def test_a_missing_extra_is_an_error_naming_it(hidden: str, code: str, message: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _HIDE.format(hidden) + code],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and message in out.stderr.strip().splitlines()[-1], out.stderr
