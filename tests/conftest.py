@@ -3,6 +3,7 @@ without it, but fail in CI (CI=true), where .ci/run installs it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -43,3 +44,17 @@ def mock() -> Iterator[MockProvider]:
     """A mock provider on a loopback port, shared by a module's tests (reset it per test)."""
     with MockProvider() as m:
         yield m
+
+
+@pytest.fixture(autouse=True)
+def _aiscope_logging_restored() -> Iterator[None]:
+    """Each test leaves the ``aiscope`` logger as it found it: a test (or a docs
+    example) calling ``configure_logging("INFO")`` would otherwise make every later
+    call's summary line a record pytest keeps in memory."""
+    log = logging.getLogger("aiscope")
+    level, handlers = log.level, list(log.handlers)
+    yield
+    log.setLevel(level)
+    for h in list(log.handlers):
+        if h not in handlers:
+            log.removeHandler(h)
