@@ -15,11 +15,12 @@ from aiscope.cost.budget import (
     Budget,
     BudgetExceededError,
     BudgetStatus,
+    BudgetUnavailableError,
     Window,
     _Period,
     check_window,
 )
-from aiscope.cost.ledger import Ledger, MemoryLedger
+from aiscope.cost.ledger import Ledger, LedgerUnavailableError, MemoryLedger
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.counters import zeros
 from aiscope.labels import LabelLimiter
@@ -184,6 +185,9 @@ class CostTracker:
             raise ValueError(f"max_accumulators must be an int >= 1, got {max_accumulators!r}")
         self.max_accumulators = max_accumulators
         self._lock = threading.Lock()
+        #: calls let through by fail-open budgets while the ledger was unreachable
+        self.allowed_while_ledger_down = 0
+        self._down_logged_until = 0.0
         self._reset_totals()
 
     def _reset_totals(self) -> None:
@@ -224,24 +228,63 @@ class CostTracker:
         try_reserve = self.ledger.try_reserve
         for period in self._periods:
             key = period.current(now)
-            rid = try_reserve(key, estimate, period.budget.limit_usd)
-            if rid is None:
-                for _p, k, r in held:
-                    self.ledger.settle(k, r, 0.0)
+            try:
+                rid = try_reserve(key, estimate, period.budget.limit_usd)
+            except LedgerUnavailableError as exc:
+                if self._fails_open(period.budget):
+                    # allowed without a reservation; the spend is settled (or buffered
+                    # by the ledger until its store is back) when the call ends
+                    self._allowed_while_down(period.budget, exc)
+                    held.append((period, key, None))
+                    continue
+                self._release_held(held)
                 with self._lock:
                     self._refused += 1
                 b = period.budget
+                raise BudgetUnavailableError(
+                    b.name, b.window, b.limit_usd, estimate, model, str(exc)
+                ) from exc
+            if rid is None:
+                self._release_held(held)
+                with self._lock:
+                    self._refused += 1
+                b = period.budget
+                try:
+                    spent, reserved = self.ledger.spent(key), self.ledger.reserved(key)
+                except LedgerUnavailableError:
+                    spent = reserved = float("nan")
                 raise BudgetExceededError(
-                    b.name,
-                    b.window,
-                    b.limit_usd,
-                    self.ledger.spent(key),
-                    self.ledger.reserved(key),
-                    estimate,
-                    model,
+                    b.name, b.window, b.limit_usd, spent, reserved, estimate, model
                 )
             held.append((period, key, rid))
         return Reservation(held, estimate)
+
+    def _release_held(self, held: list[tuple[_Period, str, str | None]]) -> None:
+        for _p, k, r in held:
+            if r is not None:
+                self.ledger.settle(k, r, 0.0)
+
+    def _fails_open(self, budget: Budget) -> bool:
+        choice = budget.on_ledger_down
+        if choice is None:
+            choice = getattr(self.ledger, "on_down", "closed")
+        return choice == "open"
+
+    def _allowed_while_down(self, budget: Budget, exc: Exception) -> None:
+        with self._lock:
+            self.allowed_while_ledger_down += 1
+            n = self.allowed_while_ledger_down
+            quiet = time.monotonic() < self._down_logged_until
+            if not quiet:
+                self._down_logged_until = time.monotonic() + 10.0
+        if not quiet:  # one line per 10 s, not one per call
+            log.warning(
+                "budget %r: ledger unreachable (%s); failing open, call allowed "
+                "(%d allowed so far)",
+                budget.name,
+                exc,
+                n,
+            )
 
     def release(self, reservation: Reservation | None) -> None:
         """Give back a reservation whose call never produced a record."""
@@ -404,14 +447,18 @@ class CostTracker:
         out = []
         for p in self._periods:
             key = p.current()
+            try:
+                spent, reserved = self.ledger.spent(key), self.ledger.reserved(key)
+            except LedgerUnavailableError:  # unknown while the store is down
+                spent = reserved = float("nan")
             out.append(
                 BudgetStatus(
                     p.budget.name,
                     p.budget.window,
                     key.rpartition(":")[2],
                     p.budget.limit_usd,
-                    self.ledger.spent(key),
-                    self.ledger.reserved(key),
+                    spent,
+                    reserved,
                 )
             )
         return out
@@ -421,7 +468,10 @@ class CostTracker:
         """USD spent in the primary budget's current window (total cost if no budget)."""
         if not self._periods:
             return self._total
-        return self.ledger.spent(self._periods[0].current())
+        try:
+            return self.ledger.spent(self._periods[0].current())
+        except LedgerUnavailableError:
+            return float("nan")
 
     @property
     def remaining(self) -> float | None:
