@@ -54,10 +54,14 @@ CREATE OR REPLACE FUNCTION {s}.aiscope_ledger_reserve_v1(
 DECLARE
     v_spent bigint; v_reserved bigint; v_freed bigint;
 BEGIN
-    INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_key, p_expires)
-        ON CONFLICT (key) DO NOTHING;
     SELECT spent, reserved INTO v_spent, v_reserved
         FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
+    IF NOT FOUND THEN  -- the key's first call (racing ones meet at the primary key)
+        INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_key, p_expires)
+            ON CONFLICT (key) DO NOTHING;
+        SELECT spent, reserved INTO v_spent, v_reserved
+            FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
+    END IF;
     -- leases of this key change only under this row's lock: this sees them all
     WITH gone AS (
         DELETE FROM {s}.aiscope_ledger_leases
@@ -82,9 +86,12 @@ CREATE OR REPLACE FUNCTION {s}.aiscope_ledger_settle_v1(
 DECLARE
     v_amount bigint; v_spent bigint;
 BEGIN
-    INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_key, p_expires)
-        ON CONFLICT (key) DO NOTHING;
     PERFORM 1 FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_key, p_expires)
+            ON CONFLICT (key) DO NOTHING;
+        PERFORM 1 FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
+    END IF;
     IF p_id IS NOT NULL THEN
         DELETE FROM {s}.aiscope_ledger_leases WHERE id = p_id AND key = p_key
             RETURNING amount INTO v_amount;
@@ -114,6 +121,9 @@ class PostgresLedger(RemoteLedger):
     (``statement_timeout``) and the wait for a pooled connection, while connecting
     is bounded by libpq's ``connect_timeout`` (whole seconds, at least 2).
     ``pool_size`` connections at most are opened per process.
+    ``synchronous_commit=False`` halves the cost of an operation by not waiting for
+    the WAL flush; a crash of the database server (not of the application) may then
+    forget the last fraction of a second of spend.
     """
 
     _store = "PostgreSQL"
@@ -128,6 +138,7 @@ class PostgresLedger(RemoteLedger):
         on_down: OnLedgerDown = "closed",
         retry_interval_s: float = 0.5,
         pool_size: int = 8,
+        synchronous_commit: bool = True,
     ) -> None:
         super().__init__(
             lease_s=lease_s,
@@ -148,6 +159,7 @@ class PostgresLedger(RemoteLedger):
         self.url = url
         self.schema = schema
         self.pool_size = pool_size
+        self.synchronous_commit = bool(synchronous_commit)
         self._unreachable = (pg.OperationalError, pg.errors.QueryCanceled, OSError)
         s = sql.Identifier(schema).as_string(None)
         self._s = s
@@ -177,7 +189,8 @@ class PostgresLedger(RemoteLedger):
             self.url,
             autocommit=True,
             connect_timeout=max(2, round(self.timeout_s)),
-            options=f"-c statement_timeout={ms} -c lock_timeout={ms}",
+            options=f"-c statement_timeout={ms} -c lock_timeout={ms}"
+            + ("" if self.synchronous_commit else " -c synchronous_commit=off"),
             prepare_threshold=0,  # prepared at once: these few statements run all the time
         )
 
