@@ -132,6 +132,11 @@ def redis_spec() -> Iterator[Spec]:
     yield from _redis_spec()
 
 
+@pytest.fixture
+def pg_spec() -> Iterator[Spec]:
+    yield from _pg_spec()
+
+
 @pytest.fixture(scope="module")
 def mock() -> Iterator[MockProvider]:
     with MockProvider() as m:
@@ -477,3 +482,71 @@ def test_budget_statuses_while_the_ledger_is_down_are_unknown_not_an_error(
     assert report.call_count == 0
     with pytest.raises(BudgetUnavailableError):
         tracker.reserve("openai", "gpt-4o", 10, OUT_TOKENS)
+
+
+def test_postgres_down_at_start_up_fails_closed_or_open_at_once() -> None:
+    # nothing listens on port 1: connections are refused at once
+    ledger = PostgresLedger("postgresql://postgres@127.0.0.1:1/test", timeout_s=0.5)
+    closed = CostTracker(budgets=[Budget(1.0, name="closed")], ledger=ledger)
+    opened = CostTracker(budgets=[Budget(1.0, name="open", on_ledger_down="open")], ledger=ledger)
+    for _ in range(3):
+        t0 = time.monotonic()
+        with pytest.raises(BudgetUnavailableError, match="PostgreSQL unreachable"):
+            closed.reserve("openai", "gpt-4o", 10, OUT_TOKENS)
+        held = opened.reserve("openai", "gpt-4o", 10, OUT_TOKENS)
+        assert held is not None
+        opened.release(held)
+        assert time.monotonic() - t0 < 0.5
+        time.sleep(0.5)  # past retry_interval_s: the next call tries to connect again
+    assert opened.allowed_while_ledger_down == 3
+    assert ledger.unavailable_count >= 6
+
+
+def test_postgres_schema_is_created_idempotently_by_racing_ledgers(pg_spec: Spec) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        ledgers = list(pool.map(lambda _: pg_spec.build(), range(4)))
+    assert all(ledger.try_reserve("k:total:all", 0.1, 1.0) for ledger in ledgers)
+    assert ledgers[0].reserved("k:total:all") == pytest.approx(0.4)
+
+
+# -- 4 processes x 250 asyncio tasks -------------------------------------------------------
+def _async_worker(spec: Spec, base_url: str, tag: str, tasks: int) -> Any:
+    import asyncio
+
+    tracker = CostTracker(budget_usd=1.0, ledger=spec.build(), pricing=Pricing(PRICES))
+    client = _client(base_url, tracker)
+
+    async def one(i: int) -> tuple[str, bool]:
+        call_id = f"{tag}-{os.getpid()}-{i}"
+        try:
+            await client.chat().user(f"call {call_id}").max_tokens(OUT_TOKENS).execute()
+        except BudgetExceededError:
+            return call_id, False
+        return call_id, True
+
+    async def main() -> list[tuple[str, bool]]:
+        return list(await asyncio.gather(*(one(i) for i in range(tasks))))
+
+    results = asyncio.run(main())
+    return [c for c, ok in results if ok], [c for c, ok in results if not ok]
+
+
+def test_one_dollar_budget_shared_by_4_processes_x_250_asyncio_tasks(
+    spec: Spec, mock: MockProvider
+) -> None:
+    mock.behavior = Behavior(reply_tokens=OUT_TOKENS)
+    tag = uuid.uuid4().hex[:8]
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        parts = pool.starmap(_async_worker, [(spec, mock.base_url("openai"), tag, 250)] * 4)
+    admitted = [c for a, _ in parts for c in a]
+    refused = [c for _, r in parts for c in r]
+    assert len(admitted) + len(refused) == 1000
+    ledger = spec.build()
+    spent = ledger.spent("default:total:all")
+    assert spent <= 1.0 + CALL_USD
+    assert len(admitted) == 100
+    assert spent == pytest.approx(1.0, abs=1e-9)
+    assert ledger.reserved("default:total:all") == 0.0
+    sent = _sent_ids(mock, tag)
+    assert sorted(sent) == sorted(admitted)

@@ -96,6 +96,8 @@ class RemoteLedger:
                     log.error("%s ledger: spend of %s dropped (buffer full)", self._store, key)
                 spent = self._last_spent.get(key, 0) + self._pending.get(key, 0)
             return from_nanos(spent)
+        if len(self._last_spent) > MAX_PENDING_KEYS:  # old window periods fall off
+            self._last_spent.clear()
         self._last_spent[key] = spent
         return from_nanos(spent)
 

@@ -171,7 +171,13 @@ class PostgresLedger(RemoteLedger):
         self._pool_lock = threading.Lock()
         self._pid = os.getpid()
         self._inherited: list[Any] = []
-        self.create_schema()
+        self._schema_ready = False
+        try:
+            self.create_schema()
+        except self._unreachable as exc:
+            # the database is down at start-up: the app still starts (budgets apply
+            # their on_ledger_down choice) and the schema is made on first contact
+            self._mark_down(exc)
 
     def create_schema(self) -> None:
         """Create the tables and functions if missing (safe to run from many processes)."""
@@ -181,6 +187,7 @@ class PostgresLedger(RemoteLedger):
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('aiscope_ledger_schema'))")
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self._s}")
             conn.execute(_SCHEMA_SQL.format(s=self._s), prepare=False)
+        self._schema_ready = True
 
     # -- connections ----------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection[Any]:
@@ -255,6 +262,8 @@ class PostgresLedger(RemoteLedger):
         return None if at is None else datetime.fromtimestamp(at, UTC)
 
     def _one(self, query: str, params: tuple[Any, ...]) -> Any:
+        if not self._schema_ready:
+            self.create_schema()
         with self._conn() as conn:
             row = conn.execute(query, params).fetchone()
         return row
