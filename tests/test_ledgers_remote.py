@@ -194,6 +194,20 @@ def test_remote_ledger_reserves_settles_and_lands_exactly_on_the_limit(spec: Spe
     assert ledger.reserved(key) == 0.0
 
 
+def test_a_refusal_from_a_remote_ledger_reports_what_was_spent_and_held(spec: Spec) -> None:
+    tracker = CostTracker(budget_usd=0.025, ledger=spec.build(), pricing=Pricing(PRICES))
+    first = tracker.reserve("openai", "gpt-4o", 10, OUT_TOKENS)
+    second = tracker.reserve("openai", "gpt-4o", 10, OUT_TOKENS)
+    tracker.release(first)
+    tracker.reserve("openai", "gpt-4o", 10, OUT_TOKENS)
+    with pytest.raises(BudgetExceededError) as err:
+        tracker.reserve("openai", "gpt-4o", 10, OUT_TOKENS)
+    assert (err.value.spent_usd, err.value.reserved_usd) == (0.0, pytest.approx(0.02))
+    tracker.release(second)
+    st = tracker.budget_statuses()[0]
+    assert (st.spent_usd, st.reserved_usd) == (0.0, pytest.approx(0.01))
+
+
 def test_redis_keys_share_a_cluster_slot_and_expire_after_their_window(
     redis_spec: Spec,
 ) -> None:

@@ -111,6 +111,11 @@ class RemoteLedger:
         _, reserved = self._call(self._read, key)
         return from_nanos(reserved)
 
+    def state(self, key: str) -> tuple[float, float]:
+        """USD spent and reserved under ``key``, read together (one round trip)."""
+        spent, reserved = self._call(self._read, key)
+        return from_nanos(spent), from_nanos(reserved)
+
     @property
     def pending_usd(self) -> float:
         """Spend settled while the store was down and not written yet."""

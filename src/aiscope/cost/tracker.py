@@ -249,15 +249,24 @@ class CostTracker:
                 with self._lock:
                     self._refused += 1
                 b = period.budget
-                try:
-                    spent, reserved = self.ledger.spent(key), self.ledger.reserved(key)
-                except LedgerUnavailableError:
-                    spent = reserved = float("nan")
+                spent, reserved = self._state(key)
                 raise BudgetExceededError(
                     b.name, b.window, b.limit_usd, spent, reserved, estimate, model
                 )
             held.append((period, key, rid))
         return Reservation(held, estimate)
+
+    def _state(self, key: str) -> tuple[float, float]:
+        """Spent and reserved under ``key`` (one read where the ledger can do both at
+        once); NaN while the ledger's store is unreachable."""
+        try:
+            state = getattr(self.ledger, "state", None)
+            if state is not None:
+                spent, reserved = state(key)
+                return float(spent), float(reserved)
+            return self.ledger.spent(key), self.ledger.reserved(key)
+        except LedgerUnavailableError:
+            return float("nan"), float("nan")
 
     def _release_held(self, held: list[tuple[_Period, str, str | None]]) -> None:
         for _p, k, r in held:
@@ -447,10 +456,7 @@ class CostTracker:
         out = []
         for p in self._periods:
             key = p.current()
-            try:
-                spent, reserved = self.ledger.spent(key), self.ledger.reserved(key)
-            except LedgerUnavailableError:  # unknown while the store is down
-                spent = reserved = float("nan")
+            spent, reserved = self._state(key)
             out.append(
                 BudgetStatus(
                     p.budget.name,
