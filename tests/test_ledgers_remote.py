@@ -34,6 +34,7 @@ import pytest
 
 import aiscope
 from aiscope import (
+    AsyncRedisLedger,
     Budget,
     BudgetExceededError,
     BudgetUnavailableError,
@@ -567,3 +568,67 @@ def test_one_dollar_budget_shared_by_4_processes_x_250_asyncio_tasks(
     assert ledger.reserved("default:total:all") == 0.0
     sent = _sent_ids(mock, tag)
     assert sorted(sent) == sorted(admitted)
+
+
+# -- the asyncio variant ----------------------------------------------------------------------
+def _async_ledger_worker(spec: Spec, tasks: int) -> int:
+    import asyncio
+    import random
+
+    async def main() -> int:
+        ledger = AsyncRedisLedger(spec.url, prefix=spec.where, timeout_s=5.0)
+
+        async def one() -> bool:
+            rid = await ledger.try_reserve("default:total:all", CALL_USD, 1.0)
+            if rid is None:
+                return False
+            await asyncio.sleep(random.uniform(0, 0.01))  # the call in flight
+            await ledger.settle("default:total:all", rid, CALL_USD)
+            return True
+
+        admitted = sum(await asyncio.gather(*(one() for _ in range(tasks))))
+        await ledger.aclose()
+        return admitted
+
+    return asyncio.run(main())
+
+
+def test_async_redis_ledger_shares_one_budget_across_4_processes_x_250_tasks(
+    redis_spec: Spec,
+) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        admitted = sum(pool.starmap(_async_ledger_worker, [(redis_spec, 250)] * 4))
+    assert admitted == 100
+    sync = redis_spec.build()  # the sync ledger sees the same budget
+    assert sync.spent("default:total:all") == pytest.approx(1.0, abs=1e-9)
+    assert sync.reserved("default:total:all") == 0.0
+
+
+async def test_async_redis_ledger_outage_is_bounded_and_buffers_spend(
+    own_redis: OwnRedis,
+) -> None:
+    timeout = 0.3
+    ledger = AsyncRedisLedger(own_redis.url, timeout_s=timeout, retry_interval_s=0.2)
+    key = "default:total:all"
+    rid = await ledger.try_reserve(key, 0.5, 1.0)
+    assert rid is not None
+    own_redis.signal(signal.SIGSTOP)
+    t0 = time.monotonic()
+    with pytest.raises(aiscope.LedgerUnavailableError):
+        await ledger.try_reserve(key, 0.1, 1.0)
+    assert time.monotonic() - t0 < timeout + 0.05
+    assert await ledger.settle(key, rid, 0.25) == pytest.approx(0.25)  # buffered
+    own_redis.signal(signal.SIGCONT)
+    await asyncio_sleep(0.25)
+    spent, _ = await ledger.state(key)  # the buffered spend is written first
+    assert spent >= 0.25 - 1e-9 and ledger.pending_usd == 0.0
+    await ledger.aclose()
+    with pytest.raises(TypeError, match="asyncio ledger"):
+        CostTracker(budget_usd=1.0, ledger=ledger)  # type: ignore[arg-type]
+
+
+async def asyncio_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)

@@ -10,6 +10,7 @@ from aiscope.capture import LLMCall, estimate_tokens, llm_call, record_call
 from aiscope.client import AiClient
 from aiscope.context import current_operations, current_tags, tags
 from aiscope.cost import (
+    AsyncRedisLedger,
     Budget,
     BudgetExceededError,
     BudgetStatus,
@@ -42,6 +43,7 @@ __all__ = [
     "AiClient",
     "AlertEvaluator",
     "AlertRule",
+    "AsyncRedisLedger",
     "Budget",
     "BudgetExceededError",
     "BudgetStatus",

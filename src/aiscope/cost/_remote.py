@@ -139,11 +139,22 @@ class RemoteLedger:
         return None if end is None else end + WINDOW_GRACE_S
 
     # -- outage handling ----------------------------------------------------------------
-    def _call(self, op: Callable[..., T], *args: object) -> T:
+    def _check_up(self) -> None:
+        """Fail at once (no network) within ``retry_interval_s`` of the last failure."""
         if time.monotonic() < self._down_until:
             with self._state_lock:
                 self.unavailable_count += 1
             raise LedgerUnavailableError(self._down_reason)
+
+    def _mark_up(self) -> None:
+        if self._down_reason:
+            with self._state_lock:
+                if self._down_reason:
+                    log.warning("%s ledger: store reachable again", self._store)
+                    self._down_reason = ""
+
+    def _call(self, op: Callable[..., T], *args: object) -> T:
+        self._check_up()
         if self._pending:
             self._flush()
         try:
@@ -151,11 +162,7 @@ class RemoteLedger:
         except self._unreachable as exc:
             self._mark_down(exc)
             raise LedgerUnavailableError(self._down_reason) from exc
-        if self._down_reason:
-            with self._state_lock:
-                if self._down_reason:
-                    log.warning("%s ledger: store reachable again", self._store)
-                    self._down_reason = ""
+        self._mark_up()
         return result
 
     def _mark_down(self, exc: BaseException) -> None:

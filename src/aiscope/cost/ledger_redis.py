@@ -19,6 +19,7 @@ window ends.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import threading
@@ -26,8 +27,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from aiscope.cost._remote import RemoteLedger
-from aiscope.cost.ledger import OnLedgerDown
+from aiscope.cost._remote import RemoteLedger, _positive
+from aiscope.cost.ledger import LedgerUnavailableError, OnLedgerDown, from_nanos, to_nanos
 
 if TYPE_CHECKING:
     import redis
@@ -230,3 +231,142 @@ class RedisLedger(RemoteLedger):
     def _read(self, key: str) -> tuple[int, int]:
         out = self._run(self._read_script, self._keys(key), [])
         return int(out[0]), int(out[1])
+
+
+class AsyncRedisLedger(RedisLedger):
+    """The asyncio variant of :class:`RedisLedger` (``redis.asyncio``): the same keys,
+    scripts, leases and outage handling, with awaitable methods.
+
+    ``await ledger.try_reserve(key, amount, limit)``, ``await ledger.settle(...)``,
+    ``await ledger.state(key)``. It shares budgets with :class:`RedisLedger`s on the
+    same Redis and prefix. :class:`~aiscope.CostTracker` is synchronous and takes a
+    :class:`RedisLedger`; this one is for asyncio code that keeps budgets itself (or
+    reads them, as a dashboard does) without blocking its event loop. Each operation
+    is also bounded by ``asyncio.timeout(timeout_s)``; at most ``max_connections``
+    connections are opened (more tasks wait for one, within the timeout).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "aiscope:budget:",
+        lease_s: float = 600.0,
+        timeout_s: float = 0.5,
+        on_down: OnLedgerDown = "closed",
+        retry_interval_s: float = 0.5,
+        max_connections: int = 64,
+    ) -> None:
+        import redis.asyncio as aredis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        if (url is None) == (client is None):
+            raise ValueError("AsyncRedisLedger needs exactly one of url= or client=")
+        if client is None:
+            assert url is not None
+            t = _positive("timeout_s", timeout_s) * 0.9
+            # tasks beyond max_connections wait for a free connection (bounded by the
+            # timeout) instead of failing at once
+            pool = aredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=t,
+                socket_timeout=t,
+                socket_connect_timeout=t,
+                retry=Retry(NoBackoff(), 0),
+                retry_on_timeout=False,
+                health_check_interval=0,
+            )
+            client = aredis.Redis(connection_pool=pool)
+        super().__init__(
+            client=client,
+            prefix=prefix,
+            lease_s=lease_s,
+            timeout_s=timeout_s,
+            on_down=on_down,
+            retry_interval_s=retry_interval_s,
+        )
+
+    async def _arun(self, script: Any, keys: list[str], args: list[str]) -> Any:
+        self._check_up()
+        if self._pending:
+            await self._aflush()
+        t0 = time.monotonic()
+        try:
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    out = await script(keys=keys, args=args)
+            except self._unreachable:
+                if time.monotonic() - t0 > self.timeout_s * 0.1:
+                    raise
+                async with asyncio.timeout(self.timeout_s):  # a dropped connection
+                    out = await script(keys=keys, args=args)
+        except self._unreachable as exc:
+            self._mark_down(exc)
+            raise LedgerUnavailableError(self._down_reason) from exc
+        self._mark_up()
+        return out
+
+    async def _aflush(self) -> None:
+        with self._state_lock:
+            pending, self._pending = self._pending, {}
+        for i, (key, nanos) in enumerate(list(pending.items())):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    out = await self._settle_script(
+                        keys=self._keys(key), args=["", str(nanos), self._exp(key)]
+                    )
+                self._last_spent[key] = int(out)
+            except self._unreachable as exc:
+                with self._state_lock:
+                    for k, n in list(pending.items())[i:]:
+                        self._pending[k] = self._pending.get(k, 0) + n
+                self._mark_down(exc)
+                raise LedgerUnavailableError(self._down_reason) from exc
+
+    async def try_reserve(  # type: ignore[override]
+        self, key: str, amount: float, limit: float
+    ) -> str | None:
+        """Reserve ``amount`` under ``key`` if spent + reserved + amount <= ``limit``."""
+        rid = self._new_id()
+        args = [str(to_nanos(amount)), str(to_nanos(limit)), rid, self._lease_ms, self._exp(key)]
+        out = await self._arun(self._reserve_script, self._keys(key), args)
+        return rid if int(out[0]) == 1 else None
+
+    async def settle(  # type: ignore[override]
+        self, key: str, reservation_id: str | None, actual: float
+    ) -> float:
+        """Drop the reservation, add ``actual`` to spent; return the new spent (buffered,
+        never raised, while Redis is unreachable)."""
+        nanos = to_nanos(actual)
+        try:
+            out = await self._arun(
+                self._settle_script, self._keys(key), [reservation_id or "", str(nanos),
+                                                        self._exp(key)]
+            )  # fmt: skip
+        except LedgerUnavailableError:
+            with self._state_lock:
+                self._pending[key] = self._pending.get(key, 0) + nanos
+                return from_nanos(self._last_spent.get(key, 0) + self._pending[key])
+        self._last_spent[key] = int(out)
+        return from_nanos(int(out))
+
+    async def state(self, key: str) -> tuple[float, float]:  # type: ignore[override]
+        """USD spent and reserved under ``key`` (one round trip)."""
+        out = await self._arun(self._read_script, self._keys(key), [])
+        return from_nanos(int(out[0])), from_nanos(int(out[1]))
+
+    async def spent(self, key: str) -> float:  # type: ignore[override]
+        """USD spent under ``key``."""
+        return (await self.state(key))[0]
+
+    async def reserved(self, key: str) -> float:  # type: ignore[override]
+        """USD held by live reservations under ``key``."""
+        return (await self.state(key))[1]
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        client: Any = self.client
+        await client.aclose()

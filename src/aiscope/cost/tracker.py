@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -154,6 +155,11 @@ class CostTracker:
                 raise TypeError(f"budgets must hold aiscope.Budget objects, got {b!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"budget names must be unique, got {names}")
+        if ledger is not None and inspect.iscoroutinefunction(getattr(ledger, "try_reserve", None)):
+            raise TypeError(
+                f"{type(ledger).__name__} is an asyncio ledger; CostTracker needs a "
+                "synchronous one (RedisLedger instead of AsyncRedisLedger)"
+            )
         if isinstance(ledger, str | Path):
             from aiscope.cost.ledger import SQLiteLedger
 
