@@ -454,6 +454,7 @@ def test_redis_down_fail_closed_refuses_fail_open_allows_and_service_resumes(
         times.extend(both(expect_down=True))
         time.sleep(0.25)  # past retry_interval_s: the next call tries Redis again
     own_redis.signal(signal.SIGCONT)
+    print(f"Redis frozen: slowest call {max(times) * 1000:.0f} ms (timeout {timeout * 1000:.0f})")
     # HTTP to the mock and the client's own work come on top of the ledger's wait
     assert max(times) < timeout + 0.25, times
     assert opened.allowed_while_ledger_down == 5
@@ -470,6 +471,7 @@ def test_redis_down_fail_closed_refuses_fail_open_allows_and_service_resumes(
     times = []
     for _ in range(5):
         times.extend(both(expect_down=True))
+    print(f"Redis killed: slowest call {max(times) * 1000:.0f} ms")
     assert max(times) < timeout + 0.25, times
     assert opened.allowed_while_ledger_down == 10
     assert ledger.pending_usd == pytest.approx(5 * CALL_USD)
