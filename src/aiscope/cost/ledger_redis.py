@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 # KEYS: hash, leases. The prune step is shared by every script.
 _PRUNE = """
+-- Redis < 5 replicates scripts verbatim unless told (TIME is not deterministic)
+if redis.replicate_commands then redis.replicate_commands() end
 local h, z = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
