@@ -3,16 +3,19 @@
     .venv/bin/python bench/ledgers.py [--calls N] [--seconds S] [--threads T]
         [--redis-url URL] [--postgres-url URL]
 
-For each ledger (memory, sqlite, redis, postgres) it measures one call's budget work
+For each ledger (memory, sqlite, redis, postgres, and postgres with
+``synchronous_commit=False`` as pg-nosync) it measures one call's budget work
 as CostTracker does it: ``try_reserve`` then ``settle`` (two operations, each one
 round trip on Redis and PostgreSQL):
 
 * latency: the median of ``--calls`` single-threaded reserve+commit pairs;
 * throughput: pairs per second with ``--threads`` concurrent callers (threads in
-  one process) for ``--seconds``.
+  one process) for ``--seconds`` (PostgreSQL: through a pool of at most 16
+  connections per ledger, so the run stays well under ``max_connections``).
 
 In the same run it measures the floors: one bare Redis ``PING`` and one bare
-PostgreSQL ``SELECT 1`` (same clients, same loopback), median of ``--calls``.
+PostgreSQL ``SELECT 1`` (same clients, same loopback), timed alternately with the
+ledger's pairs, call by call, so that the ratio compares the two under one load.
 URLs default to ``AISCOPE_TEST_REDIS_URL`` / ``AISCOPE_TEST_POSTGRES_URL``; a
 ledger whose URL is unset is skipped. Keys live under a fresh prefix/schema that is
 removed afterwards.
@@ -46,6 +49,24 @@ def _latency(op: Callable[[], Any], calls: int) -> float:
         op()
         samples.append(time.perf_counter_ns() - t0)
     return statistics.median(samples) / 1000.0  # µs
+
+
+def _paired(op: Callable[[], Any], floor: Callable[[], Any], calls: int) -> tuple[float, float]:
+    """Medians (µs) of ``op`` and ``floor`` timed alternately, call by call, so both see
+    the same load (this machine's is shared)."""
+    for _ in range(min(200, calls)):
+        op()
+        floor()
+    a, b = [], []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        op()
+        t1 = time.perf_counter_ns()
+        floor()
+        t2 = time.perf_counter_ns()
+        a.append(t1 - t0)
+        b.append(t2 - t1)
+    return statistics.median(a) / 1000.0, statistics.median(b) / 1000.0
 
 
 def _throughput(op: Callable[[], Any], threads: int, seconds: float) -> float:
@@ -113,31 +134,52 @@ def main() -> None:
         import psycopg
 
         schema = f"aiscope_bench_{uuid.uuid4().hex[:8]}"
-        pg_ledger = PostgresLedger(args.postgres_url, schema=schema, pool_size=args.threads)
+        pg_ledger = PostgresLedger(
+            args.postgres_url, schema=schema, pool_size=min(args.threads, 16)
+        )
         ledgers.append(("postgres", pg_ledger))
+        pg_async_commit = PostgresLedger(
+            args.postgres_url,
+            schema=schema,
+            pool_size=min(args.threads, 16),
+            synchronous_commit=False,
+        )
+        ledgers.append(("pg-nosync", pg_async_commit))
         bare = psycopg.connect(args.postgres_url, autocommit=True, prepare_threshold=0)
         floors.append(("PostgreSQL SELECT 1", lambda: bare.execute("SELECT 1").fetchone()))
 
         def drop_pg() -> None:
             pg_ledger.close()
+            pg_async_commit.close()
             bare.execute(f'DROP SCHEMA "{schema}" CASCADE')
             bare.close()
 
         cleanup.append(drop_pg)
 
     try:
-        floor_us = {name: _latency(op, args.calls) for name, op in floors}
+        floor_ops = dict(floors)
+        floor_us: dict[str, list[float]] = {name: [] for name in floor_ops}
         print(f"{'ledger':<10} {'reserve+commit p50':>20} {'x2 floor':>9} "
               f"{f'{args.threads} callers':>16}")  # fmt: skip
         for name, ledger in ledgers:
-            lat = _latency(_pair(ledger, f"bench-{name}:total:all"), args.calls)
+            floor = {
+                "redis": "Redis PING",
+                "postgres": "PostgreSQL SELECT 1",
+                "pg-nosync": "PostgreSQL SELECT 1",
+            }.get(name)
+            pair = _pair(ledger, f"bench-{name}:total:all")
+            if floor in floor_ops:
+                lat, bare_us = _paired(pair, floor_ops[floor], args.calls)
+                floor_us[floor].append(bare_us)
+                ratio = f"{lat / (2 * bare_us):.2f}x"
+            else:
+                lat, ratio = _latency(pair, args.calls), "-"
             tput = _throughput(_pair(ledger, f"bench-{name}-t:total:all"), args.threads,
                                args.seconds)  # fmt: skip
-            floor = {"redis": "Redis PING", "postgres": "PostgreSQL SELECT 1"}.get(name)
-            ratio = f"{lat / (2 * floor_us[floor]):.2f}x" if floor in floor_us else "-"
             print(f"{name:<10} {lat:>17.1f} µs {ratio:>9} {tput:>12,.0f} /s")
-        for name, us in floor_us.items():
-            print(f"floor: one bare {name}: {us:.1f} µs (p50)")
+        for name, values in floor_us.items():
+            shown = ", ".join(f"{us:.1f}" for us in values)
+            print(f"floor: one bare {name}: {shown} µs (p50, timed alternately with each row)")
     finally:
         for fn in cleanup:
             fn()
