@@ -90,6 +90,7 @@ class Spec:
         return PostgresLedger(
             self.url,
             schema=self.where,
+            pool_size=4,  # 4 processes x 4: the shared server has other clients
             lease_s=self.lease_s,
             timeout_s=self.timeout_s,
             on_down=self.on_down,  # type: ignore[arg-type]
