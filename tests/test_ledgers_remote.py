@@ -243,6 +243,21 @@ def test_remote_ledgers_refuse_bad_settings() -> None:
         Budget(1.0, on_ledger_down="sometimes")  # type: ignore[arg-type]
 
 
+def test_remote_ledgers_refuse_bad_amounts_by_name(spec: Spec) -> None:
+    ledger = spec.build()
+    with pytest.raises(ValueError, match="amount must be a finite"):
+        ledger.try_reserve("k:total:all", float("nan"), 1.0)
+    with pytest.raises(ValueError, match="amount must be >= 0"):
+        ledger.try_reserve("k:total:all", -0.5, 1.0)
+    with pytest.raises(ValueError, match="limit must be a finite"):
+        ledger.try_reserve("k:total:all", 0.5, float("inf"))
+    with pytest.raises(ValueError, match="actual must be a finite"):
+        ledger.settle("k:total:all", None, float("nan"))
+    # a limit beyond int64 nano-dollars is clamped, not an overflow in the store
+    assert ledger.try_reserve("k:total:all", 0.5, 1e12) is not None
+    assert ledger.reserved("k:total:all") == 0.5
+
+
 def test_import_aiscope_does_not_import_redis_or_psycopg() -> None:
     code = "import sys, aiscope; print(sorted(m for m in ('redis', 'psycopg') if m in sys.modules))"
     env = {**os.environ, "PYTHONPATH": str(Path(aiscope.__file__).parent.parent)}

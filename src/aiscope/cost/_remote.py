@@ -12,6 +12,7 @@ fail-open budget loses nothing it charged in a short outage.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,17 @@ T = TypeVar("T")
 WINDOW_GRACE_S = 3600.0
 #: at most this many keys of unwritten spend are kept while the store is down
 MAX_PENDING_KEYS = 10_000
+
+
+#: the largest amount kept (an int64 with headroom: $4.6 billion in nano-dollars)
+MAX_NANOS = 2**62
+
+
+def _amount(name: str, usd: float) -> int:
+    """``usd`` in nano-dollars, or a ValueError naming the bad amount."""
+    if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd):
+        raise ValueError(f"ledger {name} must be a finite number of USD, got {usd!r}")
+    return max(-MAX_NANOS, min(MAX_NANOS, to_nanos(usd)))
 
 
 def _positive(name: str, value: object) -> float:
@@ -78,14 +90,17 @@ class RemoteLedger:
     # -- the interface (USD) ----------------------------------------------------------
     def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
         """Reserve ``amount`` under ``key`` if spent + reserved + amount <= ``limit``."""
-        return self._call(self._reserve, key, to_nanos(amount), to_nanos(limit))
+        nanos = _amount("amount", amount)
+        if nanos < 0:
+            raise ValueError(f"ledger amount must be >= 0, got {amount!r}")
+        return self._call(self._reserve, key, nanos, _amount("limit", limit))
 
     def settle(self, key: str, reservation_id: str | None, actual: float) -> float:
         """Drop the reservation, add ``actual`` to spent; return the new spent.
 
         Never raises for an unreachable store: the spend is kept and written later.
         """
-        nanos = to_nanos(actual)
+        nanos = _amount("actual", actual)
         try:
             spent = self._call(self._settle, key, reservation_id, nanos)
         except LedgerUnavailableError:

@@ -27,8 +27,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from aiscope.cost._remote import RemoteLedger, _positive
-from aiscope.cost.ledger import LedgerUnavailableError, OnLedgerDown, from_nanos, to_nanos
+from aiscope.cost._remote import RemoteLedger, _amount, _positive
+from aiscope.cost.ledger import LedgerUnavailableError, OnLedgerDown, from_nanos
 
 if TYPE_CHECKING:
     import redis
@@ -332,8 +332,11 @@ class AsyncRedisLedger(RedisLedger):
         self, key: str, amount: float, limit: float
     ) -> str | None:
         """Reserve ``amount`` under ``key`` if spent + reserved + amount <= ``limit``."""
+        nanos = _amount("amount", amount)
+        if nanos < 0:
+            raise ValueError(f"ledger amount must be >= 0, got {amount!r}")
         rid = self._new_id()
-        args = [str(to_nanos(amount)), str(to_nanos(limit)), rid, self._lease_ms, self._exp(key)]
+        args = [str(nanos), str(_amount("limit", limit)), rid, self._lease_ms, self._exp(key)]
         out = await self._arun(self._reserve_script, self._keys(key), args)
         return rid if int(out[0]) == 1 else None
 
@@ -342,7 +345,7 @@ class AsyncRedisLedger(RedisLedger):
     ) -> float:
         """Drop the reservation, add ``actual`` to spent; return the new spent (buffered,
         never raised, while Redis is unreachable)."""
-        nanos = to_nanos(actual)
+        nanos = _amount("actual", actual)
         try:
             out = await self._arun(
                 self._settle_script, self._keys(key), [reservation_id or "", str(nanos),
