@@ -538,6 +538,30 @@ def test_postgres_down_at_start_up_fails_closed_or_open_at_once() -> None:
     assert ledger.unavailable_count >= 6
 
 
+def test_postgres_ledger_reconnects_when_its_sessions_are_ended(pg_spec: Spec) -> None:
+    import psycopg
+
+    ledger = pg_spec.build()
+    assert isinstance(ledger, PostgresLedger)
+    key = "default:total:all"
+    with ThreadPoolExecutor(4) as pool:  # open a few pooled connections
+        assert all(pool.map(lambda _: ledger.try_reserve(key, 0.1, 1.0), range(8)))
+    assert ledger._opened >= 2
+    # end this ledger's own sessions (only those: found by the schema in their query)
+    with psycopg.connect(pg_spec.url, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE pid <> pg_backend_pid() AND query LIKE %s",
+            (f"%{pg_spec.where}%",),
+        ).fetchone()
+    assert ended is not None and ended[0] >= 2
+    # the next operations reconnect at once: no LedgerUnavailableError, nothing lost
+    assert ledger.reserved(key) == pytest.approx(0.8)
+    assert ledger.try_reserve(key, 0.2, 1.0) is not None
+    assert ledger.try_reserve(key, 0.1, 1.0) is None
+    assert ledger.unavailable_count == 0
+
+
 def test_postgres_schema_is_created_idempotently_by_racing_ledgers(pg_spec: Spec) -> None:
     with ThreadPoolExecutor(4) as pool:
         ledgers = list(pool.map(lambda _: pg_spec.build(), range(4)))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -264,9 +265,30 @@ class PostgresLedger(RemoteLedger):
     def _one(self, query: str, params: tuple[Any, ...]) -> Any:
         if not self._schema_ready:
             self.create_schema()
-        with self._conn() as conn:
-            row = conn.execute(query, params).fetchone()
-        return row
+        t0 = time.monotonic()
+        try:
+            with self._conn() as conn:
+                return conn.execute(query, params).fetchone()
+        except self._unreachable:
+            # the server restarted or ended our sessions: every idle connection is
+            # likely dead too, so drop them all; a failure that came at once (a dead
+            # connection) is retried on a new one, a slow one has used the timeout
+            self._drop_idle()
+            if time.monotonic() - t0 > self.timeout_s * 0.1:
+                raise
+            with self._conn() as conn:
+                return conn.execute(query, params).fetchone()
+
+    def _drop_idle(self) -> None:
+        while True:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                return
+            with self._pool_lock:
+                self._opened -= 1
+            with suppress(Exception):
+                conn.close()
 
     def _reserve(self, key: str, amount: int, limit: int) -> str | None:
         rid = uuid.uuid4().hex
