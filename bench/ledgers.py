@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aiscope import MemoryLedger, PostgresLedger, RedisLedger, SQLiteLedger
+from aiscope.cost import MemoryLedger, PostgresLedger, RedisLedger, SQLiteLedger
 
 LIMIT = 1e9  # never refuses: this measures the admitted path
 AMOUNT = 0.0075

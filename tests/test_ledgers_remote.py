@@ -33,18 +33,19 @@ from typing import Any
 import pytest
 
 import aiscope
-from aiscope import (
+from aiscope import MetricsCollector
+from aiscope.client import AiClient
+from aiscope.cost import (
     AsyncRedisLedger,
     Budget,
     BudgetExceededError,
     BudgetUnavailableError,
     CostTracker,
-    MetricsCollector,
+    LedgerUnavailableError,
     PostgresLedger,
     Pricing,
     RedisLedger,
 )
-from aiscope.client import AiClient
 from aiscope.cost._remote import RemoteLedger
 from aiscope.resilience.retry import RetryPolicy
 from aiscope.testing import Behavior, MockProvider
@@ -657,7 +658,7 @@ async def test_async_redis_ledger_outage_is_bounded_and_buffers_spend(
     assert rid is not None
     own_redis.signal(signal.SIGSTOP)
     t0 = time.monotonic()
-    with pytest.raises(aiscope.LedgerUnavailableError):
+    with pytest.raises(LedgerUnavailableError):
         await ledger.try_reserve(key, 0.1, 1.0)
     assert time.monotonic() - t0 < timeout + 0.05
     assert await ledger.settle(key, rid, 0.25) == pytest.approx(0.25)  # buffered

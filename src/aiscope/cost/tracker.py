@@ -179,6 +179,9 @@ class CostTracker:
         self.default_max_output_tokens = default_max_output_tokens
         self.on_threshold = on_threshold
         self.on_exceed = on_exceed
+        #: calls let through by fail-open budgets while the ledger was unreachable
+        self.allowed_while_ledger_down = 0
+        self._down_logged_until = 0.0
         self._periods = [_Period(b) for b in all_budgets]
         self._notified: dict[tuple[str, str], float] = {}
         self._listeners: list[Callable[[list[BudgetStatus]], None]] = []
@@ -191,9 +194,6 @@ class CostTracker:
             raise ValueError(f"max_accumulators must be an int >= 1, got {max_accumulators!r}")
         self.max_accumulators = max_accumulators
         self._lock = threading.Lock()
-        #: calls let through by fail-open budgets while the ledger was unreachable
-        self.allowed_while_ledger_down = 0
-        self._down_logged_until = 0.0
         self._reset_totals()
 
     def _reset_totals(self) -> None:
