@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from aiscope.cost.ledger import OnLedgerDown, check_on_ledger_down
+
 Window = Literal["total", "daily", "monthly"]
 WINDOWS: tuple[str, ...] = ("total", "daily", "monthly")
 
@@ -42,6 +44,36 @@ class BudgetExceededError(Exception):
         )
 
 
+class BudgetUnavailableError(BudgetExceededError):
+    """A call was refused because the budget's ledger could not be reached and the
+    budget fails closed (``on_ledger_down="closed"``). Raised before any request is sent;
+    the spend figures are NaN (unknown)."""
+
+    def __init__(
+        self,
+        budget: str,
+        window: str,
+        limit_usd: float,
+        estimate_usd: float,
+        model: str,
+        cause: str,
+    ) -> None:
+        nan = float("nan")
+        Exception.__init__(
+            self,
+            f"budget {budget!r} ({window}) refused a call to {model!r}: its ledger is "
+            f"unreachable ({cause}) and the budget fails closed",
+        )
+        self.budget = budget
+        self.window = window
+        self.limit_usd = limit_usd
+        self.spent_usd = nan
+        self.reserved_usd = nan
+        self.estimate_usd = estimate_usd
+        self.model = model
+        self.cause = cause
+
+
 def check_window(window: object) -> Window:
     """Validate a window name."""
     if window not in WINDOWS:
@@ -63,13 +95,36 @@ def period_bounds(window: Window, now: float) -> tuple[str, float, float]:
     return start.strftime("%Y-%m"), start.timestamp(), start.timestamp() + days * 86400.0
 
 
+def key_period_end(key: str) -> float | None:
+    """When the window period of a ledger key (``"name:window:label"``) ends, as a Unix
+    time; None for ``total`` windows and keys of another shape (kept forever)."""
+    rest, _, label = key.rpartition(":")
+    window = rest.rpartition(":")[2]
+    try:
+        if window == "daily":
+            d = datetime.strptime(label, "%Y-%m-%d").replace(tzinfo=UTC)
+            return d.timestamp() + 86400.0
+        if window == "monthly":
+            d = datetime.strptime(label, "%Y-%m").replace(tzinfo=UTC)
+            return d.timestamp() + calendar.monthrange(d.year, d.month)[1] * 86400.0
+    except ValueError:
+        return None
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """A spending limit in USD over a window (``total``, ``daily`` or ``monthly``, UTC)."""
+    """A spending limit in USD over a window (``total``, ``daily`` or ``monthly``, UTC).
+
+    ``on_ledger_down`` says what a call does when the ledger's store (Redis,
+    PostgreSQL) is unreachable: ``"closed"`` refuses it, ``"open"`` lets it through
+    (counted and logged); None takes the ledger's own default (``"closed"``).
+    """
 
     limit_usd: float
     window: Window = "total"
     name: str = "default"
+    on_ledger_down: OnLedgerDown | None = None
 
     def __post_init__(self) -> None:
         limit = self.limit_usd
@@ -80,6 +135,8 @@ class Budget:
         check_window(self.window)
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"budget name must be a non-empty str, got {self.name!r}")
+        if self.on_ledger_down is not None:
+            check_on_ledger_down(self.on_ledger_down)
 
 
 class _Period:

@@ -2,8 +2,12 @@
 
 A ledger keeps, per key (one budget's one window period), what was spent and
 what is reserved by calls in flight. ``try_reserve`` is atomic: it admits an
-amount only if spent + reserved + amount stays within the limit. Redis and
-PostgreSQL ledgers implement the same four methods.
+amount only if spent + reserved + amount stays within the limit. The Redis and
+PostgreSQL ledgers (:mod:`aiscope.cost.ledger_redis`,
+:mod:`aiscope.cost.ledger_postgres`) implement the same four methods for budgets
+shared by several machines; a ledger that cannot reach its store raises
+:class:`LedgerUnavailableError` from ``try_reserve``, ``spent`` and ``reserved``
+and the tracker applies the budget's ``on_ledger_down`` choice.
 """
 
 from __future__ import annotations
@@ -14,7 +18,36 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
+
+#: What a budget does when its ledger's store cannot be reached: ``"closed"``
+#: refuses the call (no request is sent), ``"open"`` lets it through, counts and logs it.
+OnLedgerDown = Literal["closed", "open"]
+ON_LEDGER_DOWN: tuple[str, ...] = ("closed", "open")
+
+#: Remote ledgers keep money as integer nano-dollars (1e-9 USD).
+NANOS_PER_USD = 1_000_000_000
+
+
+class LedgerUnavailableError(Exception):
+    """The ledger's store (Redis, PostgreSQL) could not be reached within its timeout."""
+
+
+def to_nanos(usd: float) -> int:
+    """USD as integer nano-dollars: the one conversion at the remote ledgers' boundary."""
+    return round(usd * NANOS_PER_USD)
+
+
+def from_nanos(nanos: int) -> float:
+    """Integer nano-dollars back to USD."""
+    return nanos / NANOS_PER_USD
+
+
+def check_on_ledger_down(value: object) -> OnLedgerDown:
+    """Validate an ``on_ledger_down`` choice."""
+    if value not in ON_LEDGER_DOWN:
+        raise ValueError(f"on_ledger_down must be 'closed' or 'open', got {value!r}")
+    return value  # type: ignore[return-value]
 
 from aiscope._fork import after_fork_in_child, fork_safe_lock
 

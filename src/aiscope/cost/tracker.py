@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,11 +16,12 @@ from aiscope.cost.budget import (
     Budget,
     BudgetExceededError,
     BudgetStatus,
+    BudgetUnavailableError,
     Window,
     _Period,
     check_window,
 )
-from aiscope.cost.ledger import Ledger, MemoryLedger
+from aiscope.cost.ledger import Ledger, LedgerUnavailableError, MemoryLedger
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.counters import zeros
 from aiscope.labels import LabelLimiter
@@ -153,6 +155,11 @@ class CostTracker:
                 raise TypeError(f"budgets must hold aiscope.Budget objects, got {b!r}")
         if len(set(names)) != len(names):
             raise ValueError(f"budget names must be unique, got {names}")
+        if ledger is not None and inspect.iscoroutinefunction(getattr(ledger, "try_reserve", None)):
+            raise TypeError(
+                f"{type(ledger).__name__} is an asyncio ledger; CostTracker needs a "
+                "synchronous one (RedisLedger instead of AsyncRedisLedger)"
+            )
         if isinstance(ledger, str | Path):
             from aiscope.cost.ledger import SQLiteLedger
 
@@ -172,6 +179,9 @@ class CostTracker:
         self.default_max_output_tokens = default_max_output_tokens
         self.on_threshold = on_threshold
         self.on_exceed = on_exceed
+        #: calls let through by fail-open budgets while the ledger was unreachable
+        self.allowed_while_ledger_down = 0
+        self._down_logged_until = 0.0
         self._periods = [_Period(b) for b in all_budgets]
         self._notified: dict[tuple[str, str], float] = {}
         self._listeners: list[Callable[[list[BudgetStatus]], None]] = []
@@ -224,24 +234,72 @@ class CostTracker:
         try_reserve = self.ledger.try_reserve
         for period in self._periods:
             key = period.current(now)
-            rid = try_reserve(key, estimate, period.budget.limit_usd)
-            if rid is None:
-                for _p, k, r in held:
-                    self.ledger.settle(k, r, 0.0)
+            try:
+                rid = try_reserve(key, estimate, period.budget.limit_usd)
+            except LedgerUnavailableError as exc:
+                if self._fails_open(period.budget):
+                    # allowed without a reservation; the spend is settled (or buffered
+                    # by the ledger until its store is back) when the call ends
+                    self._allowed_while_down(period.budget, exc)
+                    held.append((period, key, None))
+                    continue
+                self._release_held(held)
                 with self._lock:
                     self._refused += 1
                 b = period.budget
+                raise BudgetUnavailableError(
+                    b.name, b.window, b.limit_usd, estimate, model, str(exc)
+                ) from exc
+            if rid is None:
+                self._release_held(held)
+                with self._lock:
+                    self._refused += 1
+                b = period.budget
+                spent, reserved = self._state(key)
                 raise BudgetExceededError(
-                    b.name,
-                    b.window,
-                    b.limit_usd,
-                    self.ledger.spent(key),
-                    self.ledger.reserved(key),
-                    estimate,
-                    model,
+                    b.name, b.window, b.limit_usd, spent, reserved, estimate, model
                 )
             held.append((period, key, rid))
         return Reservation(held, estimate)
+
+    def _state(self, key: str) -> tuple[float, float]:
+        """Spent and reserved under ``key`` (one read where the ledger can do both at
+        once); NaN while the ledger's store is unreachable."""
+        try:
+            state = getattr(self.ledger, "state", None)
+            if state is not None:
+                spent, reserved = state(key)
+                return float(spent), float(reserved)
+            return self.ledger.spent(key), self.ledger.reserved(key)
+        except LedgerUnavailableError:
+            return float("nan"), float("nan")
+
+    def _release_held(self, held: list[tuple[_Period, str, str | None]]) -> None:
+        for _p, k, r in held:
+            if r is not None:
+                self.ledger.settle(k, r, 0.0)
+
+    def _fails_open(self, budget: Budget) -> bool:
+        choice = budget.on_ledger_down
+        if choice is None:
+            choice = getattr(self.ledger, "on_down", "closed")
+        return choice == "open"
+
+    def _allowed_while_down(self, budget: Budget, exc: Exception) -> None:
+        with self._lock:
+            self.allowed_while_ledger_down += 1
+            n = self.allowed_while_ledger_down
+            quiet = time.monotonic() < self._down_logged_until
+            if not quiet:
+                self._down_logged_until = time.monotonic() + 10.0
+        if not quiet:  # one line per 10 s, not one per call
+            log.warning(
+                "budget %r: ledger unreachable (%s); failing open, call allowed "
+                "(%d allowed so far)",
+                budget.name,
+                exc,
+                n,
+            )
 
     def release(self, reservation: Reservation | None) -> None:
         """Give back a reservation whose call never produced a record."""
@@ -406,14 +464,15 @@ class CostTracker:
         out = []
         for p in self._periods:
             key = p.current()
+            spent, reserved = self._state(key)
             out.append(
                 BudgetStatus(
                     p.budget.name,
                     p.budget.window,
                     key.rpartition(":")[2],
                     p.budget.limit_usd,
-                    self.ledger.spent(key),
-                    self.ledger.reserved(key),
+                    spent,
+                    reserved,
                 )
             )
         return out
@@ -423,7 +482,10 @@ class CostTracker:
         """USD spent in the primary budget's current window (total cost if no budget)."""
         if not self._periods:
             return self._total
-        return self.ledger.spent(self._periods[0].current())
+        try:
+            return self.ledger.spent(self._periods[0].current())
+        except LedgerUnavailableError:
+            return float("nan")
 
     @property
     def remaining(self) -> float | None:
