@@ -31,13 +31,18 @@ if TYPE_CHECKING:
     from aiscope.context import current_operations as current_operations
     from aiscope.context import current_tags as current_tags
     from aiscope.context import tags as tags
+    from aiscope.cost import AsyncRedisLedger as AsyncRedisLedger
     from aiscope.cost import Budget as Budget
     from aiscope.cost import BudgetExceededError as BudgetExceededError
     from aiscope.cost import BudgetStatus as BudgetStatus
+    from aiscope.cost import BudgetUnavailableError as BudgetUnavailableError
     from aiscope.cost import CostReport as CostReport
     from aiscope.cost import CostTracker as CostTracker
+    from aiscope.cost import LedgerUnavailableError as LedgerUnavailableError
     from aiscope.cost import MemoryLedger as MemoryLedger
+    from aiscope.cost import PostgresLedger as PostgresLedger
     from aiscope.cost import Pricing as Pricing
+    from aiscope.cost import RedisLedger as RedisLedger
     from aiscope.cost import SQLiteLedger as SQLiteLedger
     from aiscope.cost import UnknownModelWarning as UnknownModelWarning
     from aiscope.feedback import Feedback as Feedback
@@ -73,6 +78,11 @@ __version__ = "0.1.0"
 
 #: public name -> the module that defines it
 _LAZY: dict[str, str] = {
+    "AsyncRedisLedger": "aiscope.cost",
+    "BudgetUnavailableError": "aiscope.cost",
+    "LedgerUnavailableError": "aiscope.cost",
+    "PostgresLedger": "aiscope.cost",
+    "RedisLedger": "aiscope.cost",
     "AiClient": "aiscope.client",
     "AlertEvaluator": "aiscope.alerts",
     "AlertRule": "aiscope.alerts",
@@ -146,9 +156,11 @@ __all__ = [
     "AiClient",
     "AlertEvaluator",
     "AlertRule",
+    "AsyncRedisLedger",
     "Budget",
     "BudgetExceededError",
     "BudgetStatus",
+    "BudgetUnavailableError",
     "CallRecord",
     "CallStats",
     "CheckResult",
@@ -165,10 +177,13 @@ __all__ = [
     "LabelLimiter",
     "LangfuseExporter",
     "LatencyPercentiles",
+    "LedgerUnavailableError",
     "MemoryLedger",
     "MetricsCollector",
     "PendingCall",
+    "PostgresLedger",
     "Pricing",
+    "RedisLedger",
     "SQLiteLedger",
     "Scope",
     "ServerExporter",

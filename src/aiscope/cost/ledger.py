@@ -20,6 +20,8 @@ import uuid
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from aiscope._fork import after_fork_in_child, fork_safe_lock
+
 #: What a budget does when its ledger's store cannot be reached: ``"closed"``
 #: refuses the call (no request is sent), ``"open"`` lets it through, counts and logs it.
 OnLedgerDown = Literal["closed", "open"]
@@ -48,8 +50,6 @@ def check_on_ledger_down(value: object) -> OnLedgerDown:
     if value not in ON_LEDGER_DOWN:
         raise ValueError(f"on_ledger_down must be 'closed' or 'open', got {value!r}")
     return value  # type: ignore[return-value]
-
-from aiscope._fork import after_fork_in_child, fork_safe_lock
 
 
 @runtime_checkable
