@@ -8,6 +8,8 @@ import importlib
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +107,19 @@ def test_a_missing_extra_is_an_error_naming_it(hidden: str, code: str, message: 
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 1 and message in out.stderr.strip().splitlines()[-1], out.stderr
+
+
+def test_a_lazy_import_racing_another_threads_gets_the_whole_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from aiscope._fork import lazy_import
+
+    (tmp_path / "slow_racy_dependency.py").write_text("import time\ntime.sleep(0.3)\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = threading.Thread(target=lazy_import, args=("slow_racy_dependency",))
+    first.start()
+    time.sleep(0.1)  # the first thread is inside the module's import now
+    assert lazy_import("slow_racy_dependency").VALUE == 42
+    first.join()

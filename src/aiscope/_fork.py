@@ -66,8 +66,11 @@ def lazy_import(name: str) -> Any:
     a fork waits for any such import in progress to finish, since a child forked
     mid-import finds the module's import lock held for ever."""
     module = sys.modules.get(name)
-    if module is not None:
+    if module is not None and not getattr(module.__spec__, "_initializing", False):
         return module
+    # not yet imported, or still being imported by another thread: import_module
+    # waits for that import (a bare sys.modules lookup would hand out the module
+    # half-initialized)
     _lazy_modules.add(name)
     return importlib.import_module(name)
 
