@@ -123,3 +123,24 @@ def test_a_lazy_import_racing_another_threads_gets_the_whole_module(
     time.sleep(0.1)  # the first thread is inside the module's import now
     assert lazy_import("slow_racy_dependency").VALUE == 42
     first.join()
+
+
+@pytest.mark.parametrize(
+    ("package", "module"),
+    [
+        ("aiscope.client", "aiscope.client.errors"),
+        ("aiscope.resilience", "aiscope.resilience.errors"),
+        ("aiscope.cost", "aiscope.cost.budget"),
+    ],
+)
+def test_every_error_class_users_catch_is_exported_by_its_package(
+    package: str, module: str
+) -> None:
+    pkg, mod = importlib.import_module(package), importlib.import_module(module)
+    errors = {
+        name for name, obj in vars(mod).items()
+        if isinstance(obj, type) and issubclass(obj, Exception) and not name.startswith("_")
+        and obj.__module__ == module
+    }  # fmt: skip
+    assert errors and errors <= set(pkg.__all__), sorted(errors - set(pkg.__all__))
+    assert all(getattr(pkg, name) is getattr(mod, name) for name in errors)
