@@ -58,13 +58,14 @@ class AlertEvent:
             "signal": self.signal,
             "window": self.window,
             "description": self.description,
-            "started_at": _iso(self.started_at),
-            "at": _iso(self.at),
+            "started_at": iso_utc(self.started_at),
+            "at": iso_utc(self.at),
             "renotify": self.renotify,
             "dedup_key": self.dedup_key,
             "summary": self.summary,
         }
 
 
-def _iso(t: float) -> str:
+def iso_utc(t: float) -> str:
+    """Unix seconds as ISO 8601 UTC with milliseconds (``2026-12-03T15:00:00.000Z``)."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from aiscope.alerts.events import AlertEvent, _iso
+from aiscope.alerts.events import AlertEvent, iso_utc
 from aiscope.resilience.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("aiscope.alerts")
@@ -152,7 +152,7 @@ class SlackNotifier(WebhookNotifier):
                 },
                 {
                     "type": "context",
-                    "elements": [{"type": "mrkdwn", "text": f"aiscope · {_iso(event.at)}"}],
+                    "elements": [{"type": "mrkdwn", "text": f"aiscope · {iso_utc(event.at)}"}],
                 },
             ],
         }
@@ -195,7 +195,7 @@ class PagerDutyNotifier(WebhookNotifier):
                 "summary": event.summary[:1024],
                 "source": self.source,
                 "severity": _PD_SEVERITY[event.severity],
-                "timestamp": _iso(event.at),
+                "timestamp": iso_utc(event.at),
                 "component": event.labels.get("model", "llm"),
                 "group": event.labels.get("feature", "aiscope"),
                 "class": event.signal,

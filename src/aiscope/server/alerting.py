@@ -26,7 +26,7 @@ from aiscope.alerts.window import WindowStats, WindowStore
 from aiscope.server import budgets
 from aiscope.server.budgets import conflicts
 from aiscope.server.db import write_lock
-from aiscope.server.queries import _range
+from aiscope.server.queries import rollup_range
 from aiscope.server.tables import alert_rules, calls, feedback, rollups
 
 log = logging.getLogger("aiscope.server.alerts")
@@ -99,7 +99,7 @@ class RollupWindows(WindowStore):
         """Per group over the window ending at ``now``, from rollups and feedback."""
         start = now // 86400 * 86400 if daily else now - window_s
         cols = [rollups.c[g] for g in group_by]
-        q = _range(
+        q = rollup_range(
             select(
                 *cols,
                 rollups.c.calls,

@@ -200,7 +200,8 @@ def decode_slot(request: Request) -> AbstractContextManager[None]:
     return slots.slot(request.app.state.settings.decode_wait_s)
 
 
-async def _body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes (declared or sent)."""
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise otlp.PayloadError(f"body exceeds the {limit}-byte limit", 413)
@@ -286,7 +287,7 @@ def create_app(settings: Settings) -> FastAPI:
         """OTLP/HTTP traces (protobuf or JSON, gzip): answered after the batch is committed."""
         ctype = request.headers.get("content-type")
         encoding = request.headers.get("content-encoding")
-        raw = await _body(request, settings.max_body_bytes)
+        raw = await read_body(request, settings.max_body_bytes)
         slot = decode_slot(request)  # taken after the read: a slow sender holds none
 
         def decode() -> ingest.Batch:  # off the event loop: a large body takes a while

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from aiscope.cost.budget import Budget, BudgetStatus, Window, period_bounds
 from aiscope.server.db import write_lock
 from aiscope.server.genai import text
-from aiscope.server.queries import _range
+from aiscope.server.queries import rollup_range
 from aiscope.server.sums import big_sum
 from aiscope.server.tables import budgets, rollups
 
@@ -141,7 +141,7 @@ def spent(
 ) -> tuple[float, int]:
     """Cost and unpriced calls of the project's calls matching ``scope`` in [start, end),
     summed over rollups (whole minutes)."""
-    q = _range(
+    q = rollup_range(
         select(big_sum(rollups.c.cost_usd), big_sum(rollups.c.unpriced_calls)),
         project_id,
         start,

@@ -17,7 +17,7 @@ from fastapi import APIRouter, HTTPException, Request
 from aiscope.cost.pricing import default_pricing
 from aiscope.record_json import record_from_json
 from aiscope.server import ingest, records
-from aiscope.server.app import Ingester, Settings, _body, decode_slot
+from aiscope.server.app import Ingester, Settings, decode_slot, read_body
 from aiscope.server.writer import commit
 
 MAX_CALLS = 10_000
@@ -70,7 +70,7 @@ async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
     if ctype != "application/json":  # a form or text/plain post is no record (nor CSRF)
         raise HTTPException(415, f"Content-Type must be application/json, got {ctype!r}")
     pricing = settings.pricing or default_pricing()
-    body = await _body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
     slot = decode_slot(request)  # taken after the read: a slow sender holds none
 
     def decode() -> tuple[int, ingest.Batch]:

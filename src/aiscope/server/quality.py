@@ -12,7 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import Engine, func, select
 
 from aiscope.server.alerting import feedback_labels
-from aiscope.server.queries import _minutes
+from aiscope.server.queries import minute_bounds
 
 QualityGroup = Literal["model", "feature", "name"]
 GROUPS = ("model", "feature", "name")
@@ -29,7 +29,7 @@ def quality_by(
     """Count, mean, min and max of the scores per group, and over all of them."""
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}, got {group_by!r}")
-    _minutes(start, end)  # validates the range
+    minute_bounds(start, end)  # validates the range
     fb = feedback_labels(project_id, start, end)
     key = fb.c[group_by]
     stats = (

@@ -36,7 +36,7 @@ class Page:
     next_cursor: str | None
 
 
-def _minutes(start: float | None, end: float | None) -> tuple[int | None, int | None]:
+def minute_bounds(start: float | None, end: float | None) -> tuple[int | None, int | None]:
     """Rollup minutes covering [start, end): every minute that overlaps the range."""
     for name, v in (("start", start), ("end", end)):
         if v is not None and not (math.isfinite(v) and 0 <= v < MAX_TIME):
@@ -62,7 +62,7 @@ def list_calls(
     """Calls of ``project_id`` matching ``filters`` (exact values), newest first, keyset paging."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
-    _minutes(start, end)
+    minute_bounds(start, end)
     q = select(calls).where(calls.c.project_id == project_id)
     for key, value in (filters or {}).items():
         if key not in CALL_FILTERS:
@@ -160,7 +160,7 @@ def cover(lo: int, hi: int, levels: Sequence[int] = RESOLUTIONS) -> list[tuple[i
 _FOREVER = RESOLUTIONS[0] * 2**30  # a day-aligned minute far beyond any real timestamp
 
 
-def _range(
+def rollup_range(
     q: Any,
     project_id: str,
     start: float | None,
@@ -169,7 +169,7 @@ def _range(
 ) -> Any:
     """``q`` restricted to the project's rollup rows covering [start, end) exactly, read at
     the coarsest of ``levels`` (bucket sizes in minutes, largest first) that fit."""
-    lo, hi = _minutes(start, end)
+    lo, hi = minute_bounds(start, end)
     parts = cover(0 if lo is None else max(lo, 0), _FOREVER if hi is None else hi, levels)
     if not parts:
         return q.where(false())
@@ -216,7 +216,7 @@ def cost_by(
             "unpriced_calls",
         )
     ]
-    q = _range(select(key.label("key"), *sums), project_id, start, end).group_by(key)
+    q = rollup_range(select(key.label("key"), *sums), project_id, start, end).group_by(key)
     with engine.connect() as conn:
         rows = [dict(r._mapping) for r in conn.execute(q)]
     out = []
@@ -253,7 +253,7 @@ def latency_by_model(
         raise ValueError(f"metric must be 'latency' or 'ttft', got {metric!r}")
     sketch.check_quantiles(quantiles)
     column = rollups.c.latency_bins if metric == "latency" else rollups.c.ttft_bins
-    q = _range(
+    q = rollup_range(
         select(rollups.c.provider, rollups.c.model, column.label("bins")), project_id, start, end
     )
     parts: dict[tuple[str, str], list[dict[str, int]]] = {}

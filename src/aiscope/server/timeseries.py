@@ -23,7 +23,7 @@ from sqlalchemy import ColumnElement, Engine, Text, cast, select
 from aiscope import sketch
 from aiscope.server.app import End, Reader, Start
 from aiscope.server.db import json_loads
-from aiscope.server.queries import _minutes, _range
+from aiscope.server.queries import minute_bounds, rollup_range
 from aiscope.server.rollup import RESOLUTIONS
 from aiscope.server.sums import added, as_cost, as_int, big_sum
 from aiscope.server.tables import rollups
@@ -82,7 +82,7 @@ def grid(start: float | None, end: float | None, step: int | None) -> tuple[floa
         end = time.time() if start is None else max(time.time(), start)
     if start is None:
         start = max(end - DEFAULT_RANGE_S, 0.0)
-    _minutes(start, end)  # validates both
+    minute_bounds(start, end)  # validates both
     if step is None:
         step = auto_step(max(end - start, 60.0))
     if isinstance(step, bool) or not isinstance(step, int) or step < 60 or step % 60:
@@ -174,7 +174,7 @@ def _sums(
         columns = {metric: rollups.c["cost_usd" if metric == "cost" else metric]}
     sums = [big_sum(col).label(name) for name, col in columns.items()]
     by = [rollups.c.minute] if key is None else [key.label("key"), rollups.c.minute]
-    q = _range(select(*by, *sums), project_id, start, end, levels).group_by(*by)
+    q = rollup_range(select(*by, *sums), project_id, start, end, levels).group_by(*by)
     values: dict[str, list[float]] = {}
     with engine.connect() as conn:
         for row in conn.execute(q):
@@ -234,7 +234,7 @@ def _percentiles(
     limit: int,
 ) -> tuple[list[dict[str, Any]], int]:
     column = rollups.c.latency_bins if metric == "latency" else rollups.c.ttft_bins
-    q = _range(
+    q = rollup_range(
         select(
             *([] if key is None else [key.label("key")]),
             rollups.c.minute,
