@@ -16,9 +16,13 @@ import re
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from opentelemetry import trace
+from aiscope.record import CallRecord
+from aiscope.sink import SinkBase
+
+if TYPE_CHECKING:
+    from aiscope.scope import PendingCall
 
 #: Below DEBUG: individual stream frames and JSONPath matches.
 TRACE = 5
@@ -56,6 +60,8 @@ class TraceContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "trace_id", None):
             return True  # a call's summary carries its own call span's ids
+        from opentelemetry import trace  # loaded only once something logs through us
+
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
@@ -64,6 +70,39 @@ class TraceContextFilter(logging.Filter):
             record.trace_id = ""
             record.span_id = ""
         return True
+
+
+#: one INFO line a call, whichever adapter captured it (AiClient, the SDK
+#: instrumentation, llm_call/record_call), with the call's own trace and span ids
+calls_log = logging.getLogger("aiscope.calls")
+
+
+class CallLog(SinkBase):
+    """The logs sink: one INFO summary line a finished call in the ``aiscope.calls``
+    logger, carrying the call's ``trace_id``/``span_id`` (every Scope has one)."""
+
+    def __init__(self, logger: logging.Logger = calls_log) -> None:
+        self.logger = logger
+
+    def on_end(self, record: CallRecord, call: PendingCall | None) -> None:
+        """Log ``record``'s summary when the logger is enabled for INFO."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        ids = {"trace_id": record.trace_id, "span_id": record.span_id} if record.trace_id else {}
+        logger.info(
+            "%s %s/%s status=%s latency=%.0fms tokens=%d/%d cost=%s retries=%d",
+            record.operation,
+            record.provider,
+            record.model,
+            record.status,
+            record.latency_s * 1e3,
+            record.usage.input_tokens,
+            record.usage.output_tokens,
+            "?" if record.cost_usd is None else f"${record.cost_usd:.6f}",
+            record.retry_count,
+            extra=ids,
+        )
 
 
 class SecretMaskingFilter(logging.Filter):

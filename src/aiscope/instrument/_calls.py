@@ -102,6 +102,11 @@ def start_call(
         log.warning("aiscope could not start recording an SDK call", exc_info=True)
         return None
     call.server_address, call.server_port = server  # after __enter__, which resets the call
+    if ep.input_messages is not None and call.captures_content:
+        try:
+            call.set_input(ep.input_messages(kwargs))
+        except Exception:
+            log.debug("aiscope could not read an SDK call's messages", exc_info=True)
     return call
 
 
