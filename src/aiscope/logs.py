@@ -16,13 +16,10 @@ import re
 import sys
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from aiscope.record import CallRecord
 from aiscope.sink import SinkBase
-
-if TYPE_CHECKING:
-    from aiscope.scope import PendingCall
 
 #: Below DEBUG: individual stream frames and JSONPath matches.
 TRACE = 5
@@ -77,18 +74,24 @@ class TraceContextFilter(logging.Filter):
 calls_log = logging.getLogger("aiscope.calls")
 
 
+_INFO = logging.INFO
+
+
 class CallLog(SinkBase):
     """The logs sink: one INFO summary line a finished call in the ``aiscope.calls``
     logger, carrying the call's ``trace_id``/``span_id`` (every Scope has one)."""
 
+    __slots__ = ("_enabled", "logger")
+
     def __init__(self, logger: logging.Logger = calls_log) -> None:
         self.logger = logger
+        self._enabled = logger.isEnabledFor  # bound once: this runs on every call
 
-    def on_end(self, record: CallRecord, call: PendingCall | None) -> None:
+    def on_record(self, record: CallRecord) -> None:
         """Log ``record``'s summary when the logger is enabled for INFO."""
-        logger = self.logger
-        if not logger.isEnabledFor(logging.INFO):
+        if not self._enabled(_INFO):
             return
+        logger = self.logger
         ids = {"trace_id": record.trace_id, "span_id": record.span_id} if record.trace_id else {}
         logger.info(
             "%s %s/%s status=%s latency=%.0fms tokens=%d/%d cost=%s retries=%d",

@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiscope._fork import fork_safe_lock
 from aiscope.context import _operations, _tags
@@ -52,13 +52,14 @@ log = logging.getLogger("aiscope")
 _get_tags = _tags.get
 _get_operations = _operations.get
 
+_NO_TAGS: Mapping[str, str] = MappingProxyType({})
+
 Start = Callable[["PendingCall"], None]
 Event = Callable[["PendingCall | None", str, Mapping[str, Any]], None]
 End = Callable[[CallRecord, "PendingCall | None"], None]
 Abandon = Callable[["PendingCall"], None]
 
 
-@dataclass(slots=True, eq=False)
 class PendingCall:
     """One LLM call in progress, between :meth:`Scope.begin` and its record.
 
@@ -66,28 +67,68 @@ class PendingCall:
     ids, the metrics their in-flight handle, others anything in ``data``).
     """
 
-    model: str
-    provider: str
-    reservation: Reservation | None
-    in_flight: Any  # the metrics' in-flight handle, None when not counted
-    done: bool = False
-    #: the call's span, when the scope has a tracer (started by ``begin``)
-    span: Any = None
-    operation: str = "chat"
-    #: the scope the call belongs to
-    scope: Scope | None = None
-    #: the context tags and operations in force where the call started
-    tags: Mapping[str, str] = field(default_factory=dict)
-    operations: tuple[str, ...] = ()
-    #: the trace and span ids of the call's span (hex), set when it starts
-    trace_id: str | None = None
-    span_id: str | None = None
-    #: True for a record emitted after the fact (``record_call``)
-    recorded: bool = False
-    #: when the call started (epoch seconds; the record's, for a recorded call)
-    start_time: float = 0.0
-    #: per-call state of sinks that need some (keyed by the sink)
-    data: dict[Any, Any] | None = None
+    # slots and a plain __init__: one is made per call
+    __slots__ = (
+        "data",
+        "done",
+        "in_flight",
+        "model",
+        "operation",
+        "operations",
+        "provider",
+        "recorded",
+        "reservation",
+        "scope",
+        "span",
+        "span_id",
+        "start_time",
+        "tags",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        provider: str,
+        reservation: Reservation | None = None,
+        in_flight: Any = None,
+        done: bool = False,
+        span: Any = None,
+        operation: str = "chat",
+        scope: Scope | None = None,
+        tags: Mapping[str, str] = _NO_TAGS,
+        operations: tuple[str, ...] = (),
+        *,
+        recorded: bool = False,
+        start_time: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.provider = provider
+        self.reservation = reservation
+        #: the metrics' in-flight handle, None when not counted
+        self.in_flight = in_flight
+        #: True once the call has its record (or was abandoned)
+        self.done = done
+        #: the call's span, when the scope has a tracer (started by ``begin``)
+        self.span = span
+        self.operation = operation
+        #: the scope the call belongs to
+        self.scope = scope
+        #: the context tags and operations in force where the call started
+        self.tags = tags
+        self.operations = operations
+        #: the trace and span ids of the call's span (hex), set when it starts
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        #: True for a record emitted after the fact (``record_call``)
+        self.recorded = recorded
+        #: when a recorded call started (epoch seconds)
+        self.start_time = start_time
+        #: per-call state of sinks that need some (keyed by the sink)
+        self.data: dict[Any, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"PendingCall({self.model!r}, {self.provider!r}, done={self.done})"
 
     def listens(self, event: str) -> bool:
         """True when some sink of the call's scope takes ``event`` (worth reporting)."""
@@ -201,39 +242,56 @@ class _Stage:
             )
 
 
-def _hooks(
-    name: str, sink: Any
-) -> tuple[Start | None, Event | None, End, Abandon | None, bool, frozenset[str] | None]:
-    """A sink's hooks (see :mod:`aiscope.sink`), resolved once: a plain object with
-    only ``on_record`` has just an end. The bool: on_start only for live calls."""
-    on_end = getattr(sink, "on_end", None)
-    on_record = getattr(sink, "on_record", None)
-    if not callable(on_end):
-        if not callable(on_record):
-            raise TypeError(
-                f"{name} must have an on_record(record) or on_end(record, call) method, "
-                f"got {sink!r}"
-            )
-        record_only = on_record
+class _Hooks(NamedTuple):
+    """A sink's hooks (see :mod:`aiscope.sink`), resolved once when a Scope is built."""
 
-        def on_end(record: CallRecord, call: PendingCall | None) -> None:
-            record_only(record)
+    start: Start | None
+    event: Event | None
+    #: the end of a call: (hook, True: it takes the call too)
+    end: tuple[Callable[..., None], bool]
+    #: the end of a record emitted without a call
+    record_end: tuple[Callable[..., None], bool]
+    abandon: Abandon | None
+    #: on_start only for calls in progress
+    live_only: bool
+    events: frozenset[str] | None
+
+
+def _hooks(name: str, sink: Any) -> _Hooks:
+    """A sink's hooks: a plain object with only ``on_record`` has just an end. A hook
+    left as SinkBase's no-op is not called at all."""
 
     def overridden(hook: str) -> Any:
         fn = getattr(sink, hook, None)
         if not callable(fn):
             return None
-        # SinkBase's no-op hooks are not worth a call on every LLM call
         if getattr(type(sink), hook, None) is getattr(SinkBase, hook):
             return None
         return fn
 
-    return (
+    on_end = overridden("on_end")
+    on_record = getattr(sink, "on_record", None)
+    if not callable(on_record):
+        on_record = None
+    if on_end is None and on_record is None:
+        raise TypeError(
+            f"{name} must have an on_record(record) or on_end(record, call) method, got {sink!r}"
+        )
+    live_only = bool(getattr(sink, "live_calls_only", False))
+    end: tuple[Callable[..., None], bool] = (
+        (on_end, True) if on_end is not None else (on_record, False)  # type: ignore[assignment]
+    )
+    # a live-calls-only sink does nothing more than on_record for a record without a call
+    record_end = (
+        (on_record, False) if on_record is not None and (live_only or on_end is None) else end
+    )
+    return _Hooks(
         overridden("on_start"),
         overridden("on_event"),
-        on_end,
+        end,
+        record_end,
         overridden("on_abandon"),
-        bool(getattr(sink, "live_calls_only", False)),
+        live_only,
         _event_names(getattr(sink, "events", None)),
     )
 
@@ -293,14 +351,15 @@ class Scope:
         ]
         labelled.append(("logs", _CALL_LOG, _hooks("logs", _CALL_LOG)))
         self._sinks: tuple[tuple[str, Any], ...] = tuple((n, s) for n, s, _ in labelled)
-        self._starts = tuple((n, h[0]) for n, _, h in labelled if h[0] is not None)
+        self._starts = tuple((n, h.start) for n, _, h in labelled if h.start is not None)
         self._record_starts = tuple(
-            (n, h[0]) for n, _, h in labelled if h[0] is not None and not h[4]
+            (n, h.start) for n, _, h in labelled if h.start is not None and not h.live_only
         )
-        self._events = tuple((n, h[1], h[5]) for n, _, h in labelled if h[1] is not None)
+        self._events = tuple((n, h.event, h.events) for n, _, h in labelled if h.event is not None)
         self._listeners: dict[str, tuple[tuple[str, Event], ...]] = {}
-        self._ends = tuple((n, h[2]) for n, _, h in labelled)
-        self._abandons = tuple((n, h[3]) for n, _, h in labelled if h[3] is not None)
+        self._ends = tuple((n, *h.end) for n, _, h in labelled)
+        self._record_ends = tuple((n, *h.record_end) for n, _, h in labelled)
+        self._abandons = tuple((n, h.abandon) for n, _, h in labelled if h.abandon is not None)
         #: True when some sink records prompt and completion text
         self.capture_content = any(getattr(s, "capture_content", False) is True for _, s in named)
         #: exceptions raised by sinks, by sink name (they never reach the caller)
@@ -429,9 +488,22 @@ class Scope:
                 tracker.on_record(record, reservation)
             except Exception:
                 self._sink_failed("cost_tracker")
-        for name, on_end in self._ends:
+        if pending is None:
+            for name, on_end, takes_call in self._record_ends:
+                try:
+                    if takes_call:
+                        on_end(record, None)
+                    else:
+                        on_end(record)
+                except Exception:
+                    self._sink_failed(name)
+            return record
+        for name, on_end, takes_call in self._ends:
             try:
-                on_end(record, pending)
+                if takes_call:
+                    on_end(record, pending)
+                else:
+                    on_end(record)
             except Exception:
                 self._sink_failed(name)
         return record

@@ -69,12 +69,16 @@ class SinkBase:
                     print("slow call", record.model, record.trace_id)
     """
 
+    __slots__ = ()
+
     #: True when the sink records prompt and completion text: the Scope's calls then
     #: report it (REQUEST ``messages``, RESPONSE ``text``), which costs a little
     capture_content: bool = False
-    #: True when :meth:`on_start` is only for calls in progress; False (the default)
-    #: also calls it for a record emitted after the fact (``record_call``), just
-    #: before the record goes to the sinks, with ``call.recorded`` True
+    #: True when :meth:`on_start`, :meth:`on_end` and :meth:`on_abandon` only keep
+    #: the books of calls in progress: a record emitted after the fact
+    #: (``record_call``) then goes straight to :meth:`on_record`. False (the default)
+    #: also starts such a record's call (``call.recorded`` True) before it goes to
+    #: the sinks, and ends it with :meth:`on_end`
     live_calls_only: bool = False
     #: the events :meth:`on_event` takes (None: all of them); the Scope passes no others
     events: frozenset[str] | None = None

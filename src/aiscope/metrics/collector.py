@@ -459,8 +459,14 @@ class MetricsCollector:
             self.watch_budget(scope.cost_tracker)
 
     def on_start(self, call: PendingCall) -> None:
-        """Count the call in flight."""
-        call.in_flight = self.call_started(call.model, call.provider)
+        """Count the call in flight (:meth:`call_started`, without its extra call)."""
+        slot = self._inflight_slot(call.model, call.provider)
+        if self.native_metrics:
+            slot.inc()
+        else:
+            with self._lock:
+                slot[0] += 1
+        call.in_flight = slot
 
     def on_event(self, call: PendingCall | None, event: str, data: Mapping[str, Any]) -> None:
         """Retries, rate-limiter waits and circuit breakers (see :attr:`events`)."""
