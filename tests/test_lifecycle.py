@@ -228,3 +228,35 @@ def test_feedback_built_without_metrics_feeds_the_scopes_quality_scores(
     fb.record(request_id=calls.one.stats().request_id, rating=5)
     text = m.export_prometheus()
     assert 'ai_lib_quality_score_count{feature="",model="gpt-4o",source="human"} 1.0' in text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_anthropic_sdk_calls_capture_content_too(stream: bool, provider: MockProvider) -> None:
+    import anthropic
+
+    spans = InMemoryExporter()
+    tracer = Tracer(exporter=spans, capture_content=True, redact=_redact)
+    claude = anthropic.Anthropic(
+        base_url=provider.base_url("anthropic"), api_key="sk-ant-test", max_retries=0
+    )
+    with use_scope(Scope(tracer=tracer)), _instrumented():
+        request: dict[str, Any] = {
+            "model": "claude-haiku-4-5",
+            "max_tokens": 100,
+            "system": SYSTEM,
+            "messages": [{"role": "user", "content": PROMPT}],
+        }
+        if stream:
+            with claude.messages.stream(**request) as s:
+                s.get_final_text()
+        else:
+            claude.messages.create(**request)
+    (span,) = [s for s in spans.spans() if s.name == "chat claude-haiku-4-5"]
+    attrs = span.attributes
+    assert attrs is not None
+    assert json.loads(str(attrs[A.SYSTEM_INSTRUCTIONS])) == [{"type": "text", "content": SYSTEM}]
+    assert json.loads(str(attrs[A.INPUT_MESSAGES])) == [
+        {"role": "user", "parts": [{"type": "text", "content": _redact(PROMPT)}]}
+    ]
+    (answer,) = json.loads(str(attrs[A.OUTPUT_MESSAGES]))
+    assert answer["parts"] == [{"type": "text", "content": _redact(REPLY)}]

@@ -488,17 +488,7 @@ class Scope:
                 tracker.on_record(record, reservation)
             except Exception:
                 self._sink_failed("cost_tracker")
-        if pending is None:
-            for name, on_end, takes_call in self._record_ends:
-                try:
-                    if takes_call:
-                        on_end(record, None)
-                    else:
-                        on_end(record)
-                except Exception:
-                    self._sink_failed(name)
-            return record
-        for name, on_end, takes_call in self._ends:
+        for name, on_end, takes_call in self._ends if pending is not None else self._record_ends:
             try:
                 if takes_call:
                     on_end(record, pending)
