@@ -111,15 +111,17 @@ elseif op == 'give' then
 elseif op == 'adjust' then
   tl = math.min(tl - ntok, tcap)
 end
-local ttl = 0
+local ttl, f = 0, {}
+local u = string.format('%.6f', now)
 if rrate > 0 then
-  redis.call('HSET', k, 'rl', string.format('%.17g', rl), 'ru', string.format('%.6f', now))
+  f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'rl', string.format('%.17g', rl), 'ru', u
   ttl = math.max(ttl, (rcap - rl) / rrate)
 end
 if trate > 0 then
-  redis.call('HSET', k, 'tl', string.format('%.17g', tl), 'tu', string.format('%.6f', now))
+  f[#f + 1], f[#f + 2], f[#f + 3], f[#f + 4] = 'tl', string.format('%.17g', tl), 'tu', u
   ttl = math.max(ttl, (tcap - tl) / trate)
 end
+redis.call('HSET', k, unpack(f))
 -- a bucket left alone this long is full again: the same as no key
 redis.call('PEXPIRE', k, math.ceil(ttl * 1000) + 1000)
 return {1, string.format('%.17g', wait)}
@@ -235,6 +237,7 @@ class RedisRateLimiter(_stores.StoreOutage, ReservingLimiter):
             repr(tokens_per_minute / 60.0) if tokens_per_minute else "0",
             repr(self.token_capacity or 0.0),
         ]
+        self._max_wait_arg = "-1" if self.max_wait_s is None else repr(self.max_wait_s)
         self._unlimited = requests_per_minute is None and tokens_per_minute is None
         if client is None:
             assert url is not None
@@ -263,8 +266,7 @@ class RedisRateLimiter(_stores.StoreOutage, ReservingLimiter):
 
     # -- one round trip ---------------------------------------------------------------
     def _args(self, op: str, requests: int, tokens: int) -> list[str]:
-        mw = "-1" if self.max_wait_s is None else repr(self.max_wait_s)
-        return [op, *self._rates, str(requests), str(tokens), mw]
+        return [op, *self._rates, str(requests), str(tokens), self._max_wait_arg]
 
     def _run(self, op: str, requests: int, tokens: int) -> Any:
         """The script's answer, or _RedisDown (the outage recorded)."""
