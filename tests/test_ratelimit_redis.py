@@ -368,3 +368,39 @@ def test_bad_configuration_is_named() -> None:
         AiClient("openai/gpt-4o", api_key="k", rate_limiter="600/min")  # type: ignore[arg-type]
     lim = RedisRateLimiter(url, name="team{a}", requests_per_minute=1)
     assert lim.key.count("{") == 1 and lim.key.endswith("}")  # one hash tag: one slot
+
+
+def test_cancelled_wait_gives_back_and_async_calls_correct_the_estimate(
+    prefix: str, mock: MockProvider
+) -> None:
+    url = service_url(REDIS_ENV)
+    lim = Spec(url, prefix, "cancel", {"requests_per_minute": 60}).build()  # burst of 1
+
+    async def cancel_a_wait() -> tuple[float | None, float | None]:
+        await lim.acquire_async()  # the burst
+        waiter = asyncio.create_task(lim.acquire_async())  # waits ~1 s
+        await asyncio.sleep(0.2)
+        assert lim.snapshot().waiting == 1
+        before = lim.snapshot().available_requests  # about -1 + 0.2: the waiter's share
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        await asyncio.sleep(0.1)  # the give-back runs as a task
+        return before, lim.snapshot().available_requests
+
+    before, after = asyncio.run(cancel_a_wait())
+    assert before is not None and after is not None
+    assert before < -0.5 and after > 0.1, (before, after)  # the share came back
+
+    # an async AiClient call: the estimate (prompt + max_tokens) is corrected to the usage
+    tokens = Spec(url, prefix, "usage", {"tokens_per_minute": 6, "token_capacity": 10_000}).build()
+    client = _client(mock, tokens, MetricsCollector())
+
+    async def call() -> int:
+        _, stats = await client.chat().user("hi").max_tokens(5000).execute_with_stats()
+        await asyncio.sleep(0.1)  # the correction runs as a task on the loop
+        return stats.total_tokens
+
+    used = asyncio.run(call())
+    left = tokens.snapshot().available_tokens
+    assert left is not None and left == pytest.approx(10_000 - used, abs=1), (left, used)
