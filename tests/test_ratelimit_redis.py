@@ -404,3 +404,26 @@ def test_cancelled_wait_gives_back_and_async_calls_correct_the_estimate(
     used = asyncio.run(call())
     left = tokens.snapshot().available_tokens
     assert left is not None and left == pytest.approx(10_000 - used, abs=1), (left, used)
+
+
+_forked: RedisRateLimiter | None = None
+
+
+def _reserve_in_child(_: int) -> str:
+    assert _forked is not None
+    try:
+        return f"{_forked.reserve():.0f}"
+    except RateLimitExceededError:
+        return "refused"
+
+
+def test_a_forked_child_shares_the_parents_limiter(prefix: str) -> None:
+    global _forked
+    _forked = Spec(service_url(REDIS_ENV), prefix, "fork", {"requests_per_minute": 1,
+                   "request_capacity": 3, "max_wait_s": 0}).build()  # fmt: skip
+    assert _forked.reserve() == 0.0  # the parent's connection is open when it forks
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        children = pool.map(_reserve_in_child, range(4))
+    assert sorted(children) == ["0", "0", "refused", "refused"]  # 3 in all, parent included
+    with pytest.raises(RateLimitExceededError):
+        _forked.reserve()

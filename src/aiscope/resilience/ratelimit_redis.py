@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiscope import _stores
+from aiscope._fork import fork_safe_lock
 from aiscope.resilience.errors import RateLimitExceededError
 from aiscope.resilience.ratelimit import (
     RateLimiterSnapshot,
@@ -261,7 +261,7 @@ class RedisRateLimiter(_stores.StoreOutage, ReservingLimiter):
         self._waiting = 0
         self._down_until = 0.0
         self._down_reason = ""
-        self._state_lock = threading.Lock()
+        self._state_lock = fork_safe_lock()
         self._waiting_lock = self._state_lock
 
     # -- one round trip ---------------------------------------------------------------
