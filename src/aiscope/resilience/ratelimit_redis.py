@@ -39,15 +39,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from aiscope import _stores
 from aiscope._fork import fork_safe_lock
-from aiscope.resilience.errors import RateLimitExceededError
-from aiscope.resilience.ratelimit import (
-    RateLimiterSnapshot,
+from aiscope.resilience._limits import (
     ReservingLimiter,
     check_limits,
     check_max_wait,
     check_rate,
     check_tokens,
 )
+from aiscope.resilience.errors import RateLimitExceededError
+from aiscope.resilience.ratelimit import RateLimiterSnapshot
 
 if TYPE_CHECKING:
     import redis
