@@ -399,6 +399,7 @@ def test_cancelled_wait_gives_back_and_async_calls_correct_the_estimate(
     async def call() -> int:
         _, stats = await client.chat().user("hi").max_tokens(5000).execute_with_stats()
         await asyncio.sleep(0.1)  # the correction runs as a task on the loop
+        await tokens.aclose()
         return stats.total_tokens
 
     used = asyncio.run(call())

@@ -414,6 +414,12 @@ class RedisRateLimiter(_stores.StoreOutage, ReservingLimiter):
         """Close the sync client's connections."""
         self.client.close()
 
+    async def aclose(self) -> None:
+        """Close the asyncio client this event loop uses (made from ``url``)."""
+        script = self._async_scripts.pop(asyncio.get_running_loop(), None)
+        if script is not None and self._async_client is None:
+            await script.registered_client.aclose()
+
     def __repr__(self) -> str:
         return (
             f"RedisRateLimiter(name={self.name!r}, requests_per_minute="
