@@ -16,7 +16,6 @@ rate limiter (:mod:`aiscope.resilience.ratelimit_redis`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -184,6 +183,8 @@ async def arun_with_reconnect(
 ) -> T:
     """The asyncio twin of :func:`run_with_reconnect`; each try is also bounded by
     ``asyncio.timeout(timeout_s)``."""
+    import asyncio  # here, not at the top: ``import aiscope`` must not load asyncio (and ssl)
+
     t0 = time.monotonic()
     try:
         async with asyncio.timeout(timeout_s):
