@@ -19,6 +19,14 @@ NOW = time.time()
 T_CLAUDE = "c" * 32
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's calls are recent when it runs (the rules' windows are minutes), not
+    when the module was collected: a long run once pushed them out of the windows."""
+    global NOW
+    NOW = time.time()
+
+
 def _record(model: str, provider: str, **kw: Any) -> CallRecord:
     kw.setdefault("start_time", NOW - 30)
     return CallRecord(model=model, provider=provider, **kw)

@@ -6,9 +6,11 @@ a database and :func:`create_app` builds the ASGI app over it.
 
 from __future__ import annotations
 
-from aiscope.server.app import Settings, create_app, is_loopback
+from aiscope.server.app import create_app
 from aiscope.server.auth import ProjectKeys, create_project
+from aiscope.server.deps import is_loopback
 from aiscope.server.run import DEFAULT_DB, DEFAULT_PORT, open_database, serve
+from aiscope.server.settings import Settings
 
 __all__ = [
     "DEFAULT_DB",

@@ -24,6 +24,7 @@ from aiscope import sketch
 from aiscope.alerts import AlertEvaluator, AlertRule, rule_from_dict, rule_to_dict
 from aiscope.alerts.window import WindowStats, WindowStore
 from aiscope.server import budgets
+from aiscope.server.background import repeat
 from aiscope.server.budgets import conflicts
 from aiscope.server.db import write_lock
 from aiscope.server.queries import rollup_range
@@ -315,9 +316,11 @@ class AlertService:
 
     def run(self, stop: threading.Event) -> None:
         """Evaluate every ``interval_s`` until ``stop`` is set."""
-        while not stop.wait(self.interval_s):
-            try:
-                self.evaluate_all()
-            except Exception:
-                self.errors += 1
-                log.warning("alert evaluation failed", exc_info=True)
+        repeat(self._evaluate_all_counted, self.interval_s, stop, "alert evaluation")
+
+    def _evaluate_all_counted(self) -> None:
+        try:
+            self.evaluate_all()
+        except Exception:
+            self.errors += 1
+            raise

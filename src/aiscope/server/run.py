@@ -8,9 +8,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from aiscope.server.app import Settings, create_app, is_loopback
+from aiscope.server.app import create_app
 from aiscope.server.auth import ensure_local_project
 from aiscope.server.db import migrate, open_engine
+from aiscope.server.deps import is_loopback
+from aiscope.server.settings import Settings
 
 DEFAULT_DB = f"sqlite:///{Path.home() / '.aiscope' / 'aiscope.db'}"
 DEFAULT_PORT = 6363
