@@ -128,7 +128,7 @@ def test_every_route_module_is_one_router_the_app_includes(engine: Engine) -> No
 def test_one_lifespan_starts_and_stops_all_background_work(engine: Engine) -> None:
     import threading
 
-    app: FastAPI = create_app(Settings(engine=engine, compact_every_s=60, alert_every_s=60))
+    app: FastAPI = create_app(Settings(engine=engine, compact_every_s=60, alert_every_s=30))
     before = {t.name for t in threading.enumerate()}
     with TestClient(app):
         running = {t.name for t in threading.enumerate()} - before

@@ -62,12 +62,23 @@ def create_app(settings: Settings) -> FastAPI:
         redoc_url=None,
     )
     writer = GroupWriter(settings.engine)
-    alerts = AlertService(settings.engine, settings.alert_every_s or 15.0)
+    if settings.alert_every_s is not None and not settings.alert_lease_s > settings.alert_every_s:
+        raise ValueError(
+            f"alert_lease_s ({settings.alert_lease_s!r}) must be longer than alert_every_s "
+            f"({settings.alert_every_s!r}): the lease is renewed at each evaluation"
+        )
+    alerts = AlertService(
+        settings.engine,
+        settings.alert_every_s or 15.0,
+        notifiers=settings.notifiers,
+        lease_s=settings.alert_lease_s,
+        ledger=settings.ledger,
+    )
     app.state.settings = settings
     app.state.writer = writer
     app.state.alert_service = alerts
     app.state.decode_slots = DecodeSlots(settings.max_concurrent_decodes)
-    app.state.background = Background(_jobs(settings, alerts), on_stop=[writer.close])
+    app.state.background = Background(_jobs(settings, alerts), on_stop=[alerts.close, writer.close])
     app.add_exception_handler(otlp.PayloadError, _payload_error)
     app.add_exception_handler(ValueError, _value_error)
     app.add_exception_handler(RecursionError, _too_deep)

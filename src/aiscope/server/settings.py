@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from aiscope.alerts import Notifier
+from aiscope.cost.ledger import Ledger
 from aiscope.cost.pricing import Pricing
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -37,3 +39,14 @@ class Settings:
     #: seconds between background evaluations of the stored alert rules while the app
     #: runs (None: only when ``GET /api/alerts`` asks)
     alert_every_s: float | None = 15.0
+    #: seconds one replica holds the alert-evaluation lease (renewed at each evaluation,
+    #: so longer than ``alert_every_s``): a replica that dies holding it is replaced
+    #: this long after its last renewal
+    alert_lease_s: float = 60.0
+    #: where alert changes (firing, re-notified, resolved) are sent: the SDK's notifiers
+    #: (:class:`~aiscope.alerts.WebhookNotifier`, ``SlackNotifier``, ``PagerDutyNotifier``)
+    notifiers: tuple[Notifier, ...] = field(default_factory=tuple)
+    #: the ledger the applications' budgets use (:class:`~aiscope.cost.RedisLedger`,
+    #: ``PostgresLedger``, ``SQLiteLedger``): budgets of the same name then show its live
+    #: spend and what is reserved by calls in flight
+    ledger: Ledger | None = None

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Path
 from pydantic import BaseModel, Field
 
 from aiscope.server import budgets
-from aiscope.server.deps import Db, Reader
+from aiscope.server.deps import AppSettings, Db, Reader
 
 router = APIRouter(tags=["budgets"])
 Name = Annotated[str, Path(min_length=1, max_length=128)]
@@ -22,6 +22,12 @@ class BudgetOut(BaseModel):
     limit_usd: float
     spent_usd: float
     remaining_usd: float
+    reserved_usd: float | None = Field(
+        description="held now by calls in flight (from the ledger; null without one)"
+    )
+    recorded_usd: float = Field(description="what the stored calls in the scope cost")
+    source: Literal["rollups", "ledger"] = Field(description="where spent_usd comes from")
+    ledger_error: str | None = Field(description="why the ledger was not read, if it failed")
     period: Literal["day", "month", "total"]
     period_label: str = Field(description='"all", "2026-11-28" or "2026-11"')
     period_start: float = Field(description="Unix seconds (0 for total)")
@@ -41,6 +47,7 @@ class BudgetsOut(BaseModel):
 def add_budget(
     who: Reader,
     engine: Db,
+    settings: AppSettings,
     budget: Annotated[
         dict[str, Any],
         Body(
@@ -60,15 +67,17 @@ def add_budget(
     (``day``, ``month`` or ``total``) on the calls matching ``scope``."""
     b = budgets.parse_budget(budget)
     budgets.save(engine, who.project_id, b)
-    return budgets.status(engine, who.project_id, b)
+    return budgets.status(engine, who.project_id, b, ledger=settings.ledger)
 
 
 @router.get("/api/budgets", response_model=BudgetsOut)
-def list_budgets(who: Reader, engine: Db) -> dict[str, Any]:
-    """Every budget with what was spent in its current period (from rollups)."""
+def list_budgets(who: Reader, engine: Db, settings: AppSettings) -> dict[str, Any]:
+    """Every budget with what was spent in its current period (from rollups, or from the
+    applications' ledger when the server is given one) and what is reserved now."""
     return {
         "budgets": [
-            budgets.status(engine, who.project_id, b) for b in budgets.load(engine, who.project_id)
+            budgets.status(engine, who.project_id, b, ledger=settings.ledger)
+            for b in budgets.load(engine, who.project_id)
         ]
     }
 
