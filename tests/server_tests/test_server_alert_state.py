@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
@@ -130,3 +131,39 @@ def test_a_lease_shorter_than_the_evaluation_interval_is_refused(engine: Engine)
 
     with pytest.raises(ValueError, match="alert_lease_s"):
         create_app(Settings(engine=engine, alert_every_s=60, alert_lease_s=30))
+
+
+def test_serve_options_build_the_sdk_notifiers_and_ledgers(engine: Engine, tmp_path: Path) -> None:
+    """``notifiers_from`` (what ``aiscope serve --alert-*`` builds) sends PagerDuty Events
+    v2 trigger then resolve with one dedup key, to a real receiver on loopback."""
+    from aiscope.alerts import PagerDutyNotifier, SlackNotifier, WebhookNotifier
+    from aiscope.cost import SQLiteLedger
+    from aiscope.server import notifiers_from, open_ledger
+    from server_tests.test_server_replicas import Receiver
+
+    receiver = Receiver()
+    built = notifiers_from(["http://127.0.0.1:1/a"], ["https://hooks.slack.com/x"])
+    assert [type(n) for n in built] == [WebhookNotifier, SlackNotifier]
+    project = create_project(engine, "p").project_id
+    _store(engine, project, 1)
+    save_rule(engine, project, AlertRule("any", "critical", "requests", ">", 0))
+    (pd,) = notifiers_from(pagerduty_key="R0UT1NG", pagerduty_url=receiver.url)
+    assert isinstance(pd, PagerDutyNotifier)
+    service = AlertService(engine, notifiers=[pd])
+    try:
+        service.evaluate_all()
+        save_rule(engine, project, AlertRule("any", "critical", "requests", ">", 5))
+        service.evaluate_all()
+        assert service.deliveries[0].flush(10)
+    finally:
+        service.close()
+        receiver.http.shutdown()
+    actions = [(e["event_action"], e["routing_key"]) for e in receiver.events]
+    assert actions == [("trigger", "R0UT1NG"), ("resolve", "R0UT1NG")]
+    assert len({e["dedup_key"] for e in receiver.events}) == 1
+    assert receiver.events[0]["payload"]["severity"] == "critical"
+
+    assert isinstance(open_ledger(str(tmp_path / "l.db")), SQLiteLedger)
+    assert isinstance(open_ledger(f"sqlite:///{tmp_path}/m.db"), SQLiteLedger)
+    with pytest.raises(ValueError, match="ledger url"):
+        open_ledger("ftp://example.com/x")
