@@ -34,7 +34,8 @@ STAGE_START = "stage_start"
 STAGE_END = "stage_end"
 #: an attempt failed and the call tries again [reason: error type, attempt, delay_s]
 RETRY = "retry"
-#: the call waited for a client-side rate limiter [seconds]
+#: the call waited for a client-side rate limiter [seconds; provider, when reported
+#: before the call started (``call`` None)]
 RATE_LIMIT_WAIT = "rate_limit_wait"
 #: the first streamed token arrived [seconds: since the call started]
 FIRST_TOKEN = "first_token"

@@ -46,7 +46,7 @@ from aiscope.resilience import (
     CircuitBreaker,
     CircuitPermit,
     ErrorRateWindow,
-    RateLimiter,
+    RateLimiterLike,
     RetryPolicy,
 )
 from aiscope.scope import PendingCall, Scope
@@ -87,7 +87,7 @@ class CallContext:
     timeout: float
     retry: RetryPolicy
     breaker: CircuitBreaker
-    rate_limiter: RateLimiter | None
+    rate_limiter: RateLimiterLike | None
     errors: ErrorRateWindow
     #: compiles a request (``stream``) with its stages in the call's lifecycle
     compile: Callable[[ChatRequest, bool, PendingCall], CompiledRequest]

@@ -472,8 +472,10 @@ class MetricsCollector:
         """Retries, rate-limiter waits and circuit breakers (see :attr:`events`)."""
         if event == RETRY and call is not None:
             self.count_retry(call.model, call.provider, data["reason"])
-        elif event == RATE_LIMIT_WAIT and call is not None:
-            self.rate_limit_wait(call.provider, data["seconds"])
+        elif event == RATE_LIMIT_WAIT:
+            provider = data.get("provider") or (call.provider if call is not None else None)
+            if provider:
+                self.rate_limit_wait(provider, data["seconds"])
         elif event == CIRCUIT_WATCH:
             self.watch_circuit(data["breaker"], data["provider"])
         elif event == CIRCUIT_TRANSITION:
