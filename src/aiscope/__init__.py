@@ -75,7 +75,7 @@ if TYPE_CHECKING:
     from aiscope.tracing import LangfuseExporter as LangfuseExporter
     from aiscope.tracing import Tracer as Tracer
 
-__version__ = "0.1.0"
+from aiscope._version import __version__
 
 #: public name -> the module that defines it
 _LAZY: dict[str, str] = {

@@ -43,7 +43,7 @@ from aiscope.client.request import (
 from aiscope.client.response import ChatResponse, parse_response
 from aiscope.client.streaming import StreamEvent
 from aiscope.cost.tracker import CostTracker
-from aiscope.logs import mask_headers
+from aiscope.masking import mask_headers
 from aiscope.metrics.collector import MetricsCollector
 from aiscope.record import CallRecord, CallStats
 from aiscope.resilience import (

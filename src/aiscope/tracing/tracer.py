@@ -45,7 +45,7 @@ from opentelemetry.util.types import AttributeValue
 
 from aiscope._fork import fork_safe_lock
 from aiscope._otel import ActiveSpan
-from aiscope.logs import mask_secrets
+from aiscope.masking import mask_secrets
 from aiscope.record import CallRecord
 from aiscope.sink import REQUEST, RESPONSE, STAGE_END, STAGE_START
 from aiscope.tracing import attributes as A
@@ -222,7 +222,7 @@ class Tracer:
                 own.add_span_processor(p)
             self._own_provider = own
             provider = own
-        from aiscope import __version__
+        from aiscope._version import __version__
 
         self._provider = provider
         self._otel = provider.get_tracer("aiscope", __version__)
@@ -574,7 +574,7 @@ class _GenAIMetrics:
     """The GenAI client metrics with their recommended buckets, and dropped spans."""
 
     def __init__(self, meter_provider: MeterProvider, tracer: Tracer) -> None:
-        from aiscope import __version__
+        from aiscope._version import __version__
 
         meter = meter_provider.get_meter("aiscope", __version__)
         self.tokens = meter.create_histogram(
