@@ -33,6 +33,7 @@ On PostgreSQL each store is a fresh schema (no statistics), dropped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -329,7 +330,24 @@ class Store:
             return int(conn.execute(select(func.count()).select_from(calls)).scalar_one())
 
     def cpu(self) -> float:
+        """CPU seconds of the server processes so far."""
         return sum(_cpu_seconds(p.pid) for p in self.procs)
+
+    def db_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of each PostgreSQL backend serving this store's servers
+        (by their ``application_name``; empty on SQLite, or when /proc hides them)."""
+        if self.schema is None or self.engine is None:
+            return {}
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"),
+                {"a": self.schema},
+            ).scalars()
+            out = {}
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    out[int(pid)] = _cpu_seconds(int(pid))
+            return out
 
 
 def open_store(spec: str, replicas: int, tmp: str, admin: Engine | None) -> Store:
@@ -339,20 +357,25 @@ def open_store(spec: str, replicas: int, tmp: str, admin: Engine | None) -> Stor
         if replicas != 1:
             raise SystemExit("--replicas above 1 needs PostgreSQL (SQLite has one writer)")
         db, schema, label = f"sqlite:///{tmp}/bench-{uuid.uuid4().hex[:6]}.db", None, "SQLite"
+        reader = db
     else:
         assert admin is not None
         schema = f"aiscope_bench_{uuid.uuid4().hex[:10]}"
         with admin.connect() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
         url = make_url(normalize_url(spec)).update_query_dict(
-            {"options": f"-csearch_path={schema}"}
+            {"options": f"-csearch_path={schema}", "application_name": schema}
         )
         db = url.render_as_string(hide_password=False)
+        # the bench's own reads are not the servers' backends (not counted as theirs)
+        reader = url.update_query_dict({"application_name": "bench"}).render_as_string(
+            hide_password=False
+        )
         label = f"PostgreSQL, {replicas} server{'s' if replicas > 1 else ''}"
     store = Store(label, db, [free_port() for _ in range(replicas)], schema=schema)
     # one after the other: the first migrates (the others would wait on its lock anyway)
     store.procs = [start_server(db, port) for port in store.ports]
-    store.engine = create_engine(normalize_url(db))
+    store.engine = create_engine(normalize_url(reader))
     return store
 
 
@@ -479,9 +502,10 @@ def main() -> None:
             first_bodies = first_bodies or bodies
             # the stores take turns, starting with another one each round
             for store in stores[r % len(stores) :] + stores[: r % len(stores)]:
-                before, cpu0 = store.count(), store.cpu()
+                before, cpu0, db0 = store.count(), store.cpu(), store.db_cpu()
                 secs, latencies = ingest_round(store.ports, bodies, args.clients)
                 cpu = store.cpu() - cpu0
+                db = sum(v - db0.get(pid, 0.0) for pid, v in store.db_cpu().items())
                 stored = store.count() - before
                 if stored != sent:
                     raise RuntimeError(f"{store.label}: stored {stored} of {sent} acknowledged")
@@ -491,8 +515,14 @@ def main() -> None:
                 print(
                     f"round {r + 1}, {store.label}: {stored} spans stored in {secs:.2f} s "
                     f"({stored / secs:,.0f}/s), p99 {percentile(latencies, 0.99):.2f} s, "
-                    f"servers {cpu / secs:.2f} cores, {cpu * 1e6 / stored:.0f} CPU-us per span; "
-                    f"{load()}"
+                    f"servers {cpu / secs:.2f} cores, {cpu * 1e6 / stored:.0f} CPU-us per span"
+                    + (
+                        f", PostgreSQL backends {db / secs:.2f} cores, "
+                        f"{db * 1e6 / stored:.0f} CPU-us per span"
+                        if store.schema
+                        else ""
+                    )
+                    + f"; {load()}"
                 )
         print(f"end: {load()}")
         print(
