@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, TypeVar
 
+import orjson
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import JSON as JSON_TYPE
 from sqlalchemy import Column, Connection, Engine, MetaData, Table, select
@@ -154,6 +155,16 @@ def _unseen(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> list[
 _JSON = json.JSONEncoder(check_circular=False, separators=(",", ":"))
 
 
+def _dumps(value: Any) -> str:
+    """Compact JSON text of a column value: orjson (several times faster on the tags
+    of every call); what it refuses (a lone surrogate from OTLP/JSON, an int past 64
+    bits) through the standard library, as before."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return _JSON.encode(value)
+
+
 def _row_tuples(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], list[Any]]:
     """The column names of ``rows`` and each row as a tuple, JSON columns encoded: the
     rows hold only str/int/float/bool/None and JSON values, which drivers take as
@@ -163,7 +174,7 @@ def _row_tuples(table: Table, rows: list[dict[str, Any]]) -> tuple[list[str], li
     json_at = [i for i, n in enumerate(names) if isinstance(table.c[n].type, JSON_TYPE)]
     values: list[Any] = list(map(itemgetter(*names), rows))  # the row tuples, in C
     if json_at:
-        dumps = _JSON.encode
+        dumps = _dumps
         for i, row in enumerate(values):
             cells = list(row)
             for j in json_at:
