@@ -33,7 +33,7 @@ from aiscope.server.explain import BIG_TABLES
 from aiscope.server.ingest import to_batch, write
 from aiscope.server.tables import calls, rollups, spans
 from server_tests.fresh_pg import fresh_database
-from server_tests.harness import run_server
+from server_tests.harness import mark_call, run_server, stored_counts
 
 #: copies of the seed batch's rows: 500 calls and 500 spans each
 COPIES = 400
@@ -56,14 +56,7 @@ def _request(seed: int, n: int = 1000, trace: bytes | None = None) -> ExportTrac
         s.start_time_unix_nano = now - rng.randrange(86_400 * 10**9)
         s.end_time_unix_nano = s.start_time_unix_nano + 10**9
         if i % 2:
-            for key, value in (
-                ("gen_ai.request.model", "gpt-4o"),
-                ("gen_ai.provider.name", "openai"),
-            ):
-                kv = s.attributes.add()
-                kv.key, kv.value.string_value = key, value
-            kv = s.attributes.add()
-            kv.key, kv.value.int_value = "gen_ai.usage.input_tokens", 100
+            mark_call(s, 100)
     return req
 
 
@@ -178,15 +171,7 @@ def test_every_ingest_statement_is_a_unique_index_lookup_without_statistics(data
     plain = create_engine(normalize_url(database))  # the test's own reads: not checked
 
     def counts() -> tuple[int, int, int]:
-        with plain.connect() as conn:
-            return tuple(  # type: ignore[return-value]
-                conn.execute(text(q)).scalar_one()
-                for q in (
-                    "SELECT count(*) FROM calls",
-                    "SELECT count(*) FROM spans",
-                    "SELECT sum(calls) FROM rollups WHERE resolution = 1",
-                )
-            )
+        return stored_counts(plain)
 
     fresh = _request(2)
     half = _request(2, n=500)  # the first 500 of ``fresh`` again ...

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import random
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,8 +24,8 @@ from aiscope.server.db import normalize_url
 from aiscope.server.ingest import Batch, to_batch, write_many
 from aiscope.server.rollup import RESOLUTIONS, compact
 from server_tests.fresh_pg import fresh_database
+from server_tests.harness import mark_call, serve_process, wait_healthy
 
-AISCOPE = [sys.executable, "-c", "from aiscope.cli import main; main()"]
 BATCHES = 24
 SPANS = 256
 
@@ -36,19 +34,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _wait(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None, "server exited"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
 
 
 def _spans(rng: random.Random) -> list[tuple[bytes, bytes, bool, int]]:
@@ -70,14 +55,7 @@ def _body(spans: list[tuple[bytes, bytes, bool, int]]) -> bytes:
         s.start_time_unix_nano = now - (n % 7) * 3_600_000_000_000
         s.end_time_unix_nano = s.start_time_unix_nano + 5_000_000
         if is_call:
-            for key, value in (
-                ("gen_ai.request.model", "gpt-4o"),
-                ("gen_ai.provider.name", "openai"),
-            ):
-                kv = s.attributes.add()
-                kv.key, kv.value.string_value = key, value
-            kv = s.attributes.add()
-            kv.key, kv.value.int_value = "gen_ai.usage.input_tokens", tokens
+            mark_call(s, tokens)
     return req.SerializeToString()
 
 
@@ -99,14 +77,8 @@ def test_two_servers_on_one_database_store_everything_once(database: str) -> Non
     spans_sent = {(t.hex(), s.hex()) for b in batches for t, s, c, _ in b if not c}
 
     ports = [_free_port(), _free_port()]
-    procs = [  # started together: they also race to migrate the new database
-        subprocess.Popen(
-            [*AISCOPE, "serve", "--db", database, "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
+    # started together: they also race to migrate the new database
+    procs = [serve_process(database, port) for port in ports]
     engine = create_engine(normalize_url(database))
     failures: list[str] = []
     retried = 0
@@ -140,7 +112,7 @@ def test_two_servers_on_one_database_store_everything_once(database: str) -> Non
 
     try:
         for proc, port in zip(procs, ports, strict=True):
-            _wait(proc, port)
+            wait_healthy(proc, port)
         forward, backward = bodies, bodies[::-1]
         # four clients a server: server 0 gets every body in one order, server 1 in the
         # other, so each body reaches both while their group commits hold other rows
