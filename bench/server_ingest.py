@@ -335,7 +335,8 @@ class Store:
 
     def db_cpu(self) -> dict[int, float]:
         """CPU seconds so far of each PostgreSQL backend serving this store's servers
-        (by their ``application_name``; empty on SQLite, or when /proc hides them)."""
+        (by their ``application_name``; empty on SQLite, or for a database on
+        another machine)."""
         if self.schema is None or self.engine is None:
             return {}
         with self.engine.connect() as conn:
@@ -345,8 +346,9 @@ class Store:
             ).scalars()
             out = {}
             for pid in pids:
-                with contextlib.suppress(OSError):
-                    out[int(pid)] = _cpu_seconds(int(pid))
+                with contextlib.suppress(OSError):  # a database on another machine: none
+                    if Path(f"/proc/{pid}/comm").read_text().strip() == "postgres":
+                        out[int(pid)] = _cpu_seconds(int(pid))
             return out
 
 
