@@ -207,7 +207,9 @@ class LLMCall:
             self._reset()
         self._clean = False
         scope = self._scope or current_scope()
-        self._pending = scope.begin(self.model, self.provider, self._estimate_in, self._max_out)
+        self._pending = scope.begin(
+            self.model, self.provider, self._estimate_in, self._max_out, self._tags
+        )
         self._active_scope = scope
         # Attribution is taken where the call starts: a stream may end elsewhere (a
         # consumer task, a garbage-collector finaliser) where other tags are in force.

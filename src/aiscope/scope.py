@@ -10,7 +10,7 @@ extra sinks. A failing sink is logged and counted; it never reaches the caller.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -136,14 +136,15 @@ class Scope:
         provider: str,
         input_tokens: int = 0,
         max_output_tokens: int | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> PendingCall:
         """Start a call: reserve its estimated cost (or raise
         :class:`~aiscope.BudgetExceededError` before anything is sent) and count it
-        in flight."""
+        in flight. ``tags`` are the call's own (per-tag budgets read them)."""
         reservation = None
         if self.cost_tracker is not None:
             reservation = self.cost_tracker.reserve(
-                provider, model, input_tokens, max_output_tokens
+                provider, model, input_tokens, max_output_tokens, tags
             )
         in_flight = None
         if self.metrics is not None:

@@ -96,7 +96,7 @@ class Call:
         req.model = client.model
         self.prompt = req.prompt_text()
         # Reserve the budget first: a refused call sends nothing and records nothing.
-        self.pending: PendingCall | None = client._begin(req, self.prompt)
+        self.pending: PendingCall | None = client._begin(req, self.prompt, tags)
         try:  # compiled under the call's span (when traced), so it is a stage of it
             with client._traced(self.pending):
                 self.compiled: CompiledRequest = client._compile(req, stream=stream)

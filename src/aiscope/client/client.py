@@ -351,14 +351,16 @@ class AiClient:
     def _estimate(prompt: str) -> int:
         return estimate_tokens(prompt)
 
-    def _begin(self, req: ChatRequest, prompt: str) -> PendingCall:
+    def _begin(
+        self, req: ChatRequest, prompt: str, tags: dict[str, str] | None = None
+    ) -> PendingCall:
         max_out = (
             req.max_tokens
             or self.manifest.defaults.get("max_tokens")
             or DEFAULT_MAX_OUTPUT_ESTIMATE
         )
         pending = self.scope.begin(
-            self.model, self.manifest.pricing_id, self._estimate(prompt), int(max_out)
+            self.model, self.manifest.pricing_id, self._estimate(prompt), int(max_out), tags
         )
         describe = getattr(self.scope.tracer, "describe_request", None)
         if pending.span is not None and describe is not None:
