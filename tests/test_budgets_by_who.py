@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -26,37 +26,9 @@ from aiscope.cost import (
     Ledger,
     MemoryLedger,
     Pricing,
-    SQLiteLedger,
 )
-from aiscope.cost.ledger import NanoLedger
 from aiscope.testing import MockProvider
-from test_ledgers_remote import (  # the ledgers of the two services and the $0.01 call
-    CALL_USD,
-    OUT_TOKENS,
-    PRICES,
-    _client,
-    _pg_spec,
-    _redis_spec,
-    _sent_ids,
-)
-
-
-@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
-def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[object]:
-    """A factory of ledgers sharing one store, on each of the four ledgers."""
-    kind = request.param
-    if kind == "memory":
-        shared = MemoryLedger()
-        yield lambda: shared
-    elif kind == "sqlite":
-        path = tmp_path / "budget.db"
-        yield lambda: SQLiteLedger(path)
-    else:
-        specs = _redis_spec() if kind == "redis" else _pg_spec()
-        spec = next(specs)
-        yield spec.build
-        for _ in specs:  # runs the clean-up
-            pass
+from test_ledgers_remote import CALL_USD, OUT_TOKENS, PRICES, _client, _sent_ids
 
 
 def _try(client: aiscope.AiClient, run: str, **tags: str) -> bool:
@@ -76,11 +48,11 @@ def _tracker(ledger: Ledger, *budgets: Budget) -> CostTracker:
 
 # -- the acceptance case --------------------------------------------------------------------
 def test_key_team_and_total_budgets_on_one_call_refuse_if_any_would_be_exceeded(
-    make_ledger: object, mock: MockProvider
+    make_ledger: Callable[[], Any], mock: MockProvider
 ) -> None:
     """key + team + total on every call: each refuses when it is the one that is full,
     nothing is sent then, and no budget keeps a reservation of the refused call."""
-    ledger = make_ledger()  # type: ignore[operator]
+    ledger = make_ledger()
     run = f"who-{uuid.uuid4().hex[:8]}"
     tracker = _tracker(
         ledger,
@@ -116,12 +88,12 @@ def test_key_team_and_total_budgets_on_one_call_refuse_if_any_would_be_exceeded(
 
 
 def test_a_refusal_by_one_budget_holds_nothing_in_the_others_at_any_moment(
-    make_ledger: object,
+    make_ledger: Callable[[], Any],
 ) -> None:
     """All or none: while one budget refuses calls over and over, another thread reading
     the other budgets never sees a reservation of a refused call (a reserve-then-release
     ledger would show one for a moment)."""
-    ledger = make_ledger()  # type: ignore[operator]
+    ledger = make_ledger()
     tracker = _tracker(
         ledger, Budget(1.0, name="total"), Budget(0.0, name="team", per="team", value="full")
     )
@@ -129,7 +101,7 @@ def test_a_refusal_by_one_budget_holds_nothing_in_the_others_at_any_moment(
     seen: list[float] = []
 
     def watch() -> None:
-        reader = _tracker(make_ledger(), Budget(1.0, name="total"))  # type: ignore[operator]
+        reader = _tracker(make_ledger(), Budget(1.0, name="total"))
         while not stop.is_set():
             seen.append(reader.budget_status("total").reserved_usd)
 
@@ -149,9 +121,9 @@ def test_a_refusal_by_one_budget_holds_nothing_in_the_others_at_any_moment(
 
 
 def test_several_budgets_under_16_threads_never_overspend_any_nor_leak(
-    make_ledger: object,
+    make_ledger: Callable[[], Any],
 ) -> None:
-    ledger = make_ledger()  # type: ignore[operator]
+    ledger = make_ledger()
     tracker = _tracker(
         ledger,
         Budget(0.25, name="total"),
@@ -204,8 +176,10 @@ def test_several_budgets_under_16_threads_never_overspend_any_nor_leak(
     assert (st.spent_usd, st.reserved_usd) == (pytest.approx(0.25), 0.0)
 
 
-def test_every_ledger_reserves_several_keys_all_or_none(make_ledger: object) -> None:
-    ledger = make_ledger()  # type: ignore[operator]
+def test_every_ledger_reserves_several_keys_all_or_none(make_ledger: Callable[[], Any]) -> None:
+    from aiscope.cost.ledger import NanoLedger
+
+    ledger = make_ledger()
     assert isinstance(ledger, NanoLedger)
     ok = ledger.reserve_nanos([("a:total:all", 5, 10), ("b:total:all", 5, 10)])
     assert isinstance(ok, list) and len(ok) == 2
