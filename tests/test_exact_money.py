@@ -177,3 +177,34 @@ def _gp_usage(u: Usage) -> genai_prices.Usage:
         output_tokens=u.output_tokens,
         cache_read_tokens=u.cache_read_tokens or None,
     )
+
+
+def test_server_rollups_sum_costs_exactly() -> None:
+    """16 calls of $0.0075, one a minute: each hour and day rollup holds exactly $0.12
+    (a float sum gives $0.12000000000000005)."""
+    from aiscope.server.rollup import rollup_rows
+
+    calls = [
+        {
+            "project_id": "p",
+            "start_ts": 1_764_000_000.0 + 60 * i,
+            "provider": "openai",
+            "model": "gpt-4o",
+            "feature": None,
+            "team": None,
+            "status": "ok",
+            "input_tokens": 1000,
+            "output_tokens": 500,
+            "cache_read_tokens": 0,
+            "cache_write_tokens": 0,
+            "reasoning_tokens": 0,
+            "cost_usd": 0.0075,
+            "cost_status": "ok",
+            "latency_ms": 100.0,
+            "ttft_ms": None,
+        }
+        for i in range(16)
+    ]
+    rows = rollup_rows(calls)
+    (day,) = [r for r in rows if r["resolution"] == 1440]  # 16:00-16:16 UTC: one day
+    assert (day["calls"], day["cost_usd"]) == (16, 0.12)

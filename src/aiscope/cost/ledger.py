@@ -58,6 +58,8 @@ def to_nanos(usd: float) -> int:
 
 def usd_amount(name: str, usd: float) -> int:
     """``usd`` in nano-dollars, or a ValueError naming the bad amount."""
+    if type(usd) is float and -1e9 < usd < 1e9:  # the common case, checked at once
+        return to_nanos(usd)
     if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd):
         raise ValueError(f"ledger {name} must be a finite number of USD, got {usd!r}")
     return max(-MAX_NANOS, min(MAX_NANOS, to_nanos(usd)))
@@ -112,6 +114,12 @@ class NanoLedger(Protocol):
     def state_nanos(self, key: str) -> tuple[int, int]:
         """Spent and reserved under ``key``."""
 
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        """:meth:`reserve_nanos` of one key (a call held by one budget): its id or None."""
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
+        """:meth:`settle_nanos` of one key: its new spent."""
+
 
 class NanoLedgerBase:
     """The USD methods of :class:`Ledger`, for a ledger that implements :class:`NanoLedger`."""
@@ -125,19 +133,23 @@ class NanoLedgerBase:
     def state_nanos(self, key: str) -> tuple[int, int]:
         raise NotImplementedError
 
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        out = self.reserve_nanos(((key, amount, limit),))
+        return out[0] if isinstance(out, list) else None
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
+        return self.settle_nanos(((key, reservation_id, actual),))[0]
+
     def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
         """Reserve ``amount`` under ``key`` if spent + reserved + amount <= ``limit``."""
         nanos = usd_amount("amount", amount)
         if nanos < 0:
             raise ValueError(f"ledger amount must be >= 0, got {amount!r}")
-        out = self.reserve_nanos([(key, nanos, usd_amount("limit", limit))])
-        return out[0] if isinstance(out, list) else None
+        return self.reserve_one(key, nanos, usd_amount("limit", limit))
 
     def settle(self, key: str, reservation_id: str | None, actual: float) -> float:
         """Drop the reservation (if any), add ``actual`` to spent; return the new spent."""
-        return from_nanos(
-            self.settle_nanos([(key, reservation_id, usd_amount("actual", actual))])[0]
-        )
+        return from_nanos(self.settle_one(key, reservation_id, usd_amount("actual", actual)))
 
     def state(self, key: str) -> tuple[float, float]:
         """USD spent and reserved under ``key``, read together."""
@@ -177,6 +189,12 @@ class UsdLedgerAdapter:
 
     def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
         return [to_nanos(self.ledger.settle(k, r, from_nanos(a))) for k, r, a in items]
+
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        return self.ledger.try_reserve(key, from_nanos(amount), from_nanos(limit))
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
+        return to_nanos(self.ledger.settle(key, reservation_id, from_nanos(actual)))
 
     def state_nanos(self, key: str) -> tuple[int, int]:
         state = getattr(self.ledger, "state", None)
@@ -243,22 +261,36 @@ class MemoryLedger(NanoLedgerBase):
                 ids.append(rid)
             return ids
 
-    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
-        out = []
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        # the common case (a call held by one budget), without the lists
         with self._lock:
-            for key, reservation_id, actual in items:
-                spent = self._spent.get(key)
-                if spent is None:
-                    self._touch(key)
-                    spent = 0
-                if reservation_id is not None:
-                    held = self._open.pop(reservation_id, None)
-                    if held is not None and held[0] in self._reserved:
-                        self._reserved[held[0]] = max(0, self._reserved[held[0]] - held[1])
-                spent += actual
-                self._spent[key] = spent
-                out.append(spent)
-        return out
+            if key not in self._spent:
+                self._touch(key)
+            if self._spent[key] + self._reserved[key] + amount > limit:
+                return None
+            self._reserved[key] += amount
+            self._counter += 1
+            rid = str(self._counter)
+            self._open[rid] = (key, amount)
+            return rid
+
+    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
+        # each key settles on its own: a call's settles need not be atomic together
+        return [self.settle_one(key, rid, actual) for key, rid, actual in items]
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
+        with self._lock:
+            spent = self._spent.get(key)
+            if spent is None:
+                self._touch(key)
+                spent = 0
+            if reservation_id is not None:
+                held = self._open.pop(reservation_id, None)
+                if held is not None and held[0] in self._reserved:
+                    self._reserved[held[0]] = max(0, self._reserved[held[0]] - held[1])
+            spent += actual
+            self._spent[key] = spent
+            return spent
 
     def state_nanos(self, key: str) -> tuple[int, int]:
         return self._spent.get(key, 0), self._reserved.get(key, 0)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from aiscope._fork import fork_safe_lock
 from aiscope.context import OperationContext, current_tags
@@ -207,6 +207,8 @@ class CostTracker:
         self._periods = [_Period(b) for b in all_budgets]
         #: every budget holds every call (no per-tag budget): keys need no tags
         self._simple = all(b.per is None for b in all_budgets)
+        #: the one budget, when there is exactly one and it holds every call
+        self._one = self._periods[0] if self._simple and len(self._periods) == 1 else None
         #: per-tag budgets read the call's tags (the call's model and provider need none)
         self._needs_tags = any(b.per is not None and b.per not in CALL_FIELDS for b in all_budgets)
         self._notified: dict[tuple[str, str], float] = {}
@@ -260,6 +262,17 @@ class CostTracker:
         if estimate is None:
             return None
         now = time.time()
+        nanos = to_nanos(estimate)
+        one = self._one
+        if one is not None:  # the common case: one budget holds every call
+            key = one.current(now)
+            try:
+                rid = self._nano.reserve_one(key, nanos, one.limit_nanos)
+            except LedgerUnavailableError as exc:
+                return self._ledger_down([(one, key)], estimate, model, exc)
+            if rid is None:
+                self._refuse(one, key, estimate, model)
+            return Reservation([(one, key, rid)], estimate)
         if self._simple:
             keys = [(p, p.current(now)) for p in self._periods]
         else:
@@ -269,32 +282,43 @@ class CostTracker:
             keys = self._keys(now, model, provider, tags or {})
             if not keys:
                 return None
-        nanos = to_nanos(estimate)
         try:
             out = self._nano.reserve_nanos([(key, nanos, p.limit_nanos) for p, key in keys])
         except LedgerUnavailableError as exc:
-            closed = next((p.budget for p, _ in keys if not self._fails_open(p.budget)), None)
-            if closed is not None:
-                with self._lock:
-                    self._refused += 1
-                raise BudgetUnavailableError(
-                    closed.name, closed.window, closed.limit_usd, estimate, model, str(exc)
-                ) from exc
-            # allowed without a reservation; the spend is settled (or buffered by the
-            # ledger until its store is back) when the call ends
-            self._allowed_while_down(keys[0][0].budget, exc)
-            return Reservation([(p, key, None) for p, key in keys], estimate)
+            return self._ledger_down(keys, estimate, model, exc)
         if isinstance(out, int):
-            with self._lock:
-                self._refused += 1
-            p, key = keys[out]
-            b = p.budget
-            spent, reserved = self._state(key)
-            raise BudgetExceededError(
-                self._label(p, key), b.window, b.limit_usd, spent, reserved, estimate, model
-            )
+            self._refuse(*keys[out], estimate, model)
         return Reservation(
             [(p, key, rid) for (p, key), rid in zip(keys, out, strict=True)], estimate
+        )
+
+    def _ledger_down(
+        self,
+        keys: list[tuple[_Period, str]],
+        estimate: float,
+        model: str,
+        exc: LedgerUnavailableError,
+    ) -> Reservation:
+        """The ledger could not be reached: refuse (a budget fails closed) or allow."""
+        closed = next((p.budget for p, _ in keys if not self._fails_open(p.budget)), None)
+        if closed is not None:
+            with self._lock:
+                self._refused += 1
+            raise BudgetUnavailableError(
+                closed.name, closed.window, closed.limit_usd, estimate, model, str(exc)
+            ) from exc
+        # allowed without a reservation; the spend is settled (or buffered by the
+        # ledger until its store is back) when the call ends
+        self._allowed_while_down(keys[0][0].budget, exc)
+        return Reservation([(p, key, None) for p, key in keys], estimate)
+
+    def _refuse(self, p: _Period, key: str, estimate: float, model: str) -> NoReturn:
+        with self._lock:
+            self._refused += 1
+        b = p.budget
+        spent, reserved = self._state(key)
+        raise BudgetExceededError(
+            self._label(p, key), b.window, b.limit_usd, spent, reserved, estimate, model
         )
 
     def _keys(
@@ -370,7 +394,13 @@ class CostTracker:
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
-        items = [(key, rid, 0) for _, key, rid in reservation.ids if rid is not None]
+        ids = reservation.ids
+        if len(ids) == 1:
+            _, key, rid = ids[0]
+            if rid is not None:
+                self._nano.settle_one(key, rid, 0)
+            return
+        items = [(key, rid, 0) for _, key, rid in ids if rid is not None]
         if items:
             self._nano.settle_nanos(items)
 
@@ -453,6 +483,10 @@ class CostTracker:
             held = reservation.ids
         else:
             at = record.start_time
+            one = self._one
+            if one is not None and not (self._listeners or self.on_threshold or self.on_exceed):
+                self._nano.settle_one(one.current(at), None, amount)  # the common case
+                return
             if self._simple:
                 held = [(p, p.current(at), None) for p in self._periods]
             else:
@@ -460,10 +494,14 @@ class CostTracker:
                     (p, k, None)
                     for p, k in self._keys(at, record.model, record.provider, record.tags)
                 ]
-        if not held:
+        if len(held) == 1:
+            _, key, rid = held[0]
+            spent = [self._nano.settle_one(key, rid, amount)]
+        elif held:
+            items: list[SettleItem] = [(key, rid, amount) for _p, key, rid in held]
+            spent = self._nano.settle_nanos(items)
+        else:
             return
-        items: list[SettleItem] = [(key, rid, amount) for _p, key, rid in held]
-        spent = self._nano.settle_nanos(items)
         if not (self._listeners or self.on_threshold or self.on_exceed):
             return  # the common case: nothing to build, nobody to tell
         statuses = [
