@@ -53,7 +53,7 @@ def to_nanos(usd: float) -> int:
     the public API's dollars to what ledgers and reports keep. Exact for any amount
     that is a whole number of nano-dollars below $2 million (a float's error there is
     far under half a nano-dollar)."""
-    return round(usd * NANOS_PER_USD)
+    return round(usd * 1e9)  # NANOS_PER_USD as a float: the same product, a little faster
 
 
 def usd_amount(name: str, usd: float) -> int:
