@@ -8,8 +8,11 @@ is refused; reports equal the exact (Decimal) sum of genai-prices' prices.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
 from typing import Any
 
 import genai_prices
@@ -18,7 +21,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiscope
-from aiscope.cost import Budget, BudgetExceededError, CostTracker, MemoryLedger, Pricing
+from aiscope.cost import (
+    Budget,
+    BudgetExceededError,
+    CostTracker,
+    MemoryLedger,
+    Pricing,
+    SQLiteLedger,
+)
 from aiscope.cost.ledger import NANOS_PER_USD, to_nanos
 from aiscope.record import CallRecord, Usage
 
@@ -208,3 +218,33 @@ def test_server_rollups_sum_costs_exactly() -> None:
     rows = rollup_rows(calls)
     (day,) = [r for r in rows if r["resolution"] == 1440]  # 16:00-16:16 UTC: one day
     assert (day["calls"], day["cost_usd"]) == (16, 0.12)
+
+
+def test_a_sqlite_ledger_file_of_dollars_is_converted_to_integer_nano_dollars(
+    tmp_path: Path,
+) -> None:
+    """A file an older aiscope wrote (USD as REAL) keeps its spend and reservations."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:
+        old.executescript(
+            """
+            CREATE TABLE aiscope_budget_spent (key TEXT PRIMARY KEY, spent REAL NOT NULL);
+            CREATE TABLE aiscope_budget_reservations (id TEXT PRIMARY KEY, key TEXT NOT NULL,
+                amount REAL NOT NULL, expires_at REAL NOT NULL);
+            INSERT INTO aiscope_budget_spent VALUES ('default:total:all', 0.1125);
+            """
+        )
+        old.execute(
+            "INSERT INTO aiscope_budget_reservations VALUES ('r1', 'default:total:all', 0.0075, ?)",
+            (time.time() + 600,),
+        )
+    ledger = SQLiteLedger(path)
+    assert ledger.state("default:total:all") == (0.1125, 0.0075)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT typeof(spent), spent FROM aiscope_ledger_spent").fetchall() == [
+            ("integer", 112_500_000)
+        ]
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "aiscope_budget_spent" not in tables
+    assert ledger.settle("default:total:all", "r1", 0.0075) == 0.12
+    assert ledger.try_reserve("default:total:all", 1e-9, 0.12) is None
