@@ -5,8 +5,9 @@
 
 For each ledger (memory, sqlite, redis, postgres, and postgres with
 ``synchronous_commit=False`` as pg-nosync) it measures one call's budget work
-as CostTracker does it: ``try_reserve`` then ``settle`` (two operations, each one
-round trip on Redis and PostgreSQL):
+as CostTracker does it: reserve then commit (``reserve_one``/``settle_one`` in
+nano-dollars; ``try_reserve``/``settle`` on an aiscope that predates them), two
+operations, each one round trip on Redis and PostgreSQL:
 
 * latency: the median of ``--calls`` single-threaded reserve+commit pairs;
 * throughput: pairs per second with ``--threads`` concurrent callers (threads in
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aiscope.cost import MemoryLedger, PostgresLedger, RedisLedger, SQLiteLedger
+from aiscope.cost.ledger import to_nanos
 from aiscope.resilience import RateLimiter, RedisRateLimiter
 
 LIMIT = 1e9  # never refuses: this measures the admitted path
@@ -101,7 +103,16 @@ def _throughput(op: Callable[[], Any], threads: int, seconds: float) -> float:
 
 
 def _pair(ledger: Any, key: str) -> Callable[[], None]:
-    def op() -> None:
+    if hasattr(ledger, "reserve_one"):  # as CostTracker calls a ledger with one budget
+        amount, limit = to_nanos(AMOUNT), to_nanos(LIMIT)
+
+        def nano_op() -> None:
+            rid = ledger.reserve_one(key, amount, limit)
+            ledger.settle_one(key, rid, amount)
+
+        return nano_op
+
+    def op() -> None:  # an aiscope from before integer nano-dollars
         rid = ledger.try_reserve(key, AMOUNT, LIMIT)
         ledger.settle(key, rid, AMOUNT)
 

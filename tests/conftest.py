@@ -7,6 +7,8 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,6 +46,28 @@ def mock() -> Iterator[MockProvider]:
     """A mock provider on a loopback port, shared by a module's tests (reset it per test)."""
     with MockProvider() as m:
         yield m
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A factory of ledgers sharing one store, on each of the four ledgers (Redis and
+    PostgreSQL under a prefix/schema of their own, removed afterwards; see
+    test_ledgers_remote for the services' variables)."""
+    kind = request.param
+    if kind == "memory":
+        shared = aiscope.MemoryLedger()
+        yield lambda: shared
+    elif kind == "sqlite":
+        path = tmp_path / "budget.db"
+        yield lambda: aiscope.SQLiteLedger(path)
+    else:
+        from test_ledgers_remote import _pg_spec, _redis_spec
+
+        specs = _redis_spec() if kind == "redis" else _pg_spec()
+        spec = next(specs)
+        yield spec.build
+        for _ in specs:  # runs the clean-up
+            pass
 
 
 @pytest.fixture(autouse=True)

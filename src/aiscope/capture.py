@@ -230,7 +230,12 @@ class LLMCall:
         # Attribution is taken where the call starts (by begin): a stream may end
         # elsewhere (a consumer task, a garbage-collector finaliser) with other tags.
         pending = self._pending = scope.begin(
-            self.model, self.provider, self._estimate_in, self._max_out, self.operation
+            self.model,
+            self.provider,
+            self._estimate_in,
+            self._max_out,
+            self.operation,
+            tags=self._tags,
         )
         self._active_scope = scope
         self._start = time.time()

@@ -386,15 +386,18 @@ class Scope:
         input_tokens: int = 0,
         max_output_tokens: int | None = None,
         operation: str = "chat",
+        *,
+        tags: Mapping[str, str] | None = None,
     ) -> PendingCall:
         """Start a call: reserve its estimated cost (or raise
         :class:`~aiscope.BudgetExceededError` before anything is sent), fix the
         context tags and operations in force here, and start it in every sink
-        (in-flight count, span)."""
+        (in-flight count, span). ``tags`` are the call's own (per-tag budgets read
+        them, with the context tags in force)."""
         reservation = None
         if self.cost_tracker is not None:
             reservation = self.cost_tracker.reserve(
-                provider, model, input_tokens, max_output_tokens
+                provider, model, input_tokens, max_output_tokens, tags
             )
         pending = PendingCall(
             model,

@@ -139,7 +139,11 @@ class Call:
         )
         # Reserve the budget first: a refused call sends nothing and records nothing.
         self.pending: PendingCall = scope.begin(
-            ctx.model, manifest.pricing_id, estimate_tokens(self.prompt), int(max_out)
+            ctx.model,
+            manifest.pricing_id,
+            estimate_tokens(self.prompt),
+            int(max_out),
+            tags=tags,
         )
         self.finished = False
         pending = self.pending

@@ -12,19 +12,20 @@ fail-open budget loses nothing it charged in a short outage.
 from __future__ import annotations
 
 import logging
-import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from aiscope._stores import StoreOutage
 from aiscope.cost.budget import key_period_end
 from aiscope.cost.ledger import (
     LedgerUnavailableError,
+    NanoLedgerBase,
     OnLedgerDown,
+    ReserveItem,
+    SettleItem,
     check_on_ledger_down,
     from_nanos,
-    to_nanos,
 )
 
 log = logging.getLogger("aiscope.cost")
@@ -38,28 +39,18 @@ WINDOW_GRACE_S = 3600.0
 MAX_PENDING_KEYS = 10_000
 
 
-#: the largest amount kept (an int64 with headroom: $4.6 billion in nano-dollars)
-MAX_NANOS = 2**62
-
-
-def _amount(name: str, usd: float) -> int:
-    """``usd`` in nano-dollars, or a ValueError naming the bad amount."""
-    if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd):
-        raise ValueError(f"ledger {name} must be a finite number of USD, got {usd!r}")
-    return max(-MAX_NANOS, min(MAX_NANOS, to_nanos(usd)))
-
-
 def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
 
 
-class RemoteLedger(StoreOutage):
+class RemoteLedger(NanoLedgerBase, StoreOutage):
     """Base of :class:`~aiscope.cost.RedisLedger` and :class:`~aiscope.cost.PostgresLedger`.
 
-    Subclasses implement ``_reserve``, ``_settle`` and ``_read`` on integer
-    nano-dollars and list the exceptions that mean "store unreachable" in
+    Subclasses implement ``_reserve_many``, ``_settle_many`` and ``_read`` on
+    integer nano-dollars (each one round trip) and list the exceptions that mean
+    "store unreachable" in
     ``_unreachable``.
     """
 
@@ -90,49 +81,40 @@ class RemoteLedger(StoreOutage):
         self._down_reason = ""
         self._state_lock = threading.Lock()
 
-    # -- the interface (USD) ----------------------------------------------------------
-    def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
-        """Reserve ``amount`` under ``key`` if spent + reserved + amount <= ``limit``."""
-        nanos = _amount("amount", amount)
-        if nanos < 0:
-            raise ValueError(f"ledger amount must be >= 0, got {amount!r}")
-        return self._call(self._reserve, key, nanos, _amount("limit", limit))
+    # -- the interface (nano-dollars; the USD methods come from NanoLedgerBase) ---------
+    def reserve_nanos(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        """Reserve every item or none, atomically (one round trip)."""
+        return self._call(self._reserve_many, items)
 
-    def settle(self, key: str, reservation_id: str | None, actual: float) -> float:
-        """Drop the reservation, add ``actual`` to spent; return the new spent.
+    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
+        """Drop the reservations, add the actual amounts to spent; the new spents.
 
         Never raises for an unreachable store: the spend is kept and written later.
         """
-        nanos = _amount("actual", actual)
         try:
-            spent = self._call(self._settle, key, reservation_id, nanos)
+            spent = self._call(self._settle_many, items)
         except LedgerUnavailableError:
+            out = []
             with self._state_lock:
-                if key in self._pending or len(self._pending) < MAX_PENDING_KEYS:
-                    self._pending[key] = self._pending.get(key, 0) + nanos
-                else:
-                    log.error("%s ledger: spend of %s dropped (buffer full)", self._store, key)
-                spent = self._last_spent.get(key, 0) + self._pending.get(key, 0)
-            return from_nanos(spent)
+                for key, _, nanos in items:
+                    if key in self._pending or len(self._pending) < MAX_PENDING_KEYS:
+                        self._pending[key] = self._pending.get(key, 0) + nanos
+                    else:
+                        log.error("%s ledger: spend of %s dropped (buffer full)", self._store, key)
+                    out.append(self._last_spent.get(key, 0) + self._pending.get(key, 0))
+            return out
+        self._remember(items, spent)
+        return spent
+
+    def state_nanos(self, key: str) -> tuple[int, int]:
+        """Spent and reserved under ``key`` (one round trip)."""
+        return self._call(self._read, key)
+
+    def _remember(self, items: Sequence[SettleItem], spent: list[int]) -> None:
         if len(self._last_spent) > MAX_PENDING_KEYS:  # old window periods fall off
             self._last_spent.clear()
-        self._last_spent[key] = spent
-        return from_nanos(spent)
-
-    def spent(self, key: str) -> float:
-        """USD spent under ``key`` (one round trip)."""
-        spent, _ = self._call(self._read, key)
-        return from_nanos(spent)
-
-    def reserved(self, key: str) -> float:
-        """USD held by live (unexpired) reservations under ``key`` (one round trip)."""
-        _, reserved = self._call(self._read, key)
-        return from_nanos(reserved)
-
-    def state(self, key: str) -> tuple[float, float]:
-        """USD spent and reserved under ``key``, read together (one round trip)."""
-        spent, reserved = self._call(self._read, key)
-        return from_nanos(spent), from_nanos(reserved)
+        for (key, _, _), s in zip(items, spent, strict=True):
+            self._last_spent[key] = s
 
     @property
     def pending_usd(self) -> float:
@@ -141,10 +123,10 @@ class RemoteLedger(StoreOutage):
             return from_nanos(sum(self._pending.values()))
 
     # -- for subclasses -----------------------------------------------------------------
-    def _reserve(self, key: str, amount: int, limit: int) -> str | None:
+    def _reserve_many(self, items: Sequence[ReserveItem]) -> list[str] | int:
         raise NotImplementedError
 
-    def _settle(self, key: str, reservation_id: str | None, actual: int) -> int:
+    def _settle_many(self, items: Sequence[SettleItem]) -> list[int]:
         raise NotImplementedError
 
     def _read(self, key: str) -> tuple[int, int]:
@@ -169,15 +151,21 @@ class RemoteLedger(StoreOutage):
         self._mark_up()
         return result
 
-    def _flush(self) -> None:
+    def _pending_items(self) -> list[SettleItem]:
         with self._state_lock:
             pending, self._pending = self._pending, {}
-        for i, (key, nanos) in enumerate(list(pending.items())):
-            try:
-                self._last_spent[key] = self._settle(key, None, nanos)
-            except self._unreachable as exc:
-                with self._state_lock:
-                    for k, n in list(pending.items())[i:]:
-                        self._pending[k] = self._pending.get(k, 0) + n
-                self._mark_down(exc)
-                raise LedgerUnavailableError(self._down_reason) from exc
+        return [(key, None, nanos) for key, nanos in pending.items()]
+
+    def _keep_pending(self, items: Sequence[SettleItem]) -> None:
+        with self._state_lock:
+            for key, _, nanos in items:
+                self._pending[key] = self._pending.get(key, 0) + nanos
+
+    def _flush(self) -> None:
+        items = self._pending_items()
+        try:
+            self._remember(items, self._settle_many(items))
+        except self._unreachable as exc:
+            self._keep_pending(items)
+            self._mark_down(exc)
+            raise LedgerUnavailableError(self._down_reason) from exc

@@ -1,8 +1,12 @@
 """Where budget spend is kept: a tiny interface with in-memory and SQLite ledgers.
 
-A ledger keeps, per key (one budget's one window period), what was spent and
-what is reserved by calls in flight. ``try_reserve`` is atomic: it admits an
-amount only if spent + reserved + amount stays within the limit. The Redis and
+A ledger keeps, per key (one budget's one window period, for one tag value when
+the budget is per team, user, ...), what was spent and what is reserved by calls
+in flight, as integer nano-dollars (1e-9 USD): sums are exact, so a call that
+lands exactly on a limit is admitted and one a nano-dollar over it is refused.
+``try_reserve`` is atomic: it admits an amount only if spent + reserved + amount
+stays within the limit; ``reserve_nanos`` does the same for several keys at once
+(one call held by several budgets), admitting all or none. The Redis and
 PostgreSQL ledgers (:mod:`aiscope.cost.ledger_redis`,
 :mod:`aiscope.cost.ledger_postgres`) implement the same four methods for budgets
 shared by several machines; a ledger that cannot reach its store raises
@@ -12,11 +16,13 @@ and the tracker applies the budget's ``on_ledger_down`` choice.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -27,8 +33,15 @@ from aiscope._fork import after_fork_in_child, fork_safe_lock
 OnLedgerDown = Literal["closed", "open"]
 ON_LEDGER_DOWN: tuple[str, ...] = ("closed", "open")
 
-#: Remote ledgers keep money as integer nano-dollars (1e-9 USD).
+#: Ledgers, trackers and reports keep money as integer nano-dollars (1e-9 USD).
 NANOS_PER_USD = 1_000_000_000
+#: the largest amount kept (an int64 with headroom: $4.6 billion in nano-dollars)
+MAX_NANOS = 2**62
+
+#: ``(key, amount, limit)`` in nano-dollars: one budget's share of a reservation
+ReserveItem = tuple[str, int, int]
+#: ``(key, reservation id or None, actual)`` in nano-dollars
+SettleItem = tuple[str, str | None, int]
 
 
 class LedgerUnavailableError(Exception):
@@ -36,8 +49,20 @@ class LedgerUnavailableError(Exception):
 
 
 def to_nanos(usd: float) -> int:
-    """USD as integer nano-dollars: the one conversion at the remote ledgers' boundary."""
-    return round(usd * NANOS_PER_USD)
+    """USD as integer nano-dollars (rounded to the nearest): the one conversion from
+    the public API's dollars to what ledgers and reports keep. Exact for any amount
+    that is a whole number of nano-dollars below $2 million (a float's error there is
+    far under half a nano-dollar)."""
+    return round(usd * 1e9)  # NANOS_PER_USD as a float: the same product, a little faster
+
+
+def usd_amount(name: str, usd: float) -> int:
+    """``usd`` in nano-dollars, or a ValueError naming the bad amount."""
+    if type(usd) is float and -1e9 < usd < 1e9:  # the common case, checked at once
+        return to_nanos(usd)
+    if isinstance(usd, bool) or not isinstance(usd, int | float) or not math.isfinite(usd):
+        raise ValueError(f"ledger {name} must be a finite number of USD, got {usd!r}")
+    return max(-MAX_NANOS, min(MAX_NANOS, to_nanos(usd)))
 
 
 def from_nanos(nanos: int) -> float:
@@ -54,7 +79,12 @@ def check_on_ledger_down(value: object) -> OnLedgerDown:
 
 @runtime_checkable
 class Ledger(Protocol):
-    """Budget storage. Amounts are USD; reservation ids are opaque strings."""
+    """Budget storage. Amounts are USD; reservation ids are opaque strings.
+
+    A ledger of your own needs only these four methods. The built-in ones also
+    implement :class:`NanoLedger`, which :class:`~aiscope.CostTracker` uses: amounts
+    in integer nano-dollars, and one atomic reservation over several budgets.
+    """
 
     def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
         """Reserve ``amount`` under ``key`` if it fits within ``limit``; return its id or None."""
@@ -69,17 +99,131 @@ class Ledger(Protocol):
         """USD reserved by calls in flight under ``key``."""
 
 
-class MemoryLedger:
-    """The default ledger: one process, a lock, and a few dicts.
+@runtime_checkable
+class NanoLedger(Protocol):
+    """What the tracker asks of a ledger: integer nano-dollars, several keys at once."""
 
-    Only the most recent ``max_keys`` keys are kept (old window periods fall off),
-    so memory stays bounded however long the process runs.
+    def reserve_nanos(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        """Reserve every ``(key, amount, limit)`` or none: the reservation ids (one per
+        item, in order) when each fits, else the index of the first that does not."""
+
+    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
+        """For each ``(key, id, actual)``: drop the reservation, add ``actual`` to spent;
+        the new spent of each key, in order."""
+
+    def state_nanos(self, key: str) -> tuple[int, int]:
+        """Spent and reserved under ``key``."""
+
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        """:meth:`reserve_nanos` of one key (a call held by one budget): its id or None."""
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
+        """:meth:`settle_nanos` of one key: its new spent."""
+
+
+class NanoLedgerBase:
+    """The USD methods of :class:`Ledger`, for a ledger that implements :class:`NanoLedger`."""
+
+    def reserve_nanos(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        raise NotImplementedError
+
+    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
+        raise NotImplementedError
+
+    def state_nanos(self, key: str) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        out = self.reserve_nanos(((key, amount, limit),))
+        return out[0] if isinstance(out, list) else None
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
+        return self.settle_nanos(((key, reservation_id, actual),))[0]
+
+    def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
+        """Reserve ``amount`` under ``key`` if spent + reserved + amount <= ``limit``."""
+        nanos = usd_amount("amount", amount)
+        if nanos < 0:
+            raise ValueError(f"ledger amount must be >= 0, got {amount!r}")
+        return self.reserve_one(key, nanos, usd_amount("limit", limit))
+
+    def settle(self, key: str, reservation_id: str | None, actual: float) -> float:
+        """Drop the reservation (if any), add ``actual`` to spent; return the new spent."""
+        return from_nanos(self.settle_one(key, reservation_id, usd_amount("actual", actual)))
+
+    def state(self, key: str) -> tuple[float, float]:
+        """USD spent and reserved under ``key``, read together."""
+        spent, reserved = self.state_nanos(key)
+        return from_nanos(spent), from_nanos(reserved)
+
+    def spent(self, key: str) -> float:
+        """USD spent under ``key``."""
+        return from_nanos(self.state_nanos(key)[0])
+
+    def reserved(self, key: str) -> float:
+        """USD held by calls in flight under ``key``."""
+        return from_nanos(self.state_nanos(key)[1])
+
+
+class UsdLedgerAdapter:
+    """:class:`NanoLedger` over a ledger that has only the four USD methods.
+
+    Several keys are reserved one after another; when one refuses, those already
+    held are released at once, so no partial reservation remains (another caller
+    may see one for that moment: the built-in ledgers have no such moment).
     """
 
-    def __init__(self, max_keys: int = 256) -> None:
-        self._spent: dict[str, float] = {}
-        self._reserved: dict[str, float] = {}
-        self._open: dict[str, tuple[str, float]] = {}
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def reserve_nanos(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        ids: list[str] = []
+        for i, (key, amount, limit) in enumerate(items):
+            rid = self.ledger.try_reserve(key, from_nanos(amount), from_nanos(limit))
+            if rid is None:
+                for (k, _, _), r in zip(items, ids, strict=False):
+                    self.ledger.settle(k, r, 0.0)
+                return i
+            ids.append(rid)
+        return ids
+
+    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
+        return [to_nanos(self.ledger.settle(k, r, from_nanos(a))) for k, r, a in items]
+
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        return self.ledger.try_reserve(key, from_nanos(amount), from_nanos(limit))
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
+        return to_nanos(self.ledger.settle(key, reservation_id, from_nanos(actual)))
+
+    def state_nanos(self, key: str) -> tuple[int, int]:
+        state = getattr(self.ledger, "state", None)
+        if state is not None:
+            spent, reserved = state(key)
+        else:
+            spent, reserved = self.ledger.spent(key), self.ledger.reserved(key)
+        return to_nanos(spent), to_nanos(reserved)
+
+
+def as_nano_ledger(ledger: Ledger) -> NanoLedger:
+    """``ledger`` itself when it speaks nano-dollars, else an adapter over its USD methods."""
+    if callable(getattr(ledger, "reserve_nanos", None)):
+        return ledger  # type: ignore[return-value]
+    return UsdLedgerAdapter(ledger)
+
+
+class MemoryLedger(NanoLedgerBase):
+    """The default ledger: one process, a lock, and a few dicts.
+
+    Only the most recent ``max_keys`` keys are kept (old window periods, and the
+    least recent of many per-user budget values, fall off), so memory stays
+    bounded however long the process runs.
+    """
+
+    def __init__(self, max_keys: int = 65_536) -> None:
+        self._spent: dict[str, int] = {}
+        self._reserved: dict[str, int] = {}
+        self._open: dict[str, tuple[str, int]] = {}
         self._lock = fork_safe_lock()
         self._max_keys = max_keys
         self._counter = 0
@@ -89,7 +233,7 @@ class MemoryLedger:
         # In a forked child the parent's calls in flight never settle here: their
         # reservations would hold the child's budget for ever. What was spent stays.
         self._open = {}
-        self._reserved = dict.fromkeys(self._reserved, 0.0)
+        self._reserved = dict.fromkeys(self._reserved, 0)
 
     def _touch(self, key: str) -> None:
         if key not in self._spent:
@@ -97,10 +241,28 @@ class MemoryLedger:
                 oldest = next(iter(self._spent))
                 del self._spent[oldest]
                 self._reserved.pop(oldest, None)
-            self._spent[key] = 0.0
-            self._reserved[key] = 0.0
+            self._spent[key] = 0
+            self._reserved[key] = 0
 
-    def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
+    def reserve_nanos(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        spent, reserved = self._spent, self._reserved
+        with self._lock:
+            for i, (key, amount, limit) in enumerate(items):
+                if key not in spent:
+                    self._touch(key)
+                if spent[key] + reserved[key] + amount > limit:
+                    return i
+            ids = []
+            for key, amount, _ in items:
+                reserved[key] += amount
+                self._counter += 1
+                rid = str(self._counter)
+                self._open[rid] = (key, amount)
+                ids.append(rid)
+            return ids
+
+    def reserve_one(self, key: str, amount: int, limit: int) -> str | None:
+        # the common case (a call held by one budget), without the lists
         with self._lock:
             if key not in self._spent:
                 self._touch(key)
@@ -112,33 +274,40 @@ class MemoryLedger:
             self._open[rid] = (key, amount)
             return rid
 
-    def settle(self, key: str, reservation_id: str | None, actual: float) -> float:
+    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
+        # each key settles on its own: a call's settles need not be atomic together
+        return [self.settle_one(key, rid, actual) for key, rid, actual in items]
+
+    def settle_one(self, key: str, reservation_id: str | None, actual: int) -> int:
         with self._lock:
             spent = self._spent.get(key)
             if spent is None:
                 self._touch(key)
-                spent = 0.0
+                spent = 0
             if reservation_id is not None:
                 held = self._open.pop(reservation_id, None)
                 if held is not None and held[0] in self._reserved:
-                    self._reserved[held[0]] = max(0.0, self._reserved[held[0]] - held[1])
+                    self._reserved[held[0]] = max(0, self._reserved[held[0]] - held[1])
             spent += actual
             self._spent[key] = spent
             return spent
 
-    def spent(self, key: str) -> float:
-        return self._spent.get(key, 0.0)
-
-    def reserved(self, key: str) -> float:
-        return self._reserved.get(key, 0.0)
+    def state_nanos(self, key: str) -> tuple[int, int]:
+        return self._spent.get(key, 0), self._reserved.get(key, 0)
 
 
-class SQLiteLedger:
+#: the tables of ledgers written before amounts were nano-dollars (USD as REAL)
+_SQLITE_OLD_TABLES = ("aiscope_budget_spent", "aiscope_budget_reservations")
+
+
+class SQLiteLedger(NanoLedgerBase):
     """A ledger in a SQLite file, shared by every process on one machine.
 
     Reservations are rows with an expiry, so a process killed mid-call cannot
     hold budget forever: expired reservations are dropped on the next reserve.
     Each reserve runs in a ``BEGIN IMMEDIATE`` transaction (one writer at a time).
+    Amounts are INTEGER nano-dollars; a file written by an older aiscope (USD as
+    REAL) is converted when first opened.
     """
 
     def __init__(self, path: str | os.PathLike[str], reservation_ttl_s: float = 600.0) -> None:
@@ -149,15 +318,48 @@ class SQLiteLedger:
         conn = self._conn()
         conn.executescript(
             """
-            CREATE TABLE IF NOT EXISTS aiscope_budget_spent (
-                key TEXT PRIMARY KEY, spent REAL NOT NULL DEFAULT 0);
-            CREATE TABLE IF NOT EXISTS aiscope_budget_reservations (
-                id TEXT PRIMARY KEY, key TEXT NOT NULL, amount REAL NOT NULL,
+            CREATE TABLE IF NOT EXISTS aiscope_ledger_spent (
+                key TEXT PRIMARY KEY, spent INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE IF NOT EXISTS aiscope_ledger_reservations (
+                id TEXT PRIMARY KEY, key TEXT NOT NULL, amount INTEGER NOT NULL,
                 expires_at REAL NOT NULL);
-            CREATE INDEX IF NOT EXISTS aiscope_budget_reservations_key
-                ON aiscope_budget_reservations (key);
+            CREATE INDEX IF NOT EXISTS aiscope_ledger_reservations_key
+                ON aiscope_ledger_reservations (key);
             """
         )
+        self._convert_old_tables(conn)
+
+    @staticmethod
+    def _convert_old_tables(conn: sqlite3.Connection) -> None:
+        old = {
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?)",
+                _SQLITE_OLD_TABLES,
+            )
+        }
+        if not old:
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if "aiscope_budget_spent" in old:
+                conn.execute(
+                    "INSERT INTO aiscope_ledger_spent (key, spent) "
+                    "SELECT key, CAST(round(spent * 1e9) AS INTEGER) FROM aiscope_budget_spent "
+                    "WHERE true ON CONFLICT(key) DO UPDATE SET spent = spent + excluded.spent"
+                )
+            if "aiscope_budget_reservations" in old:
+                conn.execute(
+                    "INSERT OR IGNORE INTO aiscope_ledger_reservations "
+                    "SELECT id, key, CAST(round(amount * 1e9) AS INTEGER), expires_at "
+                    "FROM aiscope_budget_reservations"
+                )
+            for table in old:  # names from the fixed tuple above
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -169,66 +371,63 @@ class SQLiteLedger:
             self._local.pid = os.getpid()
         return conn
 
-    def try_reserve(self, key: str, amount: float, limit: float) -> str | None:
+    def reserve_nanos(self, items: Sequence[ReserveItem]) -> list[str] | int:
         conn = self._conn()
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute("DELETE FROM aiscope_budget_reservations WHERE expires_at < ?", (now,))
-            spent = self._spent(conn, key)
-            reserved = self._reserved(conn, key)
-            if spent + reserved + amount > limit:
-                conn.execute("COMMIT")
-                return None
-            rid = uuid.uuid4().hex
-            conn.execute(
-                "INSERT INTO aiscope_budget_reservations VALUES (?, ?, ?, ?)",
-                (rid, key, amount, now + self.reservation_ttl_s),
-            )
+            conn.execute("DELETE FROM aiscope_ledger_reservations WHERE expires_at < ?", (now,))
+            for i, (key, amount, limit) in enumerate(items):
+                spent, reserved = self._state(conn, key)
+                if spent + reserved + amount > limit:
+                    conn.execute("COMMIT")
+                    return i
+            ids = []
+            for key, amount, _ in items:
+                rid = uuid.uuid4().hex
+                conn.execute(
+                    "INSERT INTO aiscope_ledger_reservations VALUES (?, ?, ?, ?)",
+                    (rid, key, amount, now + self.reservation_ttl_s),
+                )
+                ids.append(rid)
             conn.execute("COMMIT")
-            return rid
+            return ids
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    def settle(self, key: str, reservation_id: str | None, actual: float) -> float:
+    def settle_nanos(self, items: Sequence[SettleItem]) -> list[int]:
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if reservation_id is not None:
-                conn.execute(
-                    "DELETE FROM aiscope_budget_reservations WHERE id = ?", (reservation_id,)
-                )
-            conn.execute(
-                "INSERT INTO aiscope_budget_spent (key, spent) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET spent = spent + excluded.spent",
-                (key, actual),
-            )
-            spent = self._spent(conn, key)
+            out = []
+            for key, reservation_id, actual in items:
+                if reservation_id is not None:
+                    conn.execute(
+                        "DELETE FROM aiscope_ledger_reservations WHERE id = ?", (reservation_id,)
+                    )
+                row = conn.execute(
+                    "INSERT INTO aiscope_ledger_spent (key, spent) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET spent = spent + excluded.spent "
+                    "RETURNING spent",
+                    (key, actual),
+                ).fetchone()
+                out.append(int(row[0]))
             conn.execute("COMMIT")
-            return spent
+            return out
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
     @staticmethod
-    def _spent(conn: sqlite3.Connection, key: str) -> float:
+    def _state(conn: sqlite3.Connection, key: str) -> tuple[int, int]:
         row = conn.execute(
-            "SELECT spent FROM aiscope_budget_spent WHERE key = ?", (key,)
+            "SELECT (SELECT spent FROM aiscope_ledger_spent WHERE key = ?), "
+            "(SELECT COALESCE(SUM(amount), 0) FROM aiscope_ledger_reservations "
+            "WHERE key = ? AND expires_at >= ?)",
+            (key, key, time.time()),
         ).fetchone()
-        return float(row[0]) if row else 0.0
+        return int(row[0] or 0), int(row[1])
 
-    @staticmethod
-    def _reserved(conn: sqlite3.Connection, key: str) -> float:
-        row = conn.execute(
-            "SELECT COALESCE(SUM(amount), 0) FROM aiscope_budget_reservations "
-            "WHERE key = ? AND expires_at >= ?",
-            (key, time.time()),
-        ).fetchone()
-        return float(row[0])
-
-    def spent(self, key: str) -> float:
-        return self._spent(self._conn(), key)
-
-    def reserved(self, key: str) -> float:
-        return self._reserved(self._conn(), key)
+    def state_nanos(self, key: str) -> tuple[int, int]:
+        return self._state(self._conn(), key)

@@ -1,7 +1,8 @@
 """A budget ledger in PostgreSQL (psycopg 3), for teams that run PostgreSQL and not Redis.
 
 Each operation is one statement (``SELECT <function>(...)``, one round trip) in its
-own autocommitted transaction. The functions lock the budget's row first
+own autocommitted transaction, however many budgets (total, team, user, ...) hold
+the call: it is reserved on all of them or on none. The functions lock the budget's row first
 (``SELECT ... FOR UPDATE``), so concurrent reserves of one budget are serialised on
 that row (row-level atomicity) and never deadlock; different budgets never wait on
 each other.
@@ -24,13 +25,13 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiscope.cost._remote import RemoteLedger
-from aiscope.cost.ledger import OnLedgerDown
+from aiscope.cost.ledger import OnLedgerDown, ReserveItem, SettleItem
 
 if TYPE_CHECKING:
     import psycopg
@@ -49,58 +50,73 @@ CREATE TABLE IF NOT EXISTS {s}.aiscope_ledger_leases (
 CREATE INDEX IF NOT EXISTS aiscope_ledger_leases_key_expires
     ON {s}.aiscope_ledger_leases (key, expires_at);
 
-CREATE OR REPLACE FUNCTION {s}.aiscope_ledger_reserve_v1(
-    p_key text, p_amount bigint, p_limit bigint, p_id text, p_lease_s float8,
-    p_expires timestamptz) RETURNS boolean LANGUAGE plpgsql AS $$
+-- one statement per call, however many budgets hold it: every key or none is
+-- reserved. Rows are locked in key order, so two calls over the same budgets
+-- never deadlock. Returns 0 when all were reserved, else the (1-based) index of
+-- the first key the call did not fit.
+CREATE OR REPLACE FUNCTION {s}.aiscope_ledger_reserve_many_v1(
+    p_keys text[], p_amounts bigint[], p_limits bigint[], p_ids text[], p_lease_s float8,
+    p_expires timestamptz[]) RETURNS int LANGUAGE plpgsql AS $$
 DECLARE
-    v_spent bigint; v_reserved bigint; v_freed bigint;
+    v_spent bigint; v_reserved bigint; v_freed bigint; i int;
 BEGIN
-    SELECT spent, reserved INTO v_spent, v_reserved
-        FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
-    IF NOT FOUND THEN  -- the key's first call (racing ones meet at the primary key)
-        INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_key, p_expires)
-            ON CONFLICT (key) DO NOTHING;
+    FOR i IN SELECT o.n FROM unnest(p_keys) WITH ORDINALITY AS o(k, n) ORDER BY o.k LOOP
         SELECT spent, reserved INTO v_spent, v_reserved
-            FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
-    END IF;
-    -- leases of this key change only under this row's lock: this sees them all
-    WITH gone AS (
-        DELETE FROM {s}.aiscope_ledger_leases
-        WHERE key = p_key AND expires_at < clock_timestamp() RETURNING amount)
-    SELECT coalesce(sum(amount), 0) INTO v_freed FROM gone;
-    v_reserved := v_reserved - v_freed;
-    IF v_spent + v_reserved + p_amount > p_limit THEN
-        IF v_freed > 0 THEN
-            UPDATE {s}.aiscope_ledger SET reserved = v_reserved WHERE key = p_key;
+            FROM {s}.aiscope_ledger WHERE key = p_keys[i] FOR UPDATE;
+        IF NOT FOUND THEN  -- the key's first call (racing ones meet at the primary key)
+            INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_keys[i], p_expires[i])
+                ON CONFLICT (key) DO NOTHING;
+            SELECT spent, reserved INTO v_spent, v_reserved
+                FROM {s}.aiscope_ledger WHERE key = p_keys[i] FOR UPDATE;
         END IF;
-        RETURN false;
-    END IF;
-    INSERT INTO {s}.aiscope_ledger_leases (id, key, amount, expires_at)
-        VALUES (p_id, p_key, p_amount, clock_timestamp() + make_interval(secs => p_lease_s));
-    UPDATE {s}.aiscope_ledger SET reserved = v_reserved + p_amount WHERE key = p_key;
-    RETURN true;
+        -- leases of this key change only under this row's lock: this sees them all
+        WITH gone AS (
+            DELETE FROM {s}.aiscope_ledger_leases
+            WHERE key = p_keys[i] AND expires_at < clock_timestamp() RETURNING amount)
+        SELECT coalesce(sum(amount), 0) INTO v_freed FROM gone;
+        IF v_freed > 0 THEN
+            UPDATE {s}.aiscope_ledger SET reserved = reserved - v_freed WHERE key = p_keys[i];
+            v_reserved := v_reserved - v_freed;
+        END IF;
+        IF v_spent + v_reserved + p_amounts[i] > p_limits[i] THEN
+            RETURN i;
+        END IF;
+    END LOOP;
+    FOR i IN 1 .. cardinality(p_keys) LOOP
+        INSERT INTO {s}.aiscope_ledger_leases (id, key, amount, expires_at) VALUES
+            (p_ids[i], p_keys[i], p_amounts[i],
+             clock_timestamp() + make_interval(secs => p_lease_s));
+        UPDATE {s}.aiscope_ledger SET reserved = reserved + p_amounts[i] WHERE key = p_keys[i];
+    END LOOP;
+    RETURN 0;
 END $$;
 
-CREATE OR REPLACE FUNCTION {s}.aiscope_ledger_settle_v1(
-    p_key text, p_id text, p_actual bigint, p_expires timestamptz)
-    RETURNS bigint LANGUAGE plpgsql AS $$
+-- the new spent of each key, in the order given
+CREATE OR REPLACE FUNCTION {s}.aiscope_ledger_settle_many_v1(
+    p_keys text[], p_ids text[], p_actuals bigint[], p_expires timestamptz[])
+    RETURNS bigint[] LANGUAGE plpgsql AS $$
 DECLARE
-    v_amount bigint; v_spent bigint;
+    v_amount bigint; v_spent bigint; i int; v_out bigint[];
 BEGIN
-    PERFORM 1 FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
-    IF NOT FOUND THEN
-        INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_key, p_expires)
-            ON CONFLICT (key) DO NOTHING;
-        PERFORM 1 FROM {s}.aiscope_ledger WHERE key = p_key FOR UPDATE;
-    END IF;
-    IF p_id IS NOT NULL THEN
-        DELETE FROM {s}.aiscope_ledger_leases WHERE id = p_id AND key = p_key
-            RETURNING amount INTO v_amount;
-    END IF;
-    UPDATE {s}.aiscope_ledger
-        SET spent = spent + p_actual, reserved = reserved - coalesce(v_amount, 0)
-        WHERE key = p_key RETURNING spent INTO v_spent;
-    RETURN v_spent;
+    v_out := array_fill(0::bigint, ARRAY[cardinality(p_keys)]);
+    FOR i IN SELECT o.n FROM unnest(p_keys) WITH ORDINALITY AS o(k, n) ORDER BY o.k LOOP
+        PERFORM 1 FROM {s}.aiscope_ledger WHERE key = p_keys[i] FOR UPDATE;
+        IF NOT FOUND THEN
+            INSERT INTO {s}.aiscope_ledger (key, expires_at) VALUES (p_keys[i], p_expires[i])
+                ON CONFLICT (key) DO NOTHING;
+            PERFORM 1 FROM {s}.aiscope_ledger WHERE key = p_keys[i] FOR UPDATE;
+        END IF;
+        v_amount := NULL;
+        IF p_ids[i] IS NOT NULL THEN
+            DELETE FROM {s}.aiscope_ledger_leases WHERE id = p_ids[i] AND key = p_keys[i]
+                RETURNING amount INTO v_amount;
+        END IF;
+        UPDATE {s}.aiscope_ledger
+            SET spent = spent + p_actuals[i], reserved = reserved - coalesce(v_amount, 0)
+            WHERE key = p_keys[i] RETURNING spent INTO v_spent;
+        v_out[i] := v_spent;
+    END LOOP;
+    RETURN v_out;
 END $$;
 """
 
@@ -164,8 +180,14 @@ class PostgresLedger(RemoteLedger):
         self._unreachable = (pg.OperationalError, pg.errors.QueryCanceled, OSError)
         s = sql.Identifier(schema).as_string(None)
         self._s = s
-        self._reserve_sql = f"SELECT {s}.aiscope_ledger_reserve_v1(%s, %s, %s, %s, %s, %s)"
-        self._settle_sql = f"SELECT {s}.aiscope_ledger_settle_v1(%s, %s, %s, %s)"
+        self._reserve_sql = (
+            f"SELECT {s}.aiscope_ledger_reserve_many_v1(%s::text[], %s::bigint[], "
+            "%s::bigint[], %s::text[], %s, %s::timestamptz[])"
+        )
+        self._settle_sql = (
+            f"SELECT {s}.aiscope_ledger_settle_many_v1(%s::text[], %s::text[], "
+            "%s::bigint[], %s::timestamptz[])"
+        )
         self._read_sql = _READ_SQL.format(s=s)
         self._pool: queue.LifoQueue[psycopg.Connection[Any]] = queue.LifoQueue()
         self._opened = 0
@@ -290,16 +312,32 @@ class PostgresLedger(RemoteLedger):
             with suppress(Exception):
                 conn.close()
 
-    def _reserve(self, key: str, amount: int, limit: int) -> str | None:
-        rid = uuid.uuid4().hex
+    def _reserve_many(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        ids = [uuid.uuid4().hex for _ in items]
         row = self._one(
-            self._reserve_sql, (key, amount, limit, rid, self.lease_s, self._expiry(key))
+            self._reserve_sql,
+            (
+                [k for k, _, _ in items],
+                [a for _, a, _ in items],
+                [lim for _, _, lim in items],
+                ids,
+                self.lease_s,
+                [self._expiry(k) for k, _, _ in items],
+            ),
         )
-        return rid if row is not None and row[0] else None
+        return ids if row[0] == 0 else int(row[0]) - 1
 
-    def _settle(self, key: str, reservation_id: str | None, actual: int) -> int:
-        row = self._one(self._settle_sql, (key, reservation_id, actual, self._expiry(key)))
-        return int(row[0])
+    def _settle_many(self, items: Sequence[SettleItem]) -> list[int]:
+        row = self._one(
+            self._settle_sql,
+            (
+                [k for k, _, _ in items],
+                [r for _, r, _ in items],
+                [a for _, _, a in items],
+                [self._expiry(k) for k, _, _ in items],
+            ),
+        )
+        return [int(x) for x in row[0]]
 
     def _read(self, key: str) -> tuple[int, int]:
         row = self._one(self._read_sql, (key,))

@@ -1,7 +1,11 @@
 """A budget ledger in Redis, shared by every process and machine that can reach it.
 
 Each operation is one round trip: a Lua script (``EVALSHA``) that Redis runs
-atomically, so any number of processes share one budget without overspending.
+atomically, so any number of processes share one budget without overspending. A
+call held by several budgets (total, team, user, ...) is reserved on all of them by
+one script, all or none. On Redis Cluster, where one script cannot span slots, the
+budgets of a call are reserved one after another and those already held are
+released at once when one refuses.
 
 Per ledger key (one budget's one window period) there are two Redis keys with the
 same hash tag, so they live in one Redis Cluster slot:
@@ -24,6 +28,7 @@ import math
 import os
 import threading
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiscope._stores import (
@@ -34,84 +39,109 @@ from aiscope._stores import (
     redis_unreachable,
     run_with_reconnect,
 )
-from aiscope.cost._remote import RemoteLedger, _amount, _positive
-from aiscope.cost.ledger import LedgerUnavailableError, OnLedgerDown, from_nanos
+from aiscope.cost._remote import RemoteLedger, _positive
+from aiscope.cost.ledger import (
+    LedgerUnavailableError,
+    OnLedgerDown,
+    ReserveItem,
+    SettleItem,
+    from_nanos,
+    usd_amount,
+)
 
 if TYPE_CHECKING:
     import redis
 
-# KEYS: hash, leases. The prune step is shared by every script.
+# Every script's KEYS are (hash, leases) pairs, one per ledger key. The prune step
+# (drop expired leases, give their amount back) is shared by the scripts.
 _PRUNE = """
 -- Redis < 5 replicates scripts verbatim unless told (TIME is not deterministic)
 if redis.replicate_commands then redis.replicate_commands() end
-local h, z = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 1000)
-if #gone > 0 then
-  local freed = 0
-  for i = 1, #gone do
-    local f = 'r:' .. gone[i]
-    local a = redis.call('HGET', h, f)
-    if a then
-      freed = freed + tonumber(a)
-      redis.call('HDEL', h, f)
+local function prune(h, z)
+  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now, 'LIMIT', 0, 1000)
+  if #gone > 0 then
+    local freed = 0
+    for i = 1, #gone do
+      local f = 'r:' .. gone[i]
+      local a = redis.call('HGET', h, f)
+      if a then
+        freed = freed + tonumber(a)
+        redis.call('HDEL', h, f)
+      end
     end
+    redis.call('ZREM', z, unpack(gone))
+    if freed > 0 then redis.call('HINCRBY', h, 'reserved', -freed) end
   end
-  redis.call('ZREM', z, unpack(gone))
-  if freed > 0 then redis.call('HINCRBY', h, 'reserved', -freed) end
 end
 """
 
-# ARGV: amount, limit, id, lease_ms, expire_at (0: never) -> {admitted, spent, reserved}
+# ARGV: lease_ms, then per key: amount, limit, id, expire_at (0: never)
+# -> {1} when every key admitted its amount (all reserved), else {0, index} of the
+# first that did not (nothing reserved)
 _RESERVE = (
     _PRUNE
     + """
-local amount = tonumber(ARGV[1])
-local spent = tonumber(redis.call('HGET', h, 'spent') or '0')
-local reserved = tonumber(redis.call('HGET', h, 'reserved') or '0')
-if spent + reserved + amount > tonumber(ARGV[2]) then
-  return {0, spent, reserved}
+local n = #KEYS / 2
+for i = 1, n do
+  local h = KEYS[2 * i - 1]
+  prune(h, KEYS[2 * i])
+  local spent = tonumber(redis.call('HGET', h, 'spent') or '0')
+  local reserved = tonumber(redis.call('HGET', h, 'reserved') or '0')
+  if spent + reserved + tonumber(ARGV[4 * i - 2]) > tonumber(ARGV[4 * i - 1]) then
+    return {0, i}
+  end
 end
-if amount > 0 then redis.call('HINCRBY', h, 'reserved', ARGV[1]) end
-redis.call('HSET', h, 'r:' .. ARGV[3], ARGV[1])
-redis.call('ZADD', z, now + tonumber(ARGV[4]), ARGV[3])
-local exp = tonumber(ARGV[5])
-if exp > 0 then
-  redis.call('EXPIREAT', h, exp)
-  redis.call('EXPIREAT', z, exp)
+local lease = tonumber(ARGV[1])
+for i = 1, n do
+  local h, z = KEYS[2 * i - 1], KEYS[2 * i]
+  local amount, id = ARGV[4 * i - 2], ARGV[4 * i]
+  if amount ~= '0' then redis.call('HINCRBY', h, 'reserved', amount) end
+  redis.call('HSET', h, 'r:' .. id, amount)
+  redis.call('ZADD', z, now + lease, id)
+  local exp = tonumber(ARGV[4 * i + 1])
+  if exp > 0 then
+    redis.call('EXPIREAT', h, exp)
+    redis.call('EXPIREAT', z, exp)
+  end
 end
-return {1, spent, reserved + amount}
+return {1}
 """
 )
 
-# ARGV: id ('' for none), actual, expire_at (0: never) -> spent
+# ARGV per key: id ('' for none), actual, expire_at (0: never) -> the spent of each
 _SETTLE = """
-local h, z = KEYS[1], KEYS[2]
-if ARGV[1] ~= '' then
-  local f = 'r:' .. ARGV[1]
-  local a = redis.call('HGET', h, f)
-  if a then
-    redis.call('HDEL', h, f)
-    redis.call('ZREM', z, ARGV[1])
-    if a ~= '0' then redis.call('HINCRBY', h, 'reserved', '-' .. a) end
+local out = {}
+for i = 1, #KEYS / 2 do
+  local h, z = KEYS[2 * i - 1], KEYS[2 * i]
+  local id = ARGV[3 * i - 2]
+  if id ~= '' then
+    local f = 'r:' .. id
+    local a = redis.call('HGET', h, f)
+    if a then
+      redis.call('HDEL', h, f)
+      redis.call('ZREM', z, id)
+      if a ~= '0' then redis.call('HINCRBY', h, 'reserved', '-' .. a) end
+    end
+  end
+  out[i] = redis.call('HINCRBY', h, 'spent', ARGV[3 * i - 1])
+  local exp = tonumber(ARGV[3 * i])
+  if exp > 0 then
+    redis.call('EXPIREAT', h, exp)
+    redis.call('EXPIREAT', z, exp)
   end
 end
-local spent = redis.call('HINCRBY', h, 'spent', ARGV[2])
-local exp = tonumber(ARGV[3])
-if exp > 0 then
-  redis.call('EXPIREAT', h, exp)
-  redis.call('EXPIREAT', z, exp)
-end
-return spent
+return out
 """
 
-# -> {spent, reserved} with expired leases dropped first
+# -> {spent, reserved} of one key, with expired leases dropped first
 _READ = (
     _PRUNE
     + """
-return {tonumber(redis.call('HGET', h, 'spent') or '0'),
-        tonumber(redis.call('HGET', h, 'reserved') or '0')}
+prune(KEYS[1], KEYS[2])
+return {tonumber(redis.call('HGET', KEYS[1], 'spent') or '0'),
+        tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')}
 """
 )
 
@@ -153,7 +183,7 @@ class RedisLedger(RemoteLedger):
             retry_interval_s=retry_interval_s,
         )
         try:
-            import redis  # noqa: F401  (checked here: the message names the extra)
+            import redis as redis_mod  # checked here: the message names the extra
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("RedisLedger needs redis-py: pip install 'aiscope[redis]'") from exc
         if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
@@ -175,6 +205,9 @@ class RedisLedger(RemoteLedger):
         self._counter = 0
         self._counter_lock = threading.Lock()
         self._node = uuid.uuid4().hex[:12]
+        self._cluster = (
+            isinstance(client, redis_mod.RedisCluster) or "Cluster" in type(client).__name__
+        )
 
     def _keys(self, key: str) -> list[str]:
         h = f"{self.prefix}{{{hash_tag(key)}}}"
@@ -193,22 +226,50 @@ class RedisLedger(RemoteLedger):
             n = self._counter
         return f"{self._node}-{os.getpid()}-{n}"  # unique in forked children too
 
-    def _reserve(self, key: str, amount: int, limit: int) -> str | None:
-        rid = self._new_id()
-        out = self._run(
-            self._reserve_script,
-            self._keys(key),
-            [str(amount), str(limit), rid, self._lease_ms, self._exp(key)],
-        )
-        return rid if int(out[0]) == 1 else None
+    def _reserve_call(self, items: Sequence[ReserveItem]) -> tuple[list[str], list[str], list[str]]:
+        """The reserve script's keys and args for ``items``, and the new reservation ids."""
+        keys: list[str] = []
+        args = [self._lease_ms]
+        ids = []
+        for key, amount, limit in items:
+            rid = self._new_id()
+            keys += self._keys(key)
+            args += [str(amount), str(limit), rid, self._exp(key)]
+            ids.append(rid)
+        return keys, args, ids
 
-    def _settle(self, key: str, reservation_id: str | None, actual: int) -> int:
-        out = self._run(
-            self._settle_script,
-            self._keys(key),
-            [reservation_id or "", str(actual), self._exp(key)],
-        )
-        return int(out)
+    def _settle_call(self, items: Sequence[SettleItem]) -> tuple[list[str], list[str]]:
+        keys: list[str] = []
+        args: list[str] = []
+        for key, reservation_id, actual in items:
+            keys += self._keys(key)
+            args += [reservation_id or "", str(actual), self._exp(key)]
+        return keys, args
+
+    def _reserve_many(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        if self._cluster and len(items) > 1:
+            return self._reserve_each(items)
+        keys, args, ids = self._reserve_call(items)
+        out = self._run(self._reserve_script, keys, args)
+        return ids if int(out[0]) == 1 else int(out[1]) - 1
+
+    def _reserve_each(self, items: Sequence[ReserveItem]) -> list[str] | int:
+        # Redis Cluster: one script per slot; what was held is released on a refusal
+        ids: list[str] = []
+        for i, item in enumerate(items):
+            got = self._reserve_many([item])
+            if isinstance(got, int):
+                if ids:
+                    self._settle_many([(k, r, 0) for (k, _, _), r in zip(items, ids, strict=False)])
+                return i
+            ids += got
+        return ids
+
+    def _settle_many(self, items: Sequence[SettleItem]) -> list[int]:
+        if self._cluster and len(items) > 1:
+            return [s for item in items for s in self._settle_many([item])]
+        keys, args = self._settle_call(items)
+        return [int(x) for x in self._run(self._settle_script, keys, args)]
 
     def _read(self, key: str) -> tuple[int, int]:
         out = self._run(self._read_script, self._keys(key), [])
@@ -267,51 +328,43 @@ class AsyncRedisLedger(RedisLedger):
         return out
 
     async def _aflush(self) -> None:
-        with self._state_lock:
-            pending, self._pending = self._pending, {}
-        for i, (key, nanos) in enumerate(list(pending.items())):
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    out = await self._settle_script(
-                        keys=self._keys(key), args=["", str(nanos), self._exp(key)]
-                    )
-                self._last_spent[key] = int(out)
-            except self._unreachable as exc:
-                with self._state_lock:
-                    for k, n in list(pending.items())[i:]:
-                        self._pending[k] = self._pending.get(k, 0) + n
-                self._mark_down(exc)
-                raise LedgerUnavailableError(self._down_reason) from exc
+        items = self._pending_items()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                keys, args = self._settle_call(items)
+                out = await self._settle_script(keys=keys, args=args)
+            self._remember(items, [int(x) for x in out])
+        except self._unreachable as exc:
+            self._keep_pending(items)
+            self._mark_down(exc)
+            raise LedgerUnavailableError(self._down_reason) from exc
 
     async def try_reserve(  # type: ignore[override]
         self, key: str, amount: float, limit: float
     ) -> str | None:
         """Reserve ``amount`` under ``key`` if spent + reserved + amount <= ``limit``."""
-        nanos = _amount("amount", amount)
+        nanos = usd_amount("amount", amount)
         if nanos < 0:
             raise ValueError(f"ledger amount must be >= 0, got {amount!r}")
-        rid = self._new_id()
-        args = [str(nanos), str(_amount("limit", limit)), rid, self._lease_ms, self._exp(key)]
-        out = await self._arun(self._reserve_script, self._keys(key), args)
-        return rid if int(out[0]) == 1 else None
+        keys, args, ids = self._reserve_call([(key, nanos, usd_amount("limit", limit))])
+        out = await self._arun(self._reserve_script, keys, args)
+        return ids[0] if int(out[0]) == 1 else None
 
     async def settle(  # type: ignore[override]
         self, key: str, reservation_id: str | None, actual: float
     ) -> float:
         """Drop the reservation, add ``actual`` to spent; return the new spent (buffered,
         never raised, while Redis is unreachable)."""
-        nanos = _amount("actual", actual)
+        nanos = usd_amount("actual", actual)
+        items = [(key, reservation_id, nanos)]
         try:
-            out = await self._arun(
-                self._settle_script, self._keys(key), [reservation_id or "", str(nanos),
-                                                        self._exp(key)]
-            )  # fmt: skip
+            out = await self._arun(self._settle_script, *self._settle_call(items))
         except LedgerUnavailableError:
+            self._keep_pending(items)
             with self._state_lock:
-                self._pending[key] = self._pending.get(key, 0) + nanos
                 return from_nanos(self._last_spent.get(key, 0) + self._pending[key])
-        self._last_spent[key] = int(out)
-        return from_nanos(int(out))
+        self._remember(items, [int(out[0])])
+        return from_nanos(int(out[0]))
 
     async def state(self, key: str) -> tuple[float, float]:  # type: ignore[override]
         """USD spent and reserved under ``key`` (one round trip)."""

@@ -8,11 +8,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from aiscope._fork import fork_safe_lock
-from aiscope.context import OperationContext
+from aiscope.context import OperationContext, current_tags
 from aiscope.cost.budget import (
+    CALL_FIELDS,
+    OVERFLOW_VALUE,
     Budget,
     BudgetExceededError,
     BudgetStatus,
@@ -21,7 +23,15 @@ from aiscope.cost.budget import (
     _Period,
     check_window,
 )
-from aiscope.cost.ledger import Ledger, LedgerUnavailableError, MemoryLedger
+from aiscope.cost.ledger import (
+    Ledger,
+    LedgerUnavailableError,
+    MemoryLedger,
+    SettleItem,
+    as_nano_ledger,
+    from_nanos,
+    to_nanos,
+)
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.counters import zeros
 from aiscope.labels import LabelLimiter
@@ -37,6 +47,7 @@ BudgetCallback = Callable[["CostTracker", BudgetStatus], None]
 class Reservation:
     """Budget held for one call in flight; settled by the record, released on failure."""
 
+    #: (budget period, ledger key, reservation id or None) for every budget holding it
     ids: list[tuple[_Period, str, str | None]]
     estimate_usd: float
     settled: bool = False
@@ -64,7 +75,9 @@ class CostReport:
     ``total_cost`` is everything this tracker recorded; ``spent`` and
     ``remaining`` refer to the primary budget's current window (as kept in the
     ledger, which may be shared with other processes). Costs by operation are
-    inclusive: a call inside nested operations counts for each of them.
+    inclusive: a call inside nested operations counts for each of them. Every sum
+    is kept in integer nano-dollars and shown in dollars: the total is the exact
+    sum of the calls' costs, and the breakdowns add up to it.
     """
 
     total_cost: float
@@ -86,6 +99,7 @@ class CostReport:
     by_provider: dict[str, float] = field(default_factory=dict)
     by_feature: dict[str, float] = field(default_factory=dict)
     by_team: dict[str, float] = field(default_factory=dict)
+    by_user: dict[str, float] = field(default_factory=dict)
     by_operation: dict[str, float] = field(default_factory=dict)
     models: dict[str, ModelUsage] = field(default_factory=dict)
     budgets: list[BudgetStatus] = field(default_factory=list)
@@ -108,8 +122,12 @@ def vars_of(obj: Any) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in obj.__slots__}
 
 
-def _add(d: dict[str, float], key: str, amount: float) -> None:
-    d[key] = d.get(key, 0.0) + amount
+def _add(d: dict[str, int], key: str, amount: int) -> None:
+    d[key] = d.get(key, 0) + amount
+
+
+def _usd(d: dict[str, int]) -> dict[str, float]:
+    return {k: from_nanos(v) for k, v in d.items()}
 
 
 class CostTracker:
@@ -120,7 +138,10 @@ class CostTracker:
     :class:`BudgetExceededError`, before any request is sent) a call whose
     estimated cost would cross it. ``window="daily"``/``"monthly"`` resets at the
     UTC boundary; ``budgets=[Budget(50, "daily"), Budget(1000, "monthly")]`` adds
-    more limits. ``mode="warn"`` only records and calls back.
+    more limits, also per key, team, user, feature or model
+    (``Budget(5, "daily", name="team", per="team")``): a call must fit every budget
+    that holds it, and is reserved on all of them or on none. ``mode="warn"`` only
+    records and calls back.
     """
 
     def __init__(
@@ -176,6 +197,7 @@ class CostTracker:
         self.mode: Mode = mode
         self.budgets = all_budgets
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        self._nano = as_nano_ledger(self.ledger)
         self.default_max_output_tokens = default_max_output_tokens
         self.on_threshold = on_threshold
         self.on_exceed = on_exceed
@@ -183,6 +205,12 @@ class CostTracker:
         self.allowed_while_ledger_down = 0
         self._down_logged_until = 0.0
         self._periods = [_Period(b) for b in all_budgets]
+        #: every budget holds every call (no per-tag budget): keys need no tags
+        self._simple = all(b.per is None for b in all_budgets)
+        #: the one budget, when there is exactly one and it holds every call
+        self._one = self._periods[0] if self._simple and len(self._periods) == 1 else None
+        #: per-tag budgets read the call's tags (the call's model and provider need none)
+        self._needs_tags = any(b.per is not None and b.per not in CALL_FIELDS for b in all_budgets)
         self._notified: dict[tuple[str, str], float] = {}
         self._listeners: list[Callable[[list[BudgetStatus]], None]] = []
         self._labels = LabelLimiter(max_label_values)
@@ -197,12 +225,12 @@ class CostTracker:
         self._reset_totals()
 
     def _reset_totals(self) -> None:
-        self._total = 0.0
+        self._total = 0  # nano-dollars
         self._refused = 0
-        #: (model, provider, feature, team, operations), label values bounded ->
-        #: [calls, errors, cost_usd, input, output, cache_read, cache_write, reasoning,
-        #: unpriced] (ModelUsage's field order), all floats (see aiscope.counters);
-        #: reports sum these up
+        #: (model, provider, feature, team, user, operations), label values bounded ->
+        #: [calls, errors, cost, input, output, cache_read, cache_write, reasoning,
+        #: unpriced] (ModelUsage's field order), floats (see aiscope.counters) but the
+        #: cost, integer nano-dollars; reports sum these up
         self._acc: dict[tuple[Any, ...], list[Any]] = {}
         #: the same lists by the record's raw values, for keys admitted as they are
         self._raw: dict[tuple[Any, ...], list[Any]] = {}
@@ -214,12 +242,16 @@ class CostTracker:
         model: str,
         input_tokens: int,
         max_output_tokens: int | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> Reservation | None:
-        """Hold the estimated cost of a call against every budget, or refuse it.
+        """Hold the estimated cost of a call against every budget that holds it, or
+        refuse it.
 
-        Returns None when there is nothing to enforce (no budget, ``warn`` mode, or
-        a model with no price). Raises :class:`BudgetExceededError` when a budget
-        cannot take the estimate; nothing is held then.
+        ``tags`` are the call's own (the tags in force, ``aiscope.tags(...)``, are
+        added); per-tag budgets pick their value from them. Returns None when there
+        is nothing to enforce (no budget, ``warn`` mode, or a model with no price).
+        Raises :class:`BudgetExceededError` when a budget cannot take the estimate;
+        nothing is held then, in any budget.
         """
         if self.mode != "block" or not self._periods:
             return None
@@ -230,54 +262,110 @@ class CostTracker:
         if estimate is None:
             return None
         now = time.time()
-        held: list[tuple[_Period, str, str | None]] = []
-        try_reserve = self.ledger.try_reserve
-        for period in self._periods:
-            key = period.current(now)
+        nanos = to_nanos(estimate)
+        one = self._one
+        if one is not None:  # the common case: one budget holds every call
+            key = one.current(now)
             try:
-                rid = try_reserve(key, estimate, period.budget.limit_usd)
+                rid = self._nano.reserve_one(key, nanos, one.limit_nanos)
             except LedgerUnavailableError as exc:
-                if self._fails_open(period.budget):
-                    # allowed without a reservation; the spend is settled (or buffered
-                    # by the ledger until its store is back) when the call ends
-                    self._allowed_while_down(period.budget, exc)
-                    held.append((period, key, None))
-                    continue
-                self._release_held(held)
-                with self._lock:
-                    self._refused += 1
-                b = period.budget
-                raise BudgetUnavailableError(
-                    b.name, b.window, b.limit_usd, estimate, model, str(exc)
-                ) from exc
+                return self._ledger_down([(one, key)], estimate, model, exc)
             if rid is None:
-                self._release_held(held)
-                with self._lock:
-                    self._refused += 1
-                b = period.budget
-                spent, reserved = self._state(key)
-                raise BudgetExceededError(
-                    b.name, b.window, b.limit_usd, spent, reserved, estimate, model
-                )
-            held.append((period, key, rid))
-        return Reservation(held, estimate)
+                self._refuse(one, key, estimate, model)
+            return Reservation([(one, key, rid)], estimate)
+        if self._simple:
+            keys = [(p, p.current(now)) for p in self._periods]
+        else:
+            if self._needs_tags:
+                ctx = current_tags()
+                tags = {**ctx, **tags} if tags else ctx
+            keys = self._keys(now, model, provider, tags or {})
+            if not keys:
+                return None
+        try:
+            out = self._nano.reserve_nanos([(key, nanos, p.limit_nanos) for p, key in keys])
+        except LedgerUnavailableError as exc:
+            return self._ledger_down(keys, estimate, model, exc)
+        if isinstance(out, int):
+            self._refuse(*keys[out], estimate, model)
+        return Reservation(
+            [(p, key, rid) for (p, key), rid in zip(keys, out, strict=True)], estimate
+        )
+
+    def _ledger_down(
+        self,
+        keys: list[tuple[_Period, str]],
+        estimate: float,
+        model: str,
+        exc: LedgerUnavailableError,
+    ) -> Reservation:
+        """The ledger could not be reached: refuse (a budget fails closed) or allow."""
+        closed = next((p.budget for p, _ in keys if not self._fails_open(p.budget)), None)
+        if closed is not None:
+            with self._lock:
+                self._refused += 1
+            raise BudgetUnavailableError(
+                closed.name, closed.window, closed.limit_usd, estimate, model, str(exc)
+            ) from exc
+        # allowed without a reservation; the spend is settled (or buffered by the
+        # ledger until its store is back) when the call ends
+        self._allowed_while_down(keys[0][0].budget, exc)
+        return Reservation([(p, key, None) for p, key in keys], estimate)
+
+    def _refuse(self, p: _Period, key: str, estimate: float, model: str) -> NoReturn:
+        with self._lock:
+            self._refused += 1
+        b = p.budget
+        spent, reserved = self._state(key)
+        raise BudgetExceededError(
+            self._label(p, key), b.window, b.limit_usd, spent, reserved, estimate, model
+        )
+
+    def _keys(
+        self, now: float, model: str, provider: str, tags: Mapping[str, str]
+    ) -> list[tuple[_Period, str]]:
+        """The budgets holding a call, each with its ledger key at time ``now``."""
+        out = []
+        for p in self._periods:
+            b = p.budget
+            per = b.per
+            if per is None:
+                out.append((p, p.current(now)))
+                continue
+            value = model if per == "model" else provider if per == "provider" else tags.get(per)
+            if value is None:
+                continue  # a call without the tag is not this budget's
+            if b.value is None:
+                out.append((p, p.key_for(p.track(value), now)))
+            elif value == b.value:
+                out.append((p, p.current(now)))
+        return out
+
+    @staticmethod
+    def _value(p: _Period, key: str) -> str | None:
+        """The tag value a key of a per-tag budget is for (``name@per=value:window:label``)."""
+        b = p.budget
+        if b.per is None:
+            return None
+        if b.value is not None:
+            return b.value
+        head = key.rpartition(":")[0].rpartition(":")[0]
+        return head[len(b.name) + len(b.per) + 2 :]
+
+    def _label(self, p: _Period, key: str) -> str:
+        """A budget's name as errors show it: with the value for a per-tag budget
+        (``"per-team[team=search]"``)."""
+        b = p.budget
+        return b.name if b.per is None else f"{b.name}[{b.per}={self._value(p, key)}]"
 
     def _state(self, key: str) -> tuple[float, float]:
-        """Spent and reserved under ``key`` (one read where the ledger can do both at
-        once); NaN while the ledger's store is unreachable."""
+        """Spent and reserved under ``key`` (one read); NaN while the ledger's store
+        is unreachable."""
         try:
-            state = getattr(self.ledger, "state", None)
-            if state is not None:
-                spent, reserved = state(key)
-                return float(spent), float(reserved)
-            return self.ledger.spent(key), self.ledger.reserved(key)
+            spent, reserved = self._nano.state_nanos(key)
         except LedgerUnavailableError:
             return float("nan"), float("nan")
-
-    def _release_held(self, held: list[tuple[_Period, str, str | None]]) -> None:
-        for _p, k, r in held:
-            if r is not None:
-                self.ledger.settle(k, r, 0.0)
+        return from_nanos(spent), from_nanos(reserved)
 
     def _fails_open(self, budget: Budget) -> bool:
         choice = budget.on_ledger_down
@@ -306,8 +394,15 @@ class CostTracker:
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
-        for _, key, rid in reservation.ids:
-            self.ledger.settle(key, rid, 0.0)
+        ids = reservation.ids
+        if len(ids) == 1:
+            _, key, rid = ids[0]
+            if rid is not None:
+                self._nano.settle_one(key, rid, 0)
+            return
+        items = [(key, rid, 0) for _, key, rid in ids if rid is not None]
+        if items:
+            self._nano.settle_nanos(items)
 
     # -- after the call -------------------------------------------------------------------
     def on_record(self, record: CallRecord, reservation: Reservation | None = None) -> None:
@@ -320,12 +415,14 @@ class CostTracker:
             record.provider,
             tags.get("feature"),
             tags.get("team"),
+            tags.get("user"),
             record.operations,
         )
         acc = self._raw.get(raw)
         if acc is None:
             acc = self._accumulator(raw)
         cost = record.cost_usd
+        nanos = 0 if cost is None else to_nanos(cost)
         u = record.usage
         with self._lock:
             acc[0] += 1.0
@@ -335,8 +432,8 @@ class CostTracker:
                 if record.cost_status != "no_usage":  # a failed call without usage is not unpriced
                     acc[8] += 1.0
             else:
-                acc[2] += cost
-                self._total += cost
+                acc[2] += nanos
+                self._total += nanos
             acc[3] += u.input_tokens
             acc[4] += u.output_tokens
             if u.cache_read_tokens:
@@ -345,71 +442,99 @@ class CostTracker:
                 acc[6] += u.cache_write_tokens
             if u.reasoning_tokens:
                 acc[7] += u.reasoning_tokens
-        if self._periods and (cost or reservation is not None):
-            self._charge(cost or 0.0, reservation, record.start_time)
+        if self._periods and (nanos or reservation is not None):
+            self._charge(nanos, reservation, record)
 
     def _accumulator(self, raw: tuple[Any, ...]) -> list[Any]:
         """The totals a record with these raw labels adds to (label values bounded;
         past ``max_accumulators`` combinations, every label becomes ``other``)."""
         get = self._labels.get
-        model, provider, feature, team, ops = raw
+        model, provider, feature, team, user, ops = raw
         key = (
             get("model", model),
             get("provider", provider),
             None if feature is None else get("feature", feature),
             None if team is None else get("team", team),
+            None if user is None else get("user", user),
             tuple(dict.fromkeys(get("operation", op) for op in ops)),
         )
-        exact = key[:4] == raw[:4] and key[4] == ops
+        exact = key[:5] == raw[:5] and key[5] == ops
         with self._lock:
             acc = self._acc.get(key)
             if acc is None:
                 if len(self._acc) >= self.max_accumulators:
                     exact = False
-                    key = ("other", "other", None, None, ())
+                    key = ("other", "other", None, None, None, ())
                     acc = self._acc.get(key)
                 if acc is None:
                     acc = self._acc[key] = zeros(9)
+                    acc[2] = 0  # the cost: integer nano-dollars
             if exact and len(self._raw) < 4 * self.max_accumulators:
                 self._raw[raw] = acc
         return acc
 
-    def _charge(self, amount: float, reservation: Reservation | None, at: float) -> None:
-        """Settle ``amount`` in every budget: on the periods the reservation holds, else
-        on those containing ``at``; then tell listeners and callbacks, if any."""
-        settle = self.ledger.settle
-        held: Sequence[tuple[_Period, str, str | None]] | None = None
+    def _charge(self, amount: int, reservation: Reservation | None, record: CallRecord) -> None:
+        """Settle ``amount`` (nano-dollars) in every budget holding the call: on the
+        keys the reservation holds, else on those of the record at its start time;
+        then tell listeners and callbacks, if any."""
+        held: Sequence[tuple[_Period, str, str | None]]
         if reservation is not None and not reservation.settled:
             reservation.settled = True
             held = reservation.ids
-        if not (self._listeners or self.on_threshold or self.on_exceed):
-            # the common case: nothing to build, nobody to tell
-            if held is None:
-                for p in self._periods:
-                    settle(p.current(at), None, amount)
+        else:
+            at = record.start_time
+            one = self._one
+            if one is not None and not (self._listeners or self.on_threshold or self.on_exceed):
+                self._nano.settle_one(one.current(at), None, amount)  # the common case
+                return
+            if self._simple:
+                held = [(p, p.current(at), None) for p in self._periods]
             else:
-                for _p, key, rid in held:
-                    settle(key, rid, amount)
+                held = [
+                    (p, k, None)
+                    for p, k in self._keys(at, record.model, record.provider, record.tags)
+                ]
+        if len(held) == 1:
+            _, key, rid = held[0]
+            spent = [self._nano.settle_one(key, rid, amount)]
+        elif held:
+            items: list[SettleItem] = [(key, rid, amount) for _p, key, rid in held]
+            spent = self._nano.settle_nanos(items)
+        else:
             return
-        if held is None:
-            held = [(p, p.current(at), None) for p in self._periods]
-        statuses: list[BudgetStatus] = []
-        for p, key, rid in held:
-            spent = settle(key, rid, amount)
+        if not (self._listeners or self.on_threshold or self.on_exceed):
+            return  # the common case: nothing to build, nobody to tell
+        statuses = [
             # The period charged is the key's ("name:window:label"), not p.label: a call
             # admitted before a window boundary settles on the old period after it.
-            b = p.budget
-            statuses.append(
-                BudgetStatus(b.name, b.window, key.rpartition(":")[2], b.limit_usd, spent, 0.0)
-            )
+            self._status(p, key, from_nanos(s), 0.0)
+            for (p, key, _), s in zip(held, spent, strict=True)
+        ]
         self._after_charge(statuses)
 
+    def _status(self, p: _Period, key: str, spent: float, reserved: float) -> BudgetStatus:
+        b = p.budget
+        return BudgetStatus(
+            b.name,
+            b.window,
+            key.rpartition(":")[2],
+            b.limit_usd,
+            spent,
+            reserved,
+            b.per,
+            self._value(p, key),
+        )
+
     def _after_charge(self, statuses: list[BudgetStatus]) -> None:
-        for listener in self._listeners:
-            try:
-                listener(statuses)
-            except Exception:  # a listener must never break the call
-                log.exception("budget listener failed")
+        if self._listeners:
+            # listeners (the budget gauges) get one status per budget: not the values of
+            # a per-tag budget, which would share its labels
+            shown = [s for s in statuses if s.per is None or s.value is None or self._fixed(s)]
+            for listener in self._listeners:
+                try:
+                    listener(shown)
+                except Exception:  # a listener must never break the call
+                    log.exception("budget listener failed")
         for st in statuses:
             for kind, limit, cb in (
                 ("threshold", st.limit_usd * self.alert_threshold, self.on_threshold),
@@ -417,7 +542,7 @@ class CostTracker:
             ):
                 if cb is None or st.spent_usd < limit:
                     continue
-                key = (f"{kind}:{st.name}", st.period)
+                key = (f"{kind}:{st.name}:{st.value}", st.period)
                 with self._lock:
                     if key in self._notified:
                         continue
@@ -430,7 +555,9 @@ class CostTracker:
                     log.exception("budget %s callback failed", kind)
 
     def add_listener(self, listener: Callable[[list[BudgetStatus]], None]) -> None:
-        """Call ``listener(statuses)`` after every charge (MetricsCollector uses this)."""
+        """Call ``listener(statuses)`` after every charge (MetricsCollector uses this);
+        per-tag budgets with a value per tag are left out (read them with
+        :meth:`budget_status`)."""
         self._listeners.append(listener)
 
     def record(
@@ -459,33 +586,54 @@ class CostTracker:
         return rec
 
     # -- questions ------------------------------------------------------------------------
+    def _fixed(self, st: BudgetStatus) -> bool:
+        return any(p.budget.name == st.name and not p.budget.per_value for p in self._periods)
+
     def budget_statuses(self) -> list[BudgetStatus]:
-        """Every budget's state in its current period (read from the ledger)."""
+        """Every budget's state in its current period (read from the ledger). A
+        per-tag budget with a limit per value is not listed: ask :meth:`budget_status`
+        for the value you want."""
         out = []
         for p in self._periods:
+            if p.budget.per_value:
+                continue
             key = p.current()
-            spent, reserved = self._state(key)
-            out.append(
-                BudgetStatus(
-                    p.budget.name,
-                    p.budget.window,
-                    key.rpartition(":")[2],
-                    p.budget.limit_usd,
-                    spent,
-                    reserved,
-                )
-            )
+            out.append(self._status(p, key, *self._state(key)))
         return out
+
+    def budget_status(self, name: str, value: str | None = None) -> BudgetStatus:
+        """One budget's state in its current period; for a per-tag budget, the state of
+        ``value`` (``tracker.budget_status("per-team", "search")``)."""
+        p = next((p for p in self._periods if p.budget.name == name), None)
+        if p is None:
+            names = ", ".join(repr(q.budget.name) for q in self._periods) or "none"
+            raise KeyError(f"no budget named {name!r} (budgets: {names})")
+        b = p.budget
+        if b.per_value:
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"budget {name!r} has a limit per {b.per}: give the {b.per} as value=, "
+                    f"got {value!r}"
+                )
+            if value not in p.values and len(p.values) >= b.max_values:
+                value = OVERFLOW_VALUE  # charged there once max_values are tracked
+            key = p.key_for(value)
+        else:
+            if value is not None and value != b.value:
+                raise ValueError(
+                    f"budget {name!r} is not kept per value"
+                    + (f" (it holds {b.per}={b.value!r} only)" if b.per else "")
+                    + f"; got value={value!r}"
+                )
+            key = p.current()
+        return self._status(p, key, *self._state(key))
 
     @property
     def spent(self) -> float:
         """USD spent in the primary budget's current window (total cost if no budget)."""
         if not self._periods:
-            return self._total
-        try:
-            return self.ledger.spent(self._periods[0].current())
-        except LedgerUnavailableError:
-            return float("nan")
+            return from_nanos(self._total)
+        return self._state(self._periods[0].current())[0]
 
     @property
     def remaining(self) -> float | None:
@@ -497,7 +645,7 @@ class CostTracker:
     @property
     def total_cost(self) -> float:
         """Everything this tracker has recorded, in USD."""
-        return self._total
+        return from_nanos(self._total)
 
     def is_near_limit(self) -> bool:
         """True once any budget's spend reaches ``alert_threshold`` of its limit."""
@@ -512,7 +660,7 @@ class CostTracker:
 
     def get_operation_cost(self, name: str) -> float:
         """USD spent by calls made inside ``track(name)`` (nested ones included)."""
-        return float(sum(v[2] for k, v in self._snapshot() if name in k[4]))
+        return from_nanos(sum(v[2] for k, v in self._snapshot() if name in k[5]))
 
     def track(self, operation: str) -> OperationContext:
         """Attribute the calls made inside a block (``with``/``async with``) or a
@@ -530,19 +678,21 @@ class CostTracker:
             snapshot = [(k, list(v)) for k, v in self._acc.items()]
             total, refused = self._total, self._refused
         models: dict[str, ModelUsage] = {}
-        by_provider: dict[str, float] = {}
-        by_feature: dict[str, float] = {}
-        by_team: dict[str, float] = {}
-        by_operation: dict[str, float] = {}
-        sums: list[Any] = [0, 0, 0.0, 0, 0, 0, 0, 0, 0]
-        for (model, provider, feature, team, ops), floats in snapshot:
-            v = [int(x) if i != 2 else x for i, x in enumerate(floats)]
+        by_model: dict[str, int] = {}
+        by_provider: dict[str, int] = {}
+        by_feature: dict[str, int] = {}
+        by_team: dict[str, int] = {}
+        by_user: dict[str, int] = {}
+        by_operation: dict[str, int] = {}
+        sums: list[Any] = [0] * 9
+        for (model, provider, feature, team, user, ops), floats in snapshot:
+            v = [int(x) for x in floats]
             m = models.get(model)
             if m is None:
                 m = models[model] = ModelUsage()
             m.calls += v[0]
             m.errors += v[1]
-            m.cost_usd += v[2]
+            _add(by_model, model, v[2])
             m.input_tokens += v[3]
             m.output_tokens += v[4]
             m.cache_read_tokens += v[5]
@@ -557,13 +707,17 @@ class CostTracker:
                 _add(by_feature, feature, cost)
             if team is not None:
                 _add(by_team, team, cost)
+            if user is not None:
+                _add(by_user, user, cost)
             for op in ops:
                 _add(by_operation, op, cost)
+        for name, m in models.items():
+            m.cost_usd = from_nanos(by_model[name])
         report = CostReport(
-            total_cost=total,
+            total_cost=from_nanos(total),
             remaining=None,
             budget_usd=self.budget_usd,
-            spent=total,
+            spent=from_nanos(total),
             window=self.window,
             period=statuses[0].period if statuses else "all",
             call_count=sums[0],
@@ -575,11 +729,12 @@ class CostTracker:
             cache_write_tokens=sums[6],
             reasoning_tokens=sums[7],
             refused_calls=refused,
-            by_model={k: v.cost_usd for k, v in models.items()},
-            by_provider=by_provider,
-            by_feature=by_feature,
-            by_team=by_team,
-            by_operation=by_operation,
+            by_model=_usd(by_model),
+            by_provider=_usd(by_provider),
+            by_feature=_usd(by_feature),
+            by_team=_usd(by_team),
+            by_user=_usd(by_user),
+            by_operation=_usd(by_operation),
             models=models,
             budgets=statuses,
         )

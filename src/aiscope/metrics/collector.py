@@ -768,6 +768,8 @@ class MetricsCollector:
             self.update_budget(tracker.budget_statuses())
             return
         for budget in tracker.budgets:
+            if budget.per_value:  # a limit per team/user/...: read with budget_status()
+                continue
             self.budget_limit.labels(budget.name, budget.window).set(budget.limit_usd)
             reader = _BudgetReader(tracker, budget.name)
             self.budget_spent.labels(budget.name, budget.window).set_function(reader.spent)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, and_, delete, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from aiscope import sketch
+from aiscope.cost.ledger import NANOS_PER_USD, from_nanos, to_nanos
 from aiscope.server.db import write_lock
 from aiscope.server.tables import calls, feedback, projects, rollups, spans
 
@@ -42,9 +43,27 @@ def rollup_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+#: costs summed exactly: ingest keeps each call below $1e6, so real rows stay far below
+_MAX_EXACT_USD = float(2**62 // NANOS_PER_USD)
+
+
+def cost_sum(costs: Iterable[float]) -> float:
+    """The exact sum of costs: added in integer nano-dollars, shown as the nearest float
+    (so a rollup's cost equals the exact sum of its calls' prices, however many
+    calls or merges made it). A cost beyond what nano-dollars hold in a BIGINT (a row
+    an older server accepted: 1e308, infinity) makes a float sum, as it always did."""
+    values = list(costs)
+    if all(-_MAX_EXACT_USD < v < _MAX_EXACT_USD for v in values):
+        return from_nanos(sum(to_nanos(v) for v in values))
+    return sum(values)
+
+
 def _merge_row(into: dict[str, Any], row: dict[str, Any]) -> None:
     for name in _SUMS:
-        into[name] += row[name]
+        if name == "cost_usd":
+            into[name] = cost_sum((into[name], row[name]))
+        else:
+            into[name] += row[name]
     into["latency_bins"] = sketch.merge((into["latency_bins"], row["latency_bins"]))
     into["ttft_bins"] = sketch.merge((into["ttft_bins"], row["ttft_bins"]))
 
@@ -86,7 +105,7 @@ def _minute_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "calls": 0,
                 "errors": 0,
                 **dict.fromkeys(_TOKENS, 0),
-                "cost_usd": 0.0,
+                "cost_usd": 0,  # nano-dollars until the rows are returned
                 "unpriced_calls": 0,
                 "latency_bins": {},
                 "ttft_bins": {},
@@ -100,10 +119,12 @@ def _minute_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             if c.get("cost_status") != "no_usage":
                 row["unpriced_calls"] += 1
         else:
-            row["cost_usd"] += c["cost_usd"]
+            row["cost_usd"] += to_nanos(c["cost_usd"])  # ingest bounds it below $1e6
         sketch.add(row["latency_bins"], c["latency_ms"])
         if c["ttft_ms"] is not None:
             sketch.add(row["ttft_bins"], c["ttft_ms"])
+    for row in groups.values():
+        row["cost_usd"] = from_nanos(row["cost_usd"])
     return list(groups.values())
 
 
@@ -159,7 +180,10 @@ def _compact_project(engine: Engine, project_id: str, limit: int) -> int:
         for key, group in by_group.items():
             merged: dict[str, Any] = dict(zip(_GROUP, key, strict=True))
             for name in _SUMS:
-                merged[name] = sum(getattr(r, name) for r in group)
+                if name == "cost_usd":
+                    merged[name] = cost_sum(r.cost_usd for r in group)
+                else:
+                    merged[name] = sum(getattr(r, name) for r in group)
             if not _storable(merged):
                 continue  # kept as several rows: reads sum them as before
             merged["latency_bins"] = sketch.merge(r.latency_bins for r in group)  # exact
