@@ -18,6 +18,7 @@ import aiscope
 HEAVY = (
     "typer", "click", "rich", "pygments", "grpc", "fastapi", "sqlalchemy", "genai_prices",
     "jsonpath", "httpx", "httpx2", "pydantic", "prometheus_client", "opentelemetry.sdk",
+    "asyncio",  # about 15 ms: the Redis ledgers and limiter load it when they are used
 )  # fmt: skip
 
 
@@ -36,7 +37,8 @@ def _loaded_after(code: str) -> dict[str, object]:
 def test_import_aiscope_loads_no_heavy_dependency() -> None:
     got = _loaded_after("import aiscope")
     assert got["heavy"] == [], got
-    assert int(got["n"]) < 250, got  # 710 before the package became lazy
+    # 710 before the package became lazy, 224 while aiscope.instrument loaded its adapters
+    assert int(got["n"]) < 120, got
 
 
 def test_metrics_alone_load_prometheus_client_but_not_the_client_or_the_cli() -> None:

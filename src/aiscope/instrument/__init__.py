@@ -13,15 +13,19 @@ objects and streams are the SDK's own (see :mod:`aiscope.instrument._streams`).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import importlib
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiscope._fork import fork_safe_lock
-from aiscope.instrument import anthropic as _anthropic
-from aiscope.instrument import openai as _openai
-from aiscope.instrument._patch import ORIGINAL, Target, is_wrapped, make_wrapper, settings
-from aiscope.instrument.decorators import observe
-from aiscope.resilience.ratelimit import RateLimiterLike
-from aiscope.scope import Scope
+
+if TYPE_CHECKING:
+    from aiscope.instrument._patch import Target
+    from aiscope.instrument.decorators import observe as observe
+    from aiscope.resilience.ratelimit import RateLimiterLike
+    from aiscope.scope import Scope
+
+# The adapters (and through them the Scope, pricing and ledgers) load on the first
+# call, not here: ``import aiscope`` binds ``aiscope.instrument`` and must stay light.
 
 __all__ = ["instrument", "is_instrumented", "observe", "uninstrument", "wrap"]
 
@@ -30,12 +34,20 @@ C = TypeVar("C")
 _lock = fork_safe_lock()
 
 
+def __getattr__(name: str) -> Any:
+    if name == "observe":
+        from aiscope.instrument.decorators import observe
+
+        return observe
+    raise AttributeError(f"module 'aiscope.instrument' has no attribute {name!r}")
+
+
 def _targets(openai: bool, anthropic: bool) -> list[Target]:
     found: list[Target] = []
     if openai:
-        found += _openai.targets()
+        found += importlib.import_module("aiscope.instrument.openai").targets()
     if anthropic:
-        found += _anthropic.targets()
+        found += importlib.import_module("aiscope.instrument.anthropic").targets()
     return found
 
 
@@ -65,6 +77,8 @@ def instrument(
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
     _check_limiter(rate_limiter)
+    from aiscope.instrument._patch import is_wrapped, make_wrapper, settings
+
     with _lock:
         settings.include_usage = include_usage
         settings.rate_limiter = rate_limiter
@@ -77,6 +91,8 @@ def instrument(
 
 def uninstrument(*, openai: bool = True, anthropic: bool = True) -> None:
     """Put back the SDKs' own methods (the very same function objects)."""
+    from aiscope.instrument._patch import ORIGINAL, is_wrapped, settings
+
     with _lock:
         for t in _targets(openai, anthropic):
             current = t.cls.__dict__.get(t.name)
@@ -87,18 +103,24 @@ def uninstrument(*, openai: bool = True, anthropic: bool = True) -> None:
 
 
 def _check_limiter(limiter: object) -> None:
+    from aiscope.resilience.ratelimit import RateLimiterLike
+
     if limiter is not None and not isinstance(limiter, RateLimiterLike):
         raise TypeError(f"rate_limiter must be a RateLimiter or RedisRateLimiter, got {limiter!r}")
 
 
 def is_instrumented(*, openai: bool = True, anthropic: bool = True) -> bool:
     """True if every method of the chosen SDKs is wrapped (False if none is installed)."""
+    from aiscope.instrument._patch import is_wrapped
+
     found = _targets(openai, anthropic)
     return bool(found) and all(is_wrapped(t.cls.__dict__.get(t.name)) for t in found)
 
 
 def _resource(client: Any, target: Target) -> Any:
-    paths = {**_openai.CLIENT_PATHS, **_anthropic.CLIENT_PATHS}
+    from aiscope.instrument import anthropic, openai
+
+    paths = {**openai.CLIENT_PATHS, **anthropic.CLIENT_PATHS}
     path = paths.get(target.cls.__name__.removeprefix("Async"))
     obj = client
     for attr in path or ():
@@ -118,6 +140,9 @@ def wrap(
     client's methods are wrapped on its own resource objects, so other clients
     stay untouched; wrapping twice wraps once.
     """
+    from aiscope.instrument._patch import ORIGINAL, is_wrapped, make_wrapper
+    from aiscope.scope import Scope
+
     if scope is not None and not isinstance(scope, Scope):
         raise TypeError(f"scope must be an aiscope.Scope, got {scope!r}")
     _check_limiter(rate_limiter)

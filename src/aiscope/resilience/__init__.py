@@ -10,6 +10,9 @@ tests.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from aiscope._lazy import lazy_attributes
 from aiscope.resilience.circuit import (
     CircuitBreaker,
     CircuitPermit,
@@ -29,7 +32,6 @@ from aiscope.resilience.ratelimit import (
     RateLimiterLike,
     RateLimiterSnapshot,
 )
-from aiscope.resilience.ratelimit_redis import OnRedisDown, RedisRateLimiter
 from aiscope.resilience.retry import (
     DEFAULT_RETRY_ON_STATUS,
     Jitter,
@@ -37,6 +39,16 @@ from aiscope.resilience.retry import (
     parse_retry_after,
 )
 from aiscope.resilience.signals import ErrorRateWindow, SignalsSnapshot
+
+if TYPE_CHECKING:
+    from aiscope.resilience.ratelimit_redis import OnRedisDown, RedisRateLimiter
+
+# loads asyncio (and redis, once built): on first use only, so ``import aiscope`` stays light
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {"OnRedisDown": "aiscope.resilience.ratelimit_redis",
+     "RedisRateLimiter": "aiscope.resilience.ratelimit_redis"},
+)  # fmt: skip
 
 __all__ = [
     "DEFAULT_BURST_S",
