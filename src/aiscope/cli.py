@@ -349,7 +349,7 @@ def alerts_export_prometheus(
 ) -> None:
     """Write the alert rules as a Prometheus rules file."""
     from aiscope.alerts import export_prometheus_rules
-    from aiscope.metrics.collector import DURATION_BUCKETS
+    from aiscope.metric_definitions import DURATION_BUCKETS
 
     chosen = _load_rules(rules)
     try:

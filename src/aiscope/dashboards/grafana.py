@@ -16,15 +16,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiscope import metric_definitions as M
 from aiscope.names import check_dashboard_uid, check_namespace
 
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+#: the template variables that filter the per-call series (model, feature, team)
+VARIABLES = tuple(g for g in M.GROUP_LABELS if g != "provider")
 #: the per-call series selector: every dashboard variable
-SEL = 'model=~"$model", feature=~"$feature", team=~"$team"'
-#: ai_lib_quality_score has no team label
-QSEL = 'model=~"$model", feature=~"$feature"'
+SEL = ", ".join(f'{v}=~"${v}"' for v in VARIABLES)
+#: ai_lib_quality_score has no team label: the variables it has
+QSEL = ", ".join(f'{v}=~"${v}"' for v in VARIABLES if v in M.QUALITY_SCORE.labels)
 RI = "$__rate_interval"
+#: Grafana's unit for a metric's unit
+_UNITS = {"seconds": "s", "usd": "currencyUSD"}
 
 
 @dataclass
@@ -42,15 +47,16 @@ class Panel:
     mappings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _ns(expr: str, ns: str) -> str:
-    return expr.replace("ai_lib_", f"{ns}_") if ns != "ai_lib" else expr
-
-
-def _rows() -> list[tuple[str, list[Panel]]]:
-    cost = f"ai_lib_cost_usd_total{{{SEL}}}"
-    req = f"ai_lib_requests_total{{{SEL}}}"
-    dur = f"ai_lib_request_duration_seconds_bucket{{{SEL}}}"
-    tok = "ai_lib_tokens_total{" + SEL + ', type=~"input|output"}'
+def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
+    usd, secs = _UNITS[M.COST.unit], _UNITS[M.REQUEST_DURATION.unit]
+    requests, tokens = M.REQUESTS.series(ns), M.TOKENS.series(ns)
+    circuit = M.CIRCUIT_STATE.series(ns)
+    cost = f"{M.COST.series(ns)}{{{SEL}}}"
+    req = f"{requests}{{{SEL}}}"
+    dur = f"{M.REQUEST_DURATION.series(ns, 'bucket')}{{{SEL}}}"
+    tok = f'{tokens}{{{SEL}, type=~"input|output"}}'
+    quality_sum = M.QUALITY_SCORE.series(ns, "sum")
+    quality_count = M.QUALITY_SCORE.series(ns, "count")
 
     def q(p: float, by: str = "") -> str:
         return f"histogram_quantile({p}, sum by (le{by}) (rate({dur}[{RI}])))"
@@ -58,8 +64,8 @@ def _rows() -> list[tuple[str, list[Panel]]]:
     def quality(by: str = "") -> str:
         b = f" by ({by})" if by else ""
         return (
-            f"sum{b} (rate(ai_lib_quality_score_sum{{{QSEL}}}[{RI}])) / "
-            f"sum{b} (rate(ai_lib_quality_score_count{{{QSEL}}}[{RI}]))"
+            f"sum{b} (rate({quality_sum}{{{QSEL}}}[{RI}])) / "
+            f"sum{b} (rate({quality_count}{{{QSEL}}}[{RI}]))"
         )
 
     return [
@@ -70,7 +76,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "Total spend",
                     "stat",
                     [(f"sum(increase({cost}[$__range]))", "spend")],
-                    "currencyUSD",
+                    usd,
                     6,
                     6,
                 ),
@@ -78,7 +84,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "Cost per request",
                     "stat",
                     [(f"sum(increase({cost}[$__range])) / sum(increase({req}[$__range]))", "")],
-                    "currencyUSD",
+                    usd,
                     6,
                     6,
                 ),
@@ -88,7 +94,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     [
                         (
                             "max by (budget, window) "
-                            "(ai_lib_budget_spent_usd / ai_lib_budget_limit_usd)",
+                            f"({M.BUDGET_SPENT.series(ns)} / {M.BUDGET_LIMIT.series(ns)})",
                             "{{budget}} ({{window}})",
                         )
                     ],
@@ -102,11 +108,11 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "stat",
                     [
                         (
-                            "max by (budget, window) (ai_lib_budget_remaining_usd)",
+                            f"max by (budget, window) ({M.BUDGET_REMAINING.series(ns)})",
                             "{{budget}} ({{window}})",
                         )
                     ],
-                    "currencyUSD",
+                    usd,
                     6,
                     6,
                 ),
@@ -114,19 +120,19 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "Spend rate by model ($/h)",
                     "timeseries",
                     [(f"sum by (model) (rate({cost}[{RI}])) * 3600", "{{model}}")],
-                    "currencyUSD",
+                    usd,
                 ),
                 Panel(
                     "Spend by feature",
                     "bargauge",
                     [(f"sum by (feature) (increase({cost}[$__range]))", "{{feature}}")],
-                    "currencyUSD",
+                    usd,
                 ),
                 Panel(
                     "Spend by team",
                     "bargauge",
                     [(f"sum by (team) (increase({cost}[$__range]))", "{{team}}")],
-                    "currencyUSD",
+                    usd,
                 ),
             ],
         ),
@@ -137,21 +143,21 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "Latency p50 / p95 / p99",
                     "timeseries",
                     [(q(0.5), "p50"), (q(0.95), "p95"), (q(0.99), "p99")],
-                    "s",
+                    secs,
                     12,
                 ),
                 Panel(
                     "p95 latency by model",
                     "timeseries",
                     [(q(0.95, ", model"), "{{model}}")],
-                    "s",
+                    secs,
                     12,
                 ),
                 Panel(
                     "Latency distribution",
                     "heatmap",
                     [(f"sum by (le) (increase({dur}[{RI}]))", "{{le}}")],
-                    "s",
+                    secs,
                     12,
                     options={"calculate": False, "yAxis": {"unit": "s"}},
                 ),
@@ -161,11 +167,11 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     [
                         (
                             "histogram_quantile(0.95, sum by (le, model) (rate("
-                            f"ai_lib_time_to_first_token_seconds_bucket{{{SEL}}}[{RI}])))",
+                            f"{M.TIME_TO_FIRST_TOKEN.series(ns, 'bucket')}{{{SEL}}}[{RI}])))",
                             "{{model}}",
                         )
                     ],
-                    "s",
+                    secs,
                     12,
                 ),
             ],
@@ -194,9 +200,8 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "timeseries",
                     [
                         (
-                            "sum by (model) (rate(ai_lib_tokens_total{" + SEL + ', type="input"}'
-                            f"[{RI}])) / sum by (model) (rate(ai_lib_tokens_total{{{SEL}, "
-                            f'type="output"}}[{RI}]))',
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="input"}}[{RI}])) / '
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="output"}}[{RI}]))',
                             "{{model}}",
                         )
                     ],
@@ -206,11 +211,8 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "timeseries",
                     [
                         (
-                            "sum by (model) (rate(ai_lib_tokens_total{"
-                            + SEL
-                            + ', type="cache_read"}'
-                            f"[{RI}])) / sum by (model) (rate(ai_lib_tokens_total{{{SEL}, "
-                            f'type="input"}}[{RI}]))',
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="cache_read"}}[{RI}])) / '
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="input"}}[{RI}]))',
                             "{{model}}",
                         )
                     ],
@@ -251,8 +253,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "bargauge",
                     [
                         (
-                            f"sum by (source) (increase(ai_lib_quality_score_count{{{QSEL}}}"
-                            "[$__range]))",
+                            f"sum by (source) (increase({quality_count}{{{QSEL}}}[$__range]))",
                             "{{source}}",
                         )
                     ],
@@ -275,8 +276,8 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "timeseries",
                     [
                         (
-                            "sum by (model) (rate(ai_lib_requests_total{" + SEL + ', status!="ok"}'
-                            f"[{RI}])) / sum by (model) (rate({req}[{RI}]))",
+                            f'sum by (model) (rate({requests}{{{SEL}, status!="ok"}}[{RI}])) / '
+                            f"sum by (model) (rate({req}[{RI}]))",
                             "{{model}}",
                         )
                     ],
@@ -287,7 +288,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "timeseries",
                     [
                         (
-                            f"sum by (error_type) (rate(ai_lib_errors_total{{{SEL}}}[{RI}]))",
+                            f"sum by (error_type) (rate({M.ERRORS.series(ns)}{{{SEL}}}[{RI}]))",
                             "{{error_type}}",
                         )
                     ],
@@ -300,8 +301,8 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                         (
                             # one series per state (1 for the current one): 0 closed,
                             # 1 half-open, 2 open, shown by the mappings below
-                            'max by (provider) (ai_lib_circuit_state{state="half_open"}) + 2 * '
-                            'max by (provider) (ai_lib_circuit_state{state="open"})',
+                            f'max by (provider) ({circuit}{{state="half_open"}}) + 2 * '
+                            f'max by (provider) ({circuit}{{state="open"}})',
                             "{{provider}}",
                         )
                     ],
@@ -319,14 +320,19 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                 Panel(
                     "Calls in flight",
                     "timeseries",
-                    [('sum by (model) (ai_lib_inflight_requests{model=~"$model"})', "{{model}}")],
+                    [
+                        (
+                            f'sum by (model) ({M.INFLIGHT.series(ns)}{{model=~"$model"}})',
+                            "{{model}}",
+                        )
+                    ],
                 ),
                 Panel(
                     "Retries by reason",
                     "timeseries",
                     [
                         (
-                            'sum by (reason) (rate(ai_lib_retries_total{model=~"$model"}'
+                            f'sum by (reason) (rate({M.RETRIES.series(ns)}{{model=~"$model"}}'
                             f"[{RI}]))",
                             "{{reason}}",
                         )
@@ -345,8 +351,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     "stat",
                     [
                         (
-                            'sum(increase(ai_lib_unpriced_requests_total{model=~"$model"}'
-                            "[$__range]))",
+                            f'sum(increase({M.UNPRICED.series(ns)}{{model=~"$model"}}[$__range]))',
                             "",
                         )
                     ],
@@ -357,7 +362,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
 
 
 def _variable(name: str, label: str, ns: str) -> dict[str, Any]:
-    query = f"label_values({ns}_requests_total, {name})"
+    query = f"label_values({M.REQUESTS.series(ns)}, {name})"
     return {
         "name": name,
         "label": label,
@@ -385,7 +390,7 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
     targets = [
         {
             "datasource": DATASOURCE,
-            "expr": _ns(expr, ns),
+            "expr": expr,
             "legendFormat": legend or "__auto",
             "refId": chr(ord("A") + i),
             "range": not instant,
@@ -414,7 +419,10 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
 
 
 def grafana_dashboard(
-    *, title: str = "aiscope: LLM operations", uid: str = "aiscope-llm", namespace: str = "ai_lib"
+    *,
+    title: str = "aiscope: LLM operations",
+    uid: str = "aiscope-llm",
+    namespace: str = M.DEFAULT_NAMESPACE,
 ) -> dict[str, Any]:
     """The dashboard as a dict (``json.dumps`` it, or use :func:`export_grafana_dashboard`),
     over the metrics of ``MetricsCollector(namespace=namespace)``."""
@@ -422,7 +430,7 @@ def grafana_dashboard(
     check_dashboard_uid(uid)
     panels: list[dict[str, Any]] = []
     y, pid = 0, 1
-    for row_title, row_panels in _rows():
+    for row_title, row_panels in _rows(namespace):
         panels.append(
             {
                 "id": pid,
