@@ -157,3 +157,14 @@ def configure_logging(
 
 def _filters() -> Iterable[logging.Filter]:
     return (TraceContextFilter(), SecretMaskingFilter())
+
+
+__all__ = [
+    "TRACE",
+    "JsonFormatter",
+    "SecretMaskingFilter",
+    "TraceContextFilter",
+    "configure_logging",
+    "mask_headers",
+    "mask_secrets",
+]

@@ -135,3 +135,21 @@ def quantiles(bins: Mapping[str, int], qs: Sequence[float]) -> list[float | None
                 break
         values.append(float(_MAPPING.value(found)))
     return values
+
+
+__all__ = [
+    "ACCURACY",
+    "LN2",
+    "MAX_QUANTILES",
+    "MIN_VALUE",
+    "MULTIPLIER",
+    "ZERO_KEY",
+    "Bins",
+    "add",
+    "check_quantiles",
+    "from_keys",
+    "key",
+    "key_function",
+    "merge",
+    "quantiles",
+]

@@ -305,3 +305,11 @@ def signal_value(signal: Any, stats: WindowStats) -> float | None:
     if q is None:
         raise ValueError(f"unknown signal {signal!r}")
     return stats.latency_quantile_ms(q)
+
+
+__all__ = [
+    "WindowStats",
+    "WindowStore",
+    "histogram_quantile",
+    "signal_value",
+]

@@ -33,7 +33,7 @@ _UNITS = {"seconds": "s", "usd": "currencyUSD"}
 
 
 @dataclass
-class Panel:
+class _Panel:
     """One panel: its title, type, queries (expression, legend) and field options."""
 
     title: str
@@ -47,7 +47,7 @@ class Panel:
     mappings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
+def _rows(ns: str) -> list[tuple[str, list[_Panel]]]:
     usd, secs = _UNITS[M.COST.unit], _UNITS[M.REQUEST_DURATION.unit]
     requests, tokens = M.REQUESTS.series(ns), M.TOKENS.series(ns)
     circuit = M.CIRCUIT_STATE.series(ns)
@@ -72,7 +72,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
         (
             "Cost Overview",
             [
-                Panel(
+                _Panel(
                     "Total spend",
                     "stat",
                     [(f"sum(increase({cost}[$__range]))", "spend")],
@@ -80,7 +80,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     6,
                     6,
                 ),
-                Panel(
+                _Panel(
                     "Cost per request",
                     "stat",
                     [(f"sum(increase({cost}[$__range])) / sum(increase({req}[$__range]))", "")],
@@ -88,7 +88,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     6,
                     6,
                 ),
-                Panel(
+                _Panel(
                     "Budget used",
                     "gauge",
                     [
@@ -103,7 +103,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     6,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Budget remaining",
                     "stat",
                     [
@@ -116,19 +116,19 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     6,
                     6,
                 ),
-                Panel(
+                _Panel(
                     "Spend rate by model ($/h)",
                     "timeseries",
                     [(f"sum by (model) (rate({cost}[{RI}])) * 3600", "{{model}}")],
                     usd,
                 ),
-                Panel(
+                _Panel(
                     "Spend by feature",
                     "bargauge",
                     [(f"sum by (feature) (increase({cost}[$__range]))", "{{feature}}")],
                     usd,
                 ),
-                Panel(
+                _Panel(
                     "Spend by team",
                     "bargauge",
                     [(f"sum by (team) (increase({cost}[$__range]))", "{{team}}")],
@@ -139,21 +139,21 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
         (
             "Latency",
             [
-                Panel(
+                _Panel(
                     "Latency p50 / p95 / p99",
                     "timeseries",
                     [(q(0.5), "p50"), (q(0.95), "p95"), (q(0.99), "p99")],
                     secs,
                     12,
                 ),
-                Panel(
+                _Panel(
                     "p95 latency by model",
                     "timeseries",
                     [(q(0.95, ", model"), "{{model}}")],
                     secs,
                     12,
                 ),
-                Panel(
+                _Panel(
                     "Latency distribution",
                     "heatmap",
                     [(f"sum by (le) (increase({dur}[{RI}]))", "{{le}}")],
@@ -161,7 +161,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     12,
                     options={"calculate": False, "yAxis": {"unit": "s"}},
                 ),
-                Panel(
+                _Panel(
                     "Time to first token p95 (streamed calls)",
                     "timeseries",
                     [
@@ -179,12 +179,12 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
         (
             "Token Usage",
             [
-                Panel(
+                _Panel(
                     "Tokens per minute by model and type",
                     "timeseries",
                     [(f"sum by (model, type) (rate({tok}[{RI}])) * 60", "{{model}} {{type}}")],
                 ),
-                Panel(
+                _Panel(
                     "Tokens per request",
                     "timeseries",
                     [
@@ -195,7 +195,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                         )
                     ],
                 ),
-                Panel(
+                _Panel(
                     "Input / output ratio",
                     "timeseries",
                     [
@@ -206,7 +206,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                         )
                     ],
                 ),
-                Panel(
+                _Panel(
                     "Cached share of input tokens",
                     "timeseries",
                     [
@@ -224,7 +224,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
         (
             "Quality",
             [
-                Panel(
+                _Panel(
                     "Quality score over time",
                     "timeseries",
                     [(quality(), "mean quality")],
@@ -232,7 +232,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     12,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Quality by feature",
                     "timeseries",
                     [(quality("feature"), "{{feature}}")],
@@ -240,7 +240,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     12,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Quality by model",
                     "bargauge",
                     [(quality("model"), "{{model}}")],
@@ -248,7 +248,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     12,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Scores by source",
                     "bargauge",
                     [
@@ -265,13 +265,13 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
         (
             "Operational Health",
             [
-                Panel(
+                _Panel(
                     "Request volume (req/s)",
                     "timeseries",
                     [(f"sum by (model) (rate({req}[{RI}]))", "{{model}}")],
                     "reqps",
                 ),
-                Panel(
+                _Panel(
                     "Error rate",
                     "timeseries",
                     [
@@ -283,7 +283,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     ],
                     "percentunit",
                 ),
-                Panel(
+                _Panel(
                     "Errors by type",
                     "timeseries",
                     [
@@ -294,7 +294,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     ],
                     "reqps",
                 ),
-                Panel(
+                _Panel(
                     "Provider circuit state",
                     "stat",
                     [
@@ -317,7 +317,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                         },
                     ],
                 ),
-                Panel(
+                _Panel(
                     "Calls in flight",
                     "timeseries",
                     [
@@ -327,7 +327,7 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                         )
                     ],
                 ),
-                Panel(
+                _Panel(
                     "Retries by reason",
                     "timeseries",
                     [
@@ -339,14 +339,14 @@ def _rows(ns: str) -> list[tuple[str, list[Panel]]]:
                     ],
                     "reqps",
                 ),
-                Panel(
+                _Panel(
                     "Active alerts",
                     "table",
                     [("sum by (alertname, severity, alertstate) (ALERTS)", "")],
                     width=16,
                     options={"format": "table", "instant": True},
                 ),
-                Panel(
+                _Panel(
                     "Calls without a price",
                     "stat",
                     [
@@ -381,7 +381,7 @@ def _variable(name: str, label: str, ns: str) -> dict[str, Any]:
     }
 
 
-def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
+def _panel_json(p: _Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
     defaults: dict[str, Any] = {"unit": p.unit, "mappings": p.mappings}
     for key in ("min", "max"):
         if key in p.options:

@@ -42,7 +42,7 @@ from aiscope.metric_definitions import (
     TTFT_BUCKETS,
     MetricDefinition,
 )
-from aiscope.metrics.store import Bins, Layout, Series, StoreCollector, sketch_of
+from aiscope.metrics._store import Bins, Layout, Series, StoreCollector, sketch_of
 from aiscope.names import check_label_name, check_namespace
 from aiscope.record import CallRecord, Usage
 from aiscope.sketch import LN2, key_function
@@ -367,7 +367,7 @@ class MetricsCollector:
 
     def _register_native_metrics(self) -> None:
         # prometheus_client's multiprocess mode keeps values in its mmap files, so the
-        # per-call metrics must be its own objects here (see metrics/store.py).
+        # per-call metrics must be its own objects here (see metrics/_store.py).
         ns, reg, tags = self.namespace, self.registry, self.tag_labels
         lay = self._layout
         self.requests = _native(M.REQUESTS, ns, reg, tags)

@@ -166,6 +166,9 @@ class Series:
 
 
 def _use_created() -> bool:
+    # whether prometheus_client prints _created samples (its enable_created_metrics() /
+    # disable_created_metrics() and PROMETHEUS_DISABLE_CREATED_SERIES set it): it has no
+    # public getter, so the flag is read, defaulting to its default if it ever goes
     from prometheus_client import metrics as prom_metrics
 
     return bool(getattr(prom_metrics, "_use_created", True))
@@ -243,6 +246,7 @@ class StoreCollector:
             for labels, (n, since) in counts.items():
                 family.add_metric(labels, n, since if created else None)
         duration = self._family(HistogramMetricFamily, M.REQUEST_DURATION)
+        names = M.REQUEST_DURATION.label_names(self.tag_labels)  # ttft's are the same
         ttft = self._family(HistogramMetricFamily, M.TIME_TO_FIRST_TOKEN)
         tokens = self._family(CounterMetricFamily, M.TOKENS)
         cost = self._family(CounterMetricFamily, M.COST)
@@ -250,6 +254,7 @@ class StoreCollector:
             at = since if created else None
             _histogram(
                 duration,
+                names,
                 labels,
                 v,
                 lay.duration_bucket0,
@@ -257,7 +262,9 @@ class StoreCollector:
                 v[lay.duration_sum],
                 at,
             )
-            _histogram(ttft, labels, v, lay.ttft_bucket0, lay.ttft_bounds, v[lay.ttft_sum], at)
+            _histogram(
+                ttft, names, labels, v, lay.ttft_bucket0, lay.ttft_bounds, v[lay.ttft_sum], at
+            )
             for i, name in enumerate(TOKEN_TYPES):
                 tokens.add_metric([*labels, name], v[lay.tokens + i], at)
             cost.add_metric(labels, v[lay.cost], at)
@@ -279,6 +286,7 @@ def _count(into: dict[tuple[str, ...], list[Any]], key: tuple[str, ...], n: int,
 
 def _histogram(
     family: HistogramMetricFamily,
+    names: Sequence[str],
     labels: tuple[str, ...],
     values: list[Any],
     first: int,
@@ -295,6 +303,4 @@ def _histogram(
     buckets.append(("+Inf", float(acc)))
     family.add_metric(list(labels), buckets, total)
     if created is not None:
-        family.add_sample(
-            family.name + "_created", dict(zip(family._labelnames, labels, strict=True)), created
-        )
+        family.add_sample(family.name + "_created", dict(zip(names, labels, strict=True)), created)
