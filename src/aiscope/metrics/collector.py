@@ -221,15 +221,8 @@ class _Children:
         "ttft_bins",
     )
 
-    def __init__(
-        self,
-        mc: MetricsCollector,
-        base: tuple[str, ...],
-        status: str,
-        error: str,
-        latency_bins: Bins,
-        ttft_bins: Bins,
-    ) -> None:
+    def __init__(self, mc: MetricsCollector, series: Series) -> None:
+        base, status, error = series.base, series.status, series.error
         self.base = base
         self.requests = mc.requests.labels(*base, status)
         self.duration = mc.duration.labels(*base)
@@ -237,8 +230,8 @@ class _Children:
         self.tokens = tuple(mc.tokens.labels(*base, t) for t in TOKEN_TYPES)
         self.cost = mc.cost.labels(*base)
         self.errors = mc.errors.labels(*base, error) if error else None
-        self.latency_bins = latency_bins
-        self.ttft_bins = ttft_bins
+        self.latency_bins = series.latency_bins
+        self.ttft_bins = series.ttft_bins
 
 
 class MetricsCollector:
@@ -547,9 +540,8 @@ class MetricsCollector:
         ttft = self._ttft_bins.get(model)
         if ttft is None:
             ttft = self._ttft_bins[model] = Bins()
-        if self.native_metrics:
-            return _Children(self, base, status, error, lat, ttft)
-        return Series(self._layout, base, status, error, lat, ttft)
+        series = Series(self._layout, base, status, error, lat, ttft)
+        return _Children(self, series) if self.native_metrics else series
 
     def _inflight_slot(self, model: str, provider: str) -> Any:
         slot = self._inflight_slots.get((model, provider))
