@@ -31,8 +31,6 @@ PENDING: dict[str, str] = {
     "aiscope.capture": "one call lifecycle (issue 13 item 1)",
     "aiscope.scope": "the sink contract (issue 13 item 2)",
     "aiscope.cost": "one model key, budgets (issue 13 item 2)",
-    "aiscope.tracing": "its internal modules are to be made private (issue 13 item 5)",
-    "aiscope.testing": "its wire-format modules are to be made private (issue 13 item 5)",
     "aiscope.cli": "the typer commands, with the light import (issue 13 item 7)",
 }
 
