@@ -31,7 +31,6 @@ PENDING: dict[str, str] = {
     "aiscope.capture": "one call lifecycle (issue 13 item 1)",
     "aiscope.scope": "the sink contract (issue 13 item 2)",
     "aiscope.cost": "one model key, budgets (issue 13 item 2)",
-    "aiscope.cli": "the typer commands, with the light import (issue 13 item 7)",
 }
 
 
