@@ -16,6 +16,9 @@ round trip on Redis and PostgreSQL):
 In the same run it measures the floors: one bare Redis ``PING`` and one bare
 PostgreSQL ``SELECT 1`` (same clients, same loopback), timed alternately with the
 ledger's pairs, call by call, so that the ratio compares the two under one load.
+The same for one rate-limit acquire (issue 14 item 5): the in-process
+``RateLimiter`` and ``RedisRateLimiter`` (one round trip), next to one bare
+``PING`` (rates so high that no acquire waits: this measures the bookkeeping).
 URLs default to ``AISCOPE_TEST_REDIS_URL`` / ``AISCOPE_TEST_POSTGRES_URL``; a
 ledger whose URL is unset is skipped. Keys live under a fresh prefix/schema that is
 removed afterwards.
@@ -35,8 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from aiscope.cost import MemoryLedger, PostgresLedger, RedisLedger, SQLiteLedger
+from aiscope.resilience import RateLimiter, RedisRateLimiter
 
 LIMIT = 1e9  # never refuses: this measures the admitted path
+#: rate limits no acquire ever waits for
+RATES: dict[str, Any] = {"requests_per_minute": 1e12, "tokens_per_minute": 1e12}
 AMOUNT = 0.0075
 
 
@@ -118,11 +124,15 @@ def main() -> None:
     ]
     cleanup: list[Callable[[], None]] = []
     floors: list[tuple[str, Callable[[], Any]]] = []
+    limiters: list[tuple[str, Any]] = [("memory", RateLimiter(**RATES))]
     if args.redis_url:
         prefix = f"aiscope-bench-{uuid.uuid4().hex[:8]}:"
         redis_ledger = RedisLedger(args.redis_url, prefix=prefix)
         ledgers.append(("redis", redis_ledger))
         floors.append(("Redis PING", redis_ledger.client.ping))
+        limiters.append(
+            ("redis", RedisRateLimiter(args.redis_url, name="bench", prefix=prefix, **RATES))
+        )
 
         def drop_redis() -> None:
             keys = list(redis_ledger.client.scan_iter(match=prefix + "*"))
@@ -176,6 +186,17 @@ def main() -> None:
                 lat, ratio = _latency(pair, args.calls), "-"
             tput = _throughput(_pair(ledger, f"bench-{name}-t:total:all"), args.threads,
                                args.seconds)  # fmt: skip
+            print(f"{name:<10} {lat:>17.1f} µs {ratio:>9} {tput:>12,.0f} /s")
+        print(f"{'limiter':<10} {'acquire(100) p50':>20} {'x1 floor':>9}")
+        for name, limiter in limiters:
+            acquire = lambda lim=limiter: lim.acquire(100)  # noqa: E731
+            if name == "redis":
+                lat, bare_us = _paired(acquire, floor_ops["Redis PING"], args.calls)
+                floor_us["Redis PING"].append(bare_us)
+                ratio = f"{lat / bare_us:.2f}x"
+            else:
+                lat, ratio = _latency(acquire, args.calls), "-"
+            tput = _throughput(acquire, args.threads, args.seconds)
             print(f"{name:<10} {lat:>17.1f} µs {ratio:>9} {tput:>12,.0f} /s")
         for name, values in floor_us.items():
             shown = ", ".join(f"{us:.1f}" for us in values)

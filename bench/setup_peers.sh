@@ -21,19 +21,26 @@ declare -A PEERS=(
     [openllmetry]="$openai_pin opentelemetry-sdk opentelemetry-instrumentation-openai==0.62.4"
     [openlit]="openlit==1.45.0 openai<3 opentelemetry-api==1.45.1 opentelemetry-sdk==1.45.1 opentelemetry-exporter-otlp-proto-http==1.45.1 opentelemetry-instrumentation==0.66b1"
     [langfuse]="$openai_pin langfuse==5.0.4"
+    # only for bench/import_time.py: OpenLLMetry's SDK entry point, traceloop.sdk. Its
+    # dependencies do not resolve on this index (instrumentation-logging stops at 0.59b0,
+    # semantic-conventions-ai at 0.5.1), so it installs from a lock file without resolving.
+    [traceloop]="--no-deps -r $root/bench/peers/traceloop.txt"
 )
 # installed after the rest, over the peer's own pins
 declare -A FORCE=([openlit]="$openai_pin")
 
 failed=0
 names=("$@")
-[[ ${#names[@]} -eq 0 ]] && names=(otel_v2 openllmetry openlit langfuse)
+[[ ${#names[@]} -eq 0 ]] && names=(otel_v2 openllmetry openlit langfuse traceloop)
 
 for name in "${names[@]}"; do
     spec="${PEERS[$name]:?unknown peer $name (known: ${!PEERS[*]})}"
     venv="$base/$name"
     stamp="$venv/.peer-installed"
     want="$spec ${FORCE[$name]:-}"
+    if [[ -f "$root/bench/peers/$name.txt" ]]; then  # a lock file: its content is the spec
+        want+=" $(sha256sum <"$root/bench/peers/$name.txt" | cut -c1-16)"
+    fi
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         echo "setup_peers: $name up to date ($venv)"
         continue

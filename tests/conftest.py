@@ -15,7 +15,7 @@ from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
 
 #: fixtures shared by the SDK instrumentation tests (``records``)
-pytest_plugins = ["sdk_support"]
+pytest_plugins = ["sdk_support", "redis_support"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -49,23 +47,12 @@ from aiscope.cost import (
 from aiscope.cost._remote import RemoteLedger
 from aiscope.resilience.retry import RetryPolicy
 from aiscope.testing import Behavior, MockProvider
+from redis_support import PG_ENV, REDIS_ENV, OwnRedis, service_url
 
-REDIS_ENV = "AISCOPE_TEST_REDIS_URL"
-PG_ENV = "AISCOPE_TEST_POSTGRES_URL"
 OUT_TOKENS = 10
 #: free input, $1000 per million output tokens: 10 output tokens cost exactly $0.01
 PRICES = {"openai/gpt-4o": {"input_mtok": 0, "output_mtok": 1000}}
 CALL_USD = 0.01
-
-
-def _service_url(env: str) -> str:
-    url = os.environ.get(env)
-    if not url:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{env} is not set: CI must run the Redis and PostgreSQL ledger tests")
-        example = "redis://127.0.0.1:6379/0" if env == REDIS_ENV else "postgresql://user@host/db"
-        pytest.skip(f"these tests need {env}={example}")
-    return url
 
 
 @dataclass(frozen=True)
@@ -101,7 +88,7 @@ class Spec:
 def _redis_spec() -> Iterator[Spec]:
     import redis
 
-    url = _service_url(REDIS_ENV)
+    url = service_url(REDIS_ENV)
     prefix = f"aiscope-test-{uuid.uuid4().hex[:12]}:"
     try:
         yield Spec("redis", url, prefix)
@@ -116,7 +103,7 @@ def _redis_spec() -> Iterator[Spec]:
 def _pg_spec() -> Iterator[Spec]:
     import psycopg
 
-    url = _service_url(PG_ENV)
+    url = service_url(PG_ENV)
     schema = f"aiscope_ledger_{uuid.uuid4().hex[:12]}"
     try:
         yield Spec("postgres", url, schema)
@@ -348,72 +335,6 @@ def test_kill_9_while_holding_reservations_leaks_nothing(spec: Spec) -> None:
 
 
 # -- Redis stopped mid-run --------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class OwnRedis:
-    """A redis-server of this test's own, on a loopback port and a temp dir."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.port = _free_port()
-        self.tmp = tmp
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        import redis
-
-        exe = shutil.which("redis-server")
-        if exe is None:
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail("redis-server is not installed: CI must run the Redis outage test")
-            pytest.skip("the Redis outage test needs the redis-server binary")
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.tmp)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port, socket_timeout=0.5)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self.proc = None
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    r = OwnRedis(tmp_path)
-    r.start()
-    try:
-        yield r
-    finally:
-        if r.proc is not None:
-            r.proc.send_signal(signal.SIGCONT)
-            r.kill()
-
-
 def _timed(fn: Callable[[], None]) -> tuple[float, BaseException | None]:
     t0 = time.monotonic()
     try:

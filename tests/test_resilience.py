@@ -20,6 +20,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from aiscope.client import AiClient
 from aiscope.resilience import (
     DEFAULT_BURST_S,
     CircuitBreaker,
@@ -30,11 +31,13 @@ from aiscope.resilience import (
     InflightLimitError,
     RateLimiter,
     RateLimiterSnapshot,
+    RateLimitExceededError,
     ResilienceError,
     RetryPolicy,
     SignalsSnapshot,
     parse_retry_after,
 )
+from aiscope.testing import MockProvider
 
 
 class FakeClock:
@@ -484,6 +487,36 @@ def test_rpm_spaces_requests_with_debt() -> None:
     assert rl.reserve() == 1.0
     clock.advance(10.0)  # refills up to the capacity only
     assert rl.snapshot().available_requests == 2.0
+
+
+def test_max_wait_refuses_without_taking_and_aiclient_sends_nothing(mock: MockProvider) -> None:
+    clock = FakeClock()
+    rl = RateLimiter(60, 600, clock=clock, request_capacity=2, token_capacity=100, max_wait_s=1.5)
+    assert [rl.reserve(10), rl.reserve(10), rl.reserve(10)] == [0.0, 0.0, 1.0]
+    with pytest.raises(RateLimitExceededError) as info:
+        rl.reserve()  # would wait 2 s
+    assert info.value.retry_after_s == pytest.approx(2.0) and info.value.name == "rate_limiter"
+    assert rl.snapshot().available_requests == -1.0  # the refusal took nothing
+    with pytest.raises(RateLimitExceededError):
+        rl.reserve(500)  # the token bucket too: (100 - 70) / 10 per s = 3 s
+    assert rl.snapshot().available_tokens == 70.0
+    clock.advance(1.0)
+    assert rl.reserve() == pytest.approx(1.0)  # within max_wait_s again
+    zero = RateLimiter(60, max_wait_s=0)  # never waits
+    assert zero.acquire() == 0.0
+    with pytest.raises(RateLimitExceededError):
+        zero.acquire()
+    with pytest.raises(ValueError, match="max_wait_s"):
+        RateLimiter(60, max_wait_s=-1)
+    client = (
+        AiClient.builder().model("openai/gpt-4o-mini").api_key("k")
+        .base_url(mock.base_url("openai")).rate_limit(60, max_wait_s=0).build()
+    )  # fmt: skip
+    sent = len(mock.requests)
+    client.chat().user("hi").execute_sync()
+    with pytest.raises(RateLimitExceededError):
+        client.chat().user("hi").execute_sync()
+    assert len(mock.requests) == sent + 1  # the refused call sent nothing
 
 
 def test_default_burst_is_one_second_of_the_rate_not_a_minute() -> None:

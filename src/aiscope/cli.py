@@ -430,6 +430,48 @@ def _serve(
     retention_days: Annotated[
         float | None, typer.Option(help="Delete raw calls older than this (rollups stay).")
     ] = None,
+    alert_every: Annotated[
+        float,
+        typer.Option(
+            min=0.01, envvar="AISCOPE_ALERT_EVERY_S", help="Seconds between alert evaluations."
+        ),
+    ] = 15.0,
+    alert_lease: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            envvar="AISCOPE_ALERT_LEASE_S",
+            help="Seconds a replica holds the alert-evaluation lease (> --alert-every).",
+        ),
+    ] = 60.0,
+    alert_webhook: Annotated[
+        list[str] | None,
+        typer.Option(envvar="AISCOPE_ALERT_WEBHOOK_URL", help="POST alert events as JSON here."),
+    ] = None,
+    alert_slack_webhook: Annotated[
+        list[str] | None,
+        typer.Option(envvar="AISCOPE_ALERT_SLACK_WEBHOOK_URL", help="A Slack incoming webhook."),
+    ] = None,
+    alert_pagerduty_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AISCOPE_ALERT_PAGERDUTY_ROUTING_KEY", help="PagerDuty Events v2 routing key."
+        ),
+    ] = None,
+    alert_pagerduty_url: Annotated[
+        str | None,
+        typer.Option(envvar="AISCOPE_ALERT_PAGERDUTY_URL", help="PagerDuty Events API URL."),
+    ] = None,
+    ledger: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AISCOPE_LEDGER_URL",
+            help="The applications' budget ledger (redis://, postgresql://, sqlite path).",
+        ),
+    ] = None,
+    ledger_schema: Annotated[
+        str, typer.Option(envvar="AISCOPE_LEDGER_SCHEMA", help="PostgresLedger's schema.")
+    ] = "public",
 ) -> None:
     """Run the aiscope server: OTLP ingest at /v1/traces and the query API at /api."""
     from aiscope import server
@@ -447,6 +489,16 @@ def _serve(
             port,
             require_keys=require_keys,
             retention_days=retention_days,
+            alert_every_s=alert_every,
+            alert_lease_s=alert_lease,
+            notifiers=server.notifiers_from(
+                alert_webhook or (),
+                alert_slack_webhook or (),
+                alert_pagerduty_key,
+                alert_pagerduty_url,
+            ),
+            ledger=ledger,
+            ledger_schema=ledger_schema,
         )
     except ValueError as exc:
         err_console.print(f"[red]error:[/red] {exc}")

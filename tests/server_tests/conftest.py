@@ -28,12 +28,18 @@ def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> Iterat
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/aiscope.db"
         return
+    yield from fresh_pg_schema()
+
+
+def fresh_pg_schema(prefix: str = "aiscope_test") -> Iterator[str]:
+    """The URL of a new PostgreSQL schema of its own (the search path), dropped after;
+    skipped without ``AISCOPE_TEST_POSTGRES_URL`` (failed in CI)."""
     base = os.environ.get(PG_ENV)
     if not base:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"{PG_ENV} is not set: CI must run the PostgreSQL tests")
         pytest.skip(f"PostgreSQL tests need {PG_ENV}=postgresql://user@host:port/db")
-    schema = f"aiscope_test_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(normalize_url(base), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))

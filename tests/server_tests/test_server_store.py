@@ -28,7 +28,7 @@ def test_migration_creates_exactly_the_declared_schema(engine: Engine) -> None:
 def test_migrating_twice_is_a_no_op(engine: Engine) -> None:
     migrate(engine)
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0003"
+        assert MigrationContext.configure(conn).get_current_revision() == "0004"
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: object) -> None:

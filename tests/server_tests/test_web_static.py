@@ -11,10 +11,10 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from aiscope.server import Settings, create_app
-from aiscope.server.web import routes
+from aiscope.server import Settings, create_app, web
+from aiscope.server.routes import dashboard as routes
 
-STATIC = Path(routes.__file__).with_name("static")
+STATIC = Path(web.__file__).with_name("static")
 ROOT = Path(__file__).resolve().parents[2]
 
 

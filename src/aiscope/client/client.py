@@ -55,6 +55,7 @@ from aiscope.resilience import (
     ErrorRateWindow,
     InflightLimiter,
     RateLimiter,
+    RateLimiterLike,
     RetryPolicy,
     SignalsSnapshot,
     parse_retry_after,
@@ -96,7 +97,7 @@ class AiClient:
         feedback: Sink | None = None,
         retry: RetryPolicy | None = None,
         circuit_breaker: CircuitBreaker | None = None,
-        rate_limiter: RateLimiter | None = None,
+        rate_limiter: RateLimiterLike | None = None,
         max_inflight: int | None = None,
         fallbacks: Sequence[str] = (),
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
@@ -141,6 +142,11 @@ class AiClient:
         metrics_now = self.scope.metrics
         if metrics_now is not None:  # its state is exported from the start, not from a change
             metrics_now.watch_circuit(self.breaker, self.manifest.pricing_id)
+        if rate_limiter is not None and not isinstance(rate_limiter, RateLimiterLike):
+            raise ConfigurationError(
+                "rate_limiter must be a RateLimiter or RedisRateLimiter (acquire, "
+                f"acquire_async, adjust, snapshot), got {rate_limiter!r}"
+            )
         self.rate_limiter = rate_limiter
         self.inflight = InflightLimiter(max_inflight)
         self.errors = ErrorRateWindow()
@@ -771,12 +777,15 @@ class AiClientBuilder:
         *,
         request_capacity: float | None = None,
         token_capacity: float | None = None,
+        max_wait_s: float | None = None,
     ) -> AiClientBuilder:
-        """A token-bucket limit on requests and tokens per minute.
+        """A token-bucket limit on requests and tokens per minute, in this process.
 
         The burst (``request_capacity`` / ``token_capacity``) defaults to one second's
         worth of the rate, at least one: ``requests_per_minute=60`` sends one request at
-        once and the next ones a second apart. ``signals_snapshot()`` shows it.
+        once and the next ones a second apart. A call that would wait longer than
+        ``max_wait_s`` is refused (``RateLimitExceededError``, nothing sent).
+        ``signals_snapshot()`` shows it.
         """
         return self._set(
             "rate_limiter",
@@ -785,8 +794,15 @@ class AiClientBuilder:
                 tokens_per_minute,
                 request_capacity=request_capacity,
                 token_capacity=token_capacity,
+                max_wait_s=max_wait_s,
             ),
         )
+
+    def rate_limiter(self, limiter: RateLimiterLike) -> AiClientBuilder:
+        """A rate limiter made elsewhere: a :class:`~aiscope.resilience.RateLimiter`
+        shared by several clients, or a :class:`~aiscope.resilience.RedisRateLimiter`
+        shared by every process."""
+        return self._set("rate_limiter", limiter)
 
     def max_inflight(self, n: int) -> AiClientBuilder:
         """At most ``n`` calls in flight; more wait for a slot."""

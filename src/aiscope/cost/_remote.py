@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from aiscope._stores import StoreOutage
 from aiscope.cost.budget import key_period_end
 from aiscope.cost.ledger import (
     LedgerUnavailableError,
@@ -55,7 +55,7 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
-class RemoteLedger:
+class RemoteLedger(StoreOutage):
     """Base of :class:`~aiscope.cost.RedisLedger` and :class:`~aiscope.cost.PostgresLedger`.
 
     Subclasses implement ``_reserve``, ``_settle`` and ``_read`` on integer
@@ -65,6 +65,9 @@ class RemoteLedger:
 
     _unreachable: tuple[type[BaseException], ...] = (OSError,)
     _store = "store"
+    _component = "ledger"
+    _down_error = LedgerUnavailableError
+    _log = log
 
     def __init__(
         self,
@@ -153,21 +156,7 @@ class RemoteLedger:
         end = key_period_end(key)
         return None if end is None else end + WINDOW_GRACE_S
 
-    # -- outage handling ----------------------------------------------------------------
-    def _check_up(self) -> None:
-        """Fail at once (no network) within ``retry_interval_s`` of the last failure."""
-        if time.monotonic() < self._down_until:
-            with self._state_lock:
-                self.unavailable_count += 1
-            raise LedgerUnavailableError(self._down_reason)
-
-    def _mark_up(self) -> None:
-        if self._down_reason:
-            with self._state_lock:
-                if self._down_reason:
-                    log.warning("%s ledger: store reachable again", self._store)
-                    self._down_reason = ""
-
+    # -- outage handling (see aiscope._stores.StoreOutage) ----------------------------
     def _call(self, op: Callable[..., T], *args: object) -> T:
         self._check_up()
         if self._pending:
@@ -179,15 +168,6 @@ class RemoteLedger:
             raise LedgerUnavailableError(self._down_reason) from exc
         self._mark_up()
         return result
-
-    def _mark_down(self, exc: BaseException) -> None:
-        with self._state_lock:
-            self.unavailable_count += 1
-            first = not self._down_reason
-            self._down_reason = f"{self._store} unreachable: {type(exc).__name__}: {exc}"
-            self._down_until = time.monotonic() + self.retry_interval_s
-        if first:
-            log.warning("%s ledger: %s", self._store, self._down_reason)
 
     def _flush(self) -> None:
         with self._state_lock:

@@ -23,10 +23,17 @@ import asyncio
 import math
 import os
 import threading
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from aiscope._stores import (
+    arun_with_reconnect,
+    async_redis_client,
+    hash_tag,
+    redis_client,
+    redis_unreachable,
+    run_with_reconnect,
+)
 from aiscope.cost._remote import RemoteLedger, _amount, _positive
 from aiscope.cost.ledger import LedgerUnavailableError, OnLedgerDown, from_nanos
 
@@ -109,16 +116,6 @@ return {tonumber(redis.call('HGET', h, 'spent') or '0'),
 )
 
 
-def _tag(key: str) -> str:
-    # The hash tag is the key itself unless it holds a brace (which would end the tag
-    # early); such keys are tagged by a digest (no ':' in it, so it never equals a key).
-    if "{" in key or "}" in key:
-        import hashlib
-
-        return "#" + hashlib.sha1(key.encode()).hexdigest()
-    return key
-
-
 class RedisLedger(RemoteLedger):
     """Budget spend and reservations in Redis (redis-py), atomic across processes.
 
@@ -156,9 +153,7 @@ class RedisLedger(RemoteLedger):
             retry_interval_s=retry_interval_s,
         )
         try:
-            import redis as redis_mod
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+            import redis  # noqa: F401  (checked here: the message names the extra)
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError("RedisLedger needs redis-py: pip install 'aiscope[redis]'") from exc
         if not isinstance(prefix, str) or "{" in prefix or "}" in prefix:
@@ -167,19 +162,12 @@ class RedisLedger(RemoteLedger):
             raise ValueError("RedisLedger needs exactly one of url= or client=")
         if client is None:
             assert url is not None
-            # No retries inside redis-py (each would wait the timeout again): a dropped
-            # connection is retried once below, only if it failed at once.
-            client = redis_mod.Redis.from_url(
-                url,
-                socket_timeout=self.timeout_s * 0.9,
-                socket_connect_timeout=self.timeout_s * 0.9,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-                health_check_interval=0,
-            )
+            # a dropped connection is retried once (run_with_reconnect), only if it
+            # failed at once
+            client = redis_client(url, self.timeout_s)
         self.client = client
         self.prefix = prefix
-        self._unreachable = (redis_mod.ConnectionError, redis_mod.TimeoutError, OSError)
+        self._unreachable = redis_unreachable()
         self._lease_ms = str(math.ceil(self.lease_s * 1000))
         self._reserve_script: Any = client.register_script(_RESERVE)
         self._settle_script: Any = client.register_script(_SETTLE)
@@ -189,7 +177,7 @@ class RedisLedger(RemoteLedger):
         self._node = uuid.uuid4().hex[:12]
 
     def _keys(self, key: str) -> list[str]:
-        h = f"{self.prefix}{{{_tag(key)}}}"
+        h = f"{self.prefix}{{{hash_tag(key)}}}"
         return [h, h + ":leases"]
 
     def _exp(self, key: str) -> str:
@@ -197,15 +185,7 @@ class RedisLedger(RemoteLedger):
         return "0" if at is None else str(math.ceil(at))
 
     def _run(self, script: Any, keys: list[str], args: list[str]) -> Any:
-        t0 = time.monotonic()
-        try:
-            return script(keys=keys, args=args)
-        except self._unreachable:
-            # a connection dropped since its last use (Redis restarted) fails at once:
-            # reconnect and try once more; a timeout already used the budget
-            if time.monotonic() - t0 > self.timeout_s * 0.1:
-                raise
-            return script(keys=keys, args=args)
+        return run_with_reconnect(script, keys, args, self.timeout_s, self._unreachable)
 
     def _new_id(self) -> str:
         with self._counter_lock:
@@ -260,28 +240,11 @@ class AsyncRedisLedger(RedisLedger):
         retry_interval_s: float = 0.5,
         max_connections: int = 64,
     ) -> None:
-        import redis.asyncio as aredis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         if (url is None) == (client is None):
             raise ValueError("AsyncRedisLedger needs exactly one of url= or client=")
         if client is None:
             assert url is not None
-            t = _positive("timeout_s", timeout_s) * 0.9
-            # tasks beyond max_connections wait for a free connection (bounded by the
-            # timeout) instead of failing at once
-            pool = aredis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=t,
-                socket_timeout=t,
-                socket_connect_timeout=t,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-                health_check_interval=0,
-            )
-            client = aredis.Redis(connection_pool=pool)
+            client = async_redis_client(url, _positive("timeout_s", timeout_s), max_connections)
         super().__init__(
             client=client,
             prefix=prefix,
@@ -295,16 +258,8 @@ class AsyncRedisLedger(RedisLedger):
         self._check_up()
         if self._pending:
             await self._aflush()
-        t0 = time.monotonic()
         try:
-            try:
-                async with asyncio.timeout(self.timeout_s):
-                    out = await script(keys=keys, args=args)
-            except self._unreachable:
-                if time.monotonic() - t0 > self.timeout_s * 0.1:
-                    raise
-                async with asyncio.timeout(self.timeout_s):  # a dropped connection
-                    out = await script(keys=keys, args=args)
+            out = await arun_with_reconnect(script, keys, args, self.timeout_s, self._unreachable)
         except self._unreachable as exc:
             self._mark_down(exc)
             raise LedgerUnavailableError(self._down_reason) from exc

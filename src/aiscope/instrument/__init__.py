@@ -20,6 +20,7 @@ from aiscope.instrument import anthropic as _anthropic
 from aiscope.instrument import openai as _openai
 from aiscope.instrument._patch import ORIGINAL, Target, is_wrapped, make_wrapper, settings
 from aiscope.instrument.decorators import observe
+from aiscope.resilience.ratelimit import RateLimiterLike
 from aiscope.scope import Scope
 
 __all__ = ["instrument", "is_instrumented", "observe", "uninstrument", "wrap"]
@@ -38,14 +39,23 @@ def _targets(openai: bool, anthropic: bool) -> list[Target]:
     return found
 
 
-def instrument(*, openai: bool = True, anthropic: bool = True, include_usage: bool = False) -> None:
+def instrument(
+    *,
+    openai: bool = True,
+    anthropic: bool = True,
+    include_usage: bool = False,
+    rate_limiter: RateLimiterLike | None = None,
+) -> None:
     """Record every call of the openai / anthropic SDKs in this process.
 
     Idempotent: calling it again wraps nothing twice. ``include_usage`` adds
     ``stream_options={"include_usage": True}`` to OpenAI chat streams that do not
     say, so their usage is reported rather than estimated (off by default: it
-    adds a final chunk the application did not ask for). An SDK that is not
-    installed is skipped.
+    adds a final chunk the application did not ask for). ``rate_limiter`` (a
+    :class:`~aiscope.resilience.RateLimiter` or
+    :class:`~aiscope.resilience.RedisRateLimiter`) makes every call wait for (or be
+    refused by) that limit before the SDK sends it, as AiClient's calls do. An SDK
+    that is not installed is skipped.
     """
     for name, flag in (
         ("openai", openai),
@@ -54,8 +64,10 @@ def instrument(*, openai: bool = True, anthropic: bool = True, include_usage: bo
     ):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
+    _check_limiter(rate_limiter)
     with _lock:
         settings.include_usage = include_usage
+        settings.rate_limiter = rate_limiter
         for t in _targets(openai, anthropic):
             current = t.cls.__dict__.get(t.name)
             if current is None or is_wrapped(current):
@@ -71,6 +83,12 @@ def uninstrument(*, openai: bool = True, anthropic: bool = True) -> None:
             if current is not None and is_wrapped(current):
                 setattr(t.cls, t.name, getattr(current, ORIGINAL))
         settings.include_usage = False
+        settings.rate_limiter = None
+
+
+def _check_limiter(limiter: object) -> None:
+    if limiter is not None and not isinstance(limiter, RateLimiterLike):
+        raise TypeError(f"rate_limiter must be a RateLimiter or RedisRateLimiter, got {limiter!r}")
 
 
 def is_instrumented(*, openai: bool = True, anthropic: bool = True) -> bool:
@@ -90,15 +108,19 @@ def _resource(client: Any, target: Target) -> Any:
     return obj if isinstance(obj, target.cls) else None
 
 
-def wrap(client: C, *, scope: Scope | None = None) -> C:
+def wrap(
+    client: C, *, scope: Scope | None = None, rate_limiter: RateLimiterLike | None = None
+) -> C:
     """Record the calls of this one ``openai``/``anthropic`` client (returned, for chaining).
 
-    ``scope`` sends its records to that scope instead of the current one. The
+    ``scope`` sends its records to that scope instead of the current one;
+    ``rate_limiter`` limits this client's calls (instead of ``instrument``'s). The
     client's methods are wrapped on its own resource objects, so other clients
     stay untouched; wrapping twice wraps once.
     """
     if scope is not None and not isinstance(scope, Scope):
         raise TypeError(f"scope must be an aiscope.Scope, got {scope!r}")
+    _check_limiter(rate_limiter)
     done = 0
     for t in _targets(True, True):
         res = _resource(client, t)
@@ -110,7 +132,9 @@ def wrap(client: C, *, scope: Scope | None = None) -> C:
         bound = getattr(res, t.name)
         if is_wrapped(getattr(bound, "__func__", None)):
             bound = getattr(bound.__func__, ORIGINAL).__get__(res)  # globally instrumented
-        res.__dict__[t.name] = make_wrapper(t, bound, resource=res, scope=scope)
+        res.__dict__[t.name] = make_wrapper(
+            t, bound, resource=res, scope=scope, rate_limiter=rate_limiter
+        )
     if done == 0:
         raise TypeError(f"wrap() takes an openai or anthropic client, got {type(client).__name__}")
     return client

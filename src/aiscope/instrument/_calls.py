@@ -22,6 +22,7 @@ from aiscope.instrument._endpoint import Endpoint, count
 from aiscope.instrument._raw import observe_raw
 from aiscope.instrument._streams import finish_call, observe_stream
 from aiscope.record import consistent_counts
+from aiscope.resilience.ratelimit import RateLimiterLike
 from aiscope.scope import Scope, current_scope
 
 log = logging.getLogger("aiscope.instrument")
@@ -76,12 +77,7 @@ def start_call(
         tracker = active.cost_tracker
         # The prompt is only read when a budget may refuse on it: it is the costly part.
         if tracker is not None and tracker.mode == "block":
-            est_in = estimate_tokens(ep.prompt_text(kwargs))
-            for key in ep.max_output_keys:
-                value = kwargs.get(key)
-                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                    max_out = value
-                    break
+            est_in, max_out = request_estimate(ep, kwargs)
         call = LLMCall(
             model,
             ep.provider,
@@ -103,6 +99,67 @@ def start_call(
         return None
     call.server_address, call.server_port = server  # after __enter__, which resets the call
     return call
+
+
+def request_estimate(ep: Endpoint, kwargs: Mapping[str, Any]) -> tuple[int, int | None]:
+    """The prompt's token estimate and the request's output cap (None: not set)."""
+    est_in = estimate_tokens(ep.prompt_text(kwargs))
+    for key in ep.max_output_keys:
+        value = kwargs.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return est_in, value
+    return est_in, None
+
+
+def _limiter_tokens(ep: Endpoint, kwargs: Mapping[str, Any]) -> int:
+    """Tokens a rate limiter takes up front, as AiClient's: the prompt's estimate plus
+    the output cap."""
+    try:
+        est_in, max_out = request_estimate(ep, kwargs)
+    except Exception:
+        log.warning("aiscope could not estimate an SDK call's tokens", exc_info=True)
+        return 0
+    return est_in + (max_out or 0)
+
+
+def _count_wait(ep: Endpoint, scope: Scope | None, waited: float) -> None:
+    metrics = (scope if scope is not None else current_scope()).metrics
+    if waited > 0 and metrics is not None:
+        metrics.rate_limit_wait(ep.provider, waited)
+
+
+def take_limit(
+    limiter: RateLimiterLike | None, ep: Endpoint, kwargs: Mapping[str, Any], scope: Scope | None
+) -> int:
+    """Wait for the rate limiter (RateLimitExceededError: refused); the tokens taken."""
+    if limiter is None:
+        return 0
+    tokens = _limiter_tokens(ep, kwargs)
+    _count_wait(ep, scope, limiter.acquire(tokens))
+    return tokens
+
+
+async def atake_limit(
+    limiter: RateLimiterLike | None, ep: Endpoint, kwargs: Mapping[str, Any], scope: Scope | None
+) -> int:
+    """:func:`take_limit` for asyncio."""
+    if limiter is None:
+        return 0
+    tokens = _limiter_tokens(ep, kwargs)
+    _count_wait(ep, scope, await limiter.acquire_async(tokens))
+    return tokens
+
+
+def settle_limit(limiter: RateLimiterLike | None, taken: int, call: LLMCall) -> None:
+    """Correct the limiter's estimate with the usage of a call recorded now (a stream,
+    recorded when it ends, keeps the estimate)."""
+    record = call.record
+    if limiter is None or record is None or record.status != "ok":
+        return
+    try:
+        limiter.adjust(taken, record.usage.total_tokens)
+    except Exception:
+        log.warning("aiscope could not correct a rate limiter", exc_info=True)
 
 
 def stream_kwargs(ep: Endpoint, kwargs: dict[str, Any], include_usage: bool) -> dict[str, Any]:

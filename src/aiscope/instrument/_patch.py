@@ -13,9 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiscope.instrument._calls import end_call, inside_call, start_call, stream_kwargs
+from aiscope.instrument._calls import (
+    atake_limit,
+    end_call,
+    inside_call,
+    settle_limit,
+    start_call,
+    stream_kwargs,
+    take_limit,
+)
 from aiscope.instrument._endpoint import Endpoint
 from aiscope.instrument._streams import finish_call
+from aiscope.resilience.ratelimit import RateLimiterLike
 from aiscope.scope import Scope
 
 ORIGINAL = "__aiscope_original__"
@@ -26,6 +35,8 @@ class Settings:
     """Process-wide instrumentation options (set by :func:`aiscope.instrument`)."""
 
     include_usage: bool = False
+    #: the rate limiter instrumented calls wait for (None: none)
+    rate_limiter: RateLimiterLike | None = None
 
 
 settings = Settings()
@@ -64,10 +75,12 @@ def wrap_call(
     resource: Any = None,
     scope: Scope | None = None,
     options: Settings | None = None,
+    rate_limiter: RateLimiterLike | None = None,
 ) -> Callable[..., Any]:
     """A wrapper for an SDK method that sends one request (``create``).
 
     ``resource`` None: ``original`` is a class's function and ``args[0]`` is the resource.
+    ``rate_limiter`` None: the process-wide one (``settings.rate_limiter``), if any.
     """
     if is_async:
 
@@ -82,8 +95,10 @@ def wrap_call(
             streaming = kwargs.get("stream") is True
             if streaming:
                 kwargs = stream_kwargs(ep, kwargs, _include_usage(options))
+            limiter = rate_limiter or settings.rate_limiter
             token = inside_call.set(True)
             try:
+                taken = await atake_limit(limiter, ep, kwargs, scope)
                 result = await original(*args, **kwargs)
             except BaseException as exc:
                 finish_call(call, exc)
@@ -91,6 +106,7 @@ def wrap_call(
             finally:
                 inside_call.reset(token)
             end_call(call, ep, kwargs, result, streaming=streaming, is_async=True)
+            settle_limit(limiter, taken, call)
             return result
 
         setattr(awrapper, ORIGINAL, original)
@@ -107,8 +123,10 @@ def wrap_call(
         streaming = kwargs.get("stream") is True
         if streaming:
             kwargs = stream_kwargs(ep, kwargs, _include_usage(options))
+        limiter = rate_limiter or settings.rate_limiter
         token = inside_call.set(True)
         try:
+            taken = take_limit(limiter, ep, kwargs, scope)
             result = original(*args, **kwargs)
         except BaseException as exc:
             finish_call(call, exc)
@@ -116,6 +134,7 @@ def wrap_call(
         finally:
             inside_call.reset(token)
         end_call(call, ep, kwargs, result, streaming=streaming, is_async=False)
+        settle_limit(limiter, taken, call)
         return result
 
     setattr(wrapper, ORIGINAL, original)
@@ -134,6 +153,7 @@ def wrap_stream_manager(
     is_async: bool,
     resource: Any = None,
     scope: Scope | None = None,
+    rate_limiter: RateLimiterLike | None = None,
 ) -> Callable[..., Any]:
     """A wrapper for anthropic's ``messages.stream``: the manager it returns is the
     SDK's own; only the request it sends on ``__enter__`` is observed (so a budget
@@ -149,10 +169,12 @@ def wrap_stream_manager(
         request = getattr(manager, attr, None)
         if request is None:
             return manager  # an SDK version aiscope does not know: leave it alone
+        limiter = rate_limiter or settings.rate_limiter
         if is_async:
-            setattr(manager, attr, _observed_async_request(request, ep, kwargs, res, scope))
+            observed = _observed_async_request(request, ep, kwargs, res, scope, limiter)
+            setattr(manager, attr, observed)
         else:
-            setattr(manager, attr, _observed_request(request, ep, kwargs, res, scope))
+            setattr(manager, attr, _observed_request(request, ep, kwargs, res, scope, limiter))
         return manager
 
     setattr(wrapper, ORIGINAL, original)
@@ -160,13 +182,15 @@ def wrap_stream_manager(
 
 
 def _observed_request(
-    request: Callable[[], Any], ep: Endpoint, kwargs: dict[str, Any], res: Any, scope: Scope | None
-) -> Callable[[], Any]:
+    request: Callable[[], Any], ep: Endpoint, kwargs: dict[str, Any], res: Any,
+    scope: Scope | None, limiter: RateLimiterLike | None,
+) -> Callable[[], Any]:  # fmt: skip
     def send() -> Any:
         call = start_call(ep, kwargs, res, scope)
         if call is None:
             return request()
         try:
+            take_limit(limiter, ep, kwargs, scope)
             raw = request()
         except BaseException as exc:
             finish_call(call, exc)
@@ -178,8 +202,9 @@ def _observed_request(
 
 
 async def _observed_async_request(
-    request: Any, ep: Endpoint, kwargs: dict[str, Any], res: Any, scope: Scope | None
-) -> Any:
+    request: Any, ep: Endpoint, kwargs: dict[str, Any], res: Any,
+    scope: Scope | None, limiter: RateLimiterLike | None,
+) -> Any:  # fmt: skip
     try:
         call = start_call(ep, kwargs, res, scope)
     except BaseException:
@@ -187,6 +212,12 @@ async def _observed_async_request(
         raise
     if call is None:
         return await request
+    try:
+        await atake_limit(limiter, ep, kwargs, scope)
+    except BaseException as exc:
+        request.close()  # refused: the SDK's coroutine never runs
+        finish_call(call, exc)
+        raise
     try:
         raw = await request
     except BaseException as exc:
@@ -202,12 +233,15 @@ def make_wrapper(
     *,
     resource: Any = None,
     scope: Scope | None = None,
+    rate_limiter: RateLimiterLike | None = None,
 ) -> Callable[..., Any]:
     """The wrapper for ``target`` around ``original``."""
-    if target.kind == "stream_manager":
-        return wrap_stream_manager(
-            original, target.endpoint, is_async=target.is_async, resource=resource, scope=scope
-        )
-    return wrap_call(
-        original, target.endpoint, is_async=target.is_async, resource=resource, scope=scope
+    wrapper = wrap_stream_manager if target.kind == "stream_manager" else wrap_call
+    return wrapper(
+        original,
+        target.endpoint,
+        is_async=target.is_async,
+        resource=resource,
+        scope=scope,
+        rate_limiter=rate_limiter,
     )

@@ -1,6 +1,8 @@
 """Resilience primitives around provider calls: retries, a circuit breaker, rate and
 in-flight limits, and health signals.
 
+:class:`RedisRateLimiter` shares rate limits between processes through Redis.
+
 Each is standalone, safe to share between threads and event loops, never blocks an
 event loop, and takes an injectable clock (and sleep functions where it sleeps) for
 tests.
@@ -14,9 +16,20 @@ from aiscope.resilience.circuit import (
     CircuitState,
     TransitionCallback,
 )
-from aiscope.resilience.errors import CircuitOpenError, InflightLimitError, ResilienceError
+from aiscope.resilience.errors import (
+    CircuitOpenError,
+    InflightLimitError,
+    RateLimitExceededError,
+    ResilienceError,
+)
 from aiscope.resilience.inflight import AsyncInflightSlot, InflightLimiter, InflightSlot
-from aiscope.resilience.ratelimit import DEFAULT_BURST_S, RateLimiter, RateLimiterSnapshot
+from aiscope.resilience.ratelimit import (
+    DEFAULT_BURST_S,
+    RateLimiter,
+    RateLimiterLike,
+    RateLimiterSnapshot,
+)
+from aiscope.resilience.ratelimit_redis import OnRedisDown, RedisRateLimiter
 from aiscope.resilience.retry import (
     DEFAULT_RETRY_ON_STATUS,
     Jitter,
@@ -38,8 +51,12 @@ __all__ = [
     "InflightLimiter",
     "InflightSlot",
     "Jitter",
+    "OnRedisDown",
+    "RateLimitExceededError",
     "RateLimiter",
+    "RateLimiterLike",
     "RateLimiterSnapshot",
+    "RedisRateLimiter",
     "ResilienceError",
     "RetryPolicy",
     "SignalsSnapshot",

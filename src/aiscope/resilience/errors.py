@@ -7,7 +7,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from aiscope.resilience.circuit import CircuitState
 
-__all__ = ["CircuitOpenError", "InflightLimitError", "ResilienceError"]
+__all__ = [
+    "CircuitOpenError",
+    "InflightLimitError",
+    "RateLimitExceededError",
+    "ResilienceError",
+]
 
 
 class ResilienceError(Exception):
@@ -47,3 +52,33 @@ class InflightLimitError(ResilienceError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (InflightLimitError, (self.max_inflight, self.timeout_s))
+
+
+class RateLimitExceededError(ResilienceError):
+    """A rate limiter refused a call before anything was sent.
+
+    Raised when the call would have had to wait longer than the limiter's
+    ``max_wait_s`` (``retry_after_s`` is the wait it would have needed), and by a
+    fail-closed :class:`~aiscope.resilience.RedisRateLimiter` while Redis is
+    unreachable (``retry_after_s`` is None, ``reason`` says why). Nothing of the
+    limit is taken by a refused call.
+    """
+
+    def __init__(self, name: str, retry_after_s: float | None, *, reason: str = "") -> None:
+        self.name = name
+        self.retry_after_s = retry_after_s
+        self.reason = reason
+        if reason:
+            text = f"rate limit {name!r} refused the call: {reason}"
+        else:
+            text = f"rate limit {name!r} reached; retry in {retry_after_s or 0.0:.2f}s"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_rate_limit, (self.name, self.retry_after_s, self.reason))
+
+
+def _rebuild_rate_limit(
+    name: str, retry_after_s: float | None, reason: str
+) -> RateLimitExceededError:
+    return RateLimitExceededError(name, retry_after_s, reason=reason)

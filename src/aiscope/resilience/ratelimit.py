@@ -23,6 +23,16 @@ at all if it is full), then goes into debt by ``n - capacity``, which the caller
 after it pay off. Nothing deadlocks, and the long-run rate still holds. (Providers
 usually reject such a request anyway.)
 
+Waiting or refusing. By default a caller waits as long as its reservation needs.
+With ``max_wait_s`` a caller that would have to wait longer is refused at once with
+:class:`~aiscope.resilience.RateLimitExceededError` (``max_wait_s=0``: never wait),
+and nothing is taken from the buckets.
+
+Shared limits. :class:`RateLimiterLike` is what :class:`~aiscope.AiClient` (and the
+SDK instrumentation) need of a limiter; this in-process one and
+:class:`~aiscope.resilience.RedisRateLimiter`, whose buckets live in Redis and are
+shared by every process, both satisfy it.
+
 Token counts are estimates made before the call; :meth:`~RateLimiter.adjust` corrects
 the bucket once the real usage is known, :meth:`~RateLimiter.refund` gives tokens back.
 """
@@ -34,15 +44,20 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
+from typing import Protocol, runtime_checkable
 
 from aiscope._fork import fork_safe_lock
+from aiscope.resilience._limits import (
+    DEFAULT_BURST_S,
+    ReservingLimiter,
+    check_limits,
+    check_max_wait,
+    check_tokens,
+)
 from aiscope.resilience._util import header
+from aiscope.resilience.errors import RateLimitExceededError
 
-__all__ = ["DEFAULT_BURST_S", "RateLimiter", "RateLimiterSnapshot"]
-
-#: The default burst of a bucket, in seconds of its rate: a bucket holds this many
-#: seconds' worth of requests (tokens), but never less than one.
-DEFAULT_BURST_S = 1.0
+__all__ = ["DEFAULT_BURST_S", "RateLimiter", "RateLimiterLike", "RateLimiterSnapshot"]
 
 _REMAINING_REQUESTS = ("x-ratelimit-remaining-requests", "anthropic-ratelimit-requests-remaining")
 _REMAINING_TOKENS = ("x-ratelimit-remaining-tokens", "anthropic-ratelimit-tokens-remaining")
@@ -72,6 +87,33 @@ class RateLimiterSnapshot:
         return asdict(self)
 
 
+@runtime_checkable
+class RateLimiterLike(Protocol):
+    """What a rate limiter gives :class:`~aiscope.AiClient` and the SDK instrumentation.
+
+    :class:`RateLimiter` (in this process) and
+    :class:`~aiscope.resilience.RedisRateLimiter` (shared through Redis) both
+    satisfy it.
+    """
+
+    def acquire(self, tokens: int = 0) -> float:
+        """Take one request and ``tokens`` tokens, sleeping as long as the limit needs;
+        the seconds waited. Raises RateLimitExceededError to refuse."""
+        ...
+
+    async def acquire_async(self, tokens: int = 0) -> float:
+        """:meth:`acquire` for asyncio (never blocks the event loop)."""
+        ...
+
+    def adjust(self, estimated: int, actual: int) -> None:
+        """Correct a reservation of ``estimated`` tokens to the ``actual`` usage."""
+        ...
+
+    def snapshot(self) -> RateLimiterSnapshot:
+        """The limiter's state now (for ``signals_snapshot()``)."""
+        ...
+
+
 class _Bucket:
     """One token bucket. Not thread-safe: the limiter's lock guards it."""
 
@@ -90,45 +132,26 @@ class _Bucket:
             self.level = level if level < self.capacity else self.capacity
             self.updated = now
 
-    def take(self, n: float) -> float:
-        """Take ``n`` units; the seconds until the bucket has paid for them."""
+    def wait_for(self, n: float) -> float:
+        """The seconds until the bucket could pay for ``n`` units (capped at its capacity)."""
         need = n if n < self.capacity else self.capacity
         level = self.level
-        self.level = level - n
         if need <= level:
             return 0.0
         return (need - level) / self.rate
+
+    def take(self, n: float) -> float:
+        """Take ``n`` units; the seconds until the bucket has paid for them."""
+        wait = self.wait_for(n)
+        self.level -= n
+        return wait
 
     def give(self, n: float) -> None:
         level = self.level + n
         self.level = level if level < self.capacity else self.capacity
 
 
-def _check_rate(name: str, value: object) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite number > 0 or None, got {value!r}")
-
-
-def _default_burst(per_minute: float) -> float:
-    """One :data:`DEFAULT_BURST_S` worth of ``per_minute``, at least one unit."""
-    burst = per_minute * DEFAULT_BURST_S / 60.0
-    return burst if burst > 1.0 else 1.0
-
-
-def _check_tokens(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
-
-
-class RateLimiter:
+class RateLimiter(ReservingLimiter):
     """Requests-per-minute and tokens-per-minute limits, shared by threads and event loops.
 
     Args:
@@ -141,6 +164,9 @@ class RateLimiter:
             ``max(1, tokens_per_minute / 60)``).
         sleep: what :meth:`acquire` sleeps with (default ``time.sleep``).
         async_sleep: what :meth:`acquire_async` sleeps with (default ``asyncio.sleep``).
+        max_wait_s: refuse (:class:`~aiscope.resilience.RateLimitExceededError`) a
+            caller that would wait longer than this (None: always wait; 0: never).
+        name: names the limiter in its refusals.
 
     See the module doc for the reservation model and oversized requests.
     """
@@ -155,15 +181,14 @@ class RateLimiter:
         token_capacity: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         async_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_wait_s: float | None = None,
+        name: str = "rate_limiter",
     ) -> None:
-        _check_rate("requests_per_minute", requests_per_minute)
-        _check_rate("tokens_per_minute", tokens_per_minute)
-        _check_rate("request_capacity", request_capacity)
-        _check_rate("token_capacity", token_capacity)
-        if request_capacity is not None and requests_per_minute is None:
-            raise ValueError("request_capacity needs requests_per_minute")
-        if token_capacity is not None and tokens_per_minute is None:
-            raise ValueError("token_capacity needs tokens_per_minute")
+        self.max_wait_s = check_max_wait(max_wait_s)
+        self.name = name
+        request_cap, token_cap = check_limits(
+            requests_per_minute, tokens_per_minute, request_capacity, token_capacity
+        )
         for name, fn in (("clock", clock), ("sleep", sleep), ("async_sleep", async_sleep)):
             if not callable(fn):
                 raise ValueError(f"{name} must be callable, got {fn!r}")
@@ -173,20 +198,15 @@ class RateLimiter:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._lock = fork_safe_lock()
+        self._waiting_lock = self._lock
         self._waiting = 0
         now = clock()
         self._requests: _Bucket | None = None
         self._tokens: _Bucket | None = None
-        if requests_per_minute is not None:
-            cap = (
-                _default_burst(requests_per_minute)
-                if request_capacity is None
-                else request_capacity
-            )
-            self._requests = _Bucket(requests_per_minute, float(cap), now)
-        if tokens_per_minute is not None:
-            cap = _default_burst(tokens_per_minute) if token_capacity is None else token_capacity
-            self._tokens = _Bucket(tokens_per_minute, float(cap), now)
+        if requests_per_minute is not None and request_cap is not None:
+            self._requests = _Bucket(requests_per_minute, request_cap, now)
+        if tokens_per_minute is not None and token_cap is not None:
+            self._tokens = _Bucket(tokens_per_minute, token_cap, now)
         self._unlimited = self._requests is None and self._tokens is None
 
     # -- reservation ----------------------------------------------------------------------
@@ -196,62 +216,38 @@ class RateLimiter:
         The share is taken at once (possibly into debt) and the lock is released before
         returning: the caller waits on its own, or gives the share back with
         :meth:`refund` if it gives up. A token-less reservation (``tokens=0``) does not
-        wait for the token bucket.
+        wait for the token bucket. With ``max_wait_s`` set, a wait longer than that
+        raises RateLimitExceededError and takes nothing.
         """
         if tokens:
-            _check_tokens("tokens", tokens)
+            check_tokens("tokens", tokens)
         if self._unlimited:
             return 0.0
         wait = 0.0
         with self._lock:
             now = self._clock()
-            bucket = self._requests
-            if bucket is not None:
-                bucket.refill(now)
-                wait = bucket.take(1)
-            bucket = self._tokens
-            if bucket is not None and tokens:
-                bucket.refill(now)
-                w = bucket.take(tokens)
+            req, tok = self._requests, self._tokens
+            if tok is not None and not tokens:
+                tok = None
+            if req is not None:
+                req.refill(now)
+                wait = req.wait_for(1)
+            if tok is not None:
+                tok.refill(now)
+                w = tok.wait_for(tokens)
                 if w > wait:
                     wait = w
+            if self.max_wait_s is not None and wait > self.max_wait_s:
+                raise RateLimitExceededError(self.name, wait)
+            if req is not None:
+                req.level -= 1
+            if tok is not None:
+                tok.level -= tokens
         return wait
 
-    def acquire(self, tokens: int = 0) -> float:
-        """Reserve (see :meth:`reserve`) and sleep the wait outside the lock; the seconds waited.
-
-        If the sleep is interrupted (an exception), the reservation is given back.
-        """
-        wait = self.reserve(tokens)
-        if wait > 0:
-            self._waiters(1)
-            try:
-                self._sleep(wait)
-            except BaseException:
-                self._give_back(tokens)
-                raise
-            finally:
-                self._waiters(-1)
-        return wait
-
-    async def acquire_async(self, tokens: int = 0) -> float:
-        """Like :meth:`acquire`, sleeping with ``asyncio.sleep``; a cancelled wait gives back
-        the reservation."""
-        wait = self.reserve(tokens)
-        if wait > 0:
-            self._waiters(1)
-            try:
-                await self._async_sleep(wait)
-            except BaseException:
-                self._give_back(tokens)
-                raise
-            finally:
-                self._waiters(-1)
-        return wait
-
-    def _waiters(self, delta: int) -> None:
-        with self._lock:
-            self._waiting += delta
+    async def reserve_async(self, tokens: int = 0) -> float:
+        """:meth:`reserve` (no I/O: it never blocks the event loop)."""
+        return self.reserve(tokens)
 
     def _give_back(self, tokens: int) -> None:
         with self._lock:
@@ -269,8 +265,8 @@ class RateLimiter:
 
         The bucket never exceeds its capacity.
         """
-        _check_tokens("tokens", tokens)
-        _check_tokens("requests", requests)
+        check_tokens("tokens", tokens)
+        check_tokens("requests", requests)
         with self._lock:
             now = self._clock()
             if self._tokens is not None and tokens:
@@ -286,8 +282,8 @@ class RateLimiter:
         Using more than estimated takes the difference (possibly into debt, which
         later callers wait for); using less refunds it.
         """
-        _check_tokens("estimated", estimated)
-        _check_tokens("actual", actual)
+        check_tokens("estimated", estimated)
+        check_tokens("actual", actual)
         delta = actual - estimated
         if delta == 0 or self._tokens is None:
             return

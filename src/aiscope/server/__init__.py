@@ -6,9 +6,18 @@ a database and :func:`create_app` builds the ASGI app over it.
 
 from __future__ import annotations
 
-from aiscope.server.app import Settings, create_app, is_loopback
+from aiscope.server.app import create_app
 from aiscope.server.auth import ProjectKeys, create_project
-from aiscope.server.run import DEFAULT_DB, DEFAULT_PORT, open_database, serve
+from aiscope.server.deps import is_loopback
+from aiscope.server.run import (
+    DEFAULT_DB,
+    DEFAULT_PORT,
+    notifiers_from,
+    open_database,
+    open_ledger,
+    serve,
+)
+from aiscope.server.settings import Settings
 
 __all__ = [
     "DEFAULT_DB",
@@ -18,6 +27,8 @@ __all__ = [
     "create_app",
     "create_project",
     "is_loopback",
+    "notifiers_from",
     "open_database",
+    "open_ledger",
     "serve",
 ]

@@ -11,6 +11,7 @@ trace/span id or request id; ``model`` ``unknown`` when no call matches).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -18,19 +19,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, union_all
+from sqlalchemy import Engine, and_, delete, func, insert, select, union_all, update
 
 from aiscope import sketch
-from aiscope.alerts import AlertEvaluator, AlertRule, rule_from_dict, rule_to_dict
+from aiscope.alerts import (
+    AlertEvaluator,
+    AlertEvent,
+    AlertRule,
+    Delivery,
+    Notifier,
+    rule_from_dict,
+    rule_to_dict,
+)
+from aiscope.alerts.rules import format_duration
 from aiscope.alerts.window import WindowStats, WindowStore
+from aiscope.cost.ledger import Ledger
 from aiscope.server import budgets
+from aiscope.server.background import repeat
 from aiscope.server.budgets import conflicts
-from aiscope.server.db import write_lock
+from aiscope.server.db import upsert_insert, write_lock
+from aiscope.server.leases import Lease
 from aiscope.server.queries import rollup_range
-from aiscope.server.tables import alert_rules, calls, feedback, rollups
+from aiscope.server.tables import alert_rules, alert_states, calls, feedback, rollups
 
 log = logging.getLogger("aiscope.server.alerts")
 MAX_RULES = 200
+#: longest label set (canonical JSON) an alert's stored state may have
+MAX_LABELS_CHARS = 2048
 
 
 #: the model of feedback that names no stored call
@@ -189,6 +204,7 @@ def save_rule(engine: Engine, project_id: str, rule: AlertRule) -> None:
                 "created_ts": time.time(),
             },
         )
+        _start_over(conn, project_id, rule.name)
 
 
 def remove_rule(engine: Engine, project_id: str, name: str) -> bool:
@@ -199,7 +215,17 @@ def remove_rule(engine: Engine, project_id: str, name: str) -> bool:
                 alert_rules.c.project_id == project_id, alert_rules.c.name == name
             )
         ).rowcount
+        _start_over(conn, project_id, name)
     return bool(n)
+
+
+def _start_over(conn: Any, project_id: str, name: str) -> None:
+    """A replaced or deleted rule's pending alerts start over; its firing ones stay
+    until the next evaluation resolves them (and notifies that)."""
+    s = alert_states
+    conn.execute(
+        delete(s).where(s.c.project_id == project_id, s.c.rule == name, s.c.state == "pending")
+    )
 
 
 def load_rules(engine: Engine, project_id: str) -> list[dict[str, Any]]:
@@ -217,7 +243,8 @@ def load_rules(engine: Engine, project_id: str) -> list[dict[str, Any]]:
 @dataclass
 class _Project:
     rules: list[dict[str, Any]]
-    evaluator: AlertEvaluator
+    #: one evaluator per rule: a rule that fails to evaluate does not stop the others
+    evaluators: list[AlertEvaluator]
     evaluated_at: float = 0.0
 
 
@@ -232,20 +259,74 @@ def _readable(rules: list[dict[str, Any]], project_id: str) -> list[AlertRule]:
     return out
 
 
-class AlertService:
-    """One evaluator per project, rebuilt when its rules change (pending alerts start
-    over then); :meth:`run` evaluates every project in a background thread."""
+def _labels_key(labels: Mapping[str, str]) -> str:
+    return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    def __init__(self, engine: Engine, interval_s: float = 15.0) -> None:
+
+def _event(
+    rule: AlertRule, row: Any, state: str, t: float, value: float | None, renotify: bool = False
+) -> AlertEvent:
+    return AlertEvent(
+        rule=rule.name,
+        severity=rule.severity,
+        state=state,  # type: ignore[arg-type]
+        labels=json.loads(row.labels),
+        value=value,
+        threshold=float(rule.threshold),
+        comparison=rule.comparison,
+        signal=rule.signal_name,
+        window="day (UTC)" if rule.daily else format_duration(rule.window_s),
+        description=rule.description,
+        started_at=row.since_ts,
+        at=t,
+        renotify=renotify,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """An ``alert_states`` row as the evaluation reads it."""
+
+    id: int | None
+    labels: str
+    state: str
+    since_ts: float
+    notified_ts: float | None
+
+
+class AlertService:
+    """Evaluates the stored rules on the stored rollups, keeping each alert's state
+    (pending, firing, when last notified) in the ``alert_states`` table, and sends every
+    change (firing, re-notified after the cooldown, resolved) to ``notifiers`` through
+    the SDK's :class:`~aiscope.alerts.Delivery` (background threads, retried: a slow
+    receiver never holds up evaluation or ingest).
+
+    Only the holder of the ``alerts`` lease (one replica at a time, see
+    :class:`~aiscope.server.leases.Lease`) evaluates; every state change is a
+    compare-and-set on its row, and only the replica whose change took notifies, so N
+    replicas on one database notify each change once.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        interval_s: float = 15.0,
+        *,
+        notifiers: Sequence[Notifier] = (),
+        lease_s: float = 60.0,
+        owner: str | None = None,
+        ledger: Ledger | None = None,
+    ) -> None:
         self.engine = engine
+        self.ledger = ledger
         self.interval_s = interval_s
+        self.lease = Lease(engine, "alerts", lease_s, owner)
+        self.deliveries = [Delivery(n) for n in notifiers]
         self._projects: dict[str, _Project] = {}
         self._lock = threading.Lock()
         self.errors = 0
 
-    def evaluate(self, project_id: str, max_age_s: float = 0.0) -> AlertEvaluator | None:
-        """Evaluate the project's rules now (unless done less than ``max_age_s`` ago);
-        its evaluator, or None when it has no rules."""
+    def _project(self, project_id: str) -> _Project | None:
         rules = load_rules(self.engine, project_id)
         with self._lock:
             p = self._projects.get(project_id)
@@ -254,59 +335,179 @@ class AlertService:
                 return None
             if p is None or p.rules != rules:
                 store = RollupWindows(self.engine, project_id)
-                evaluator = AlertEvaluator(_readable(rules, project_id), store=store)
-                p = self._projects[project_id] = _Project(rules, evaluator)
-            now = time.time()
-            if now - p.evaluated_at >= max_age_s:
-                p.evaluator.evaluate(now)
-                p.evaluated_at = now
-            return p.evaluator
+                evaluators = [
+                    AlertEvaluator([r], store=store) for r in _readable(rules, project_id)
+                ]
+                p = self._projects[project_id] = _Project(rules, evaluators)
+            return p
+
+    def evaluate(self, project_id: str, max_age_s: float = 0.0) -> list[AlertEvent]:
+        """Evaluate the project's rules now (unless done less than ``max_age_s`` ago),
+        store the states, and notify what changed; the events this call produced."""
+        p = self._project(project_id)
+        now = time.time()
+        if p is not None and now - p.evaluated_at < max_age_s:
+            return []
+        rules: dict[str, AlertRule] = {}
+        held: dict[str, dict[str, float | None]] = {}
+        for evaluator in [] if p is None else p.evaluators:
+            (rule,) = evaluator.rules
+            try:
+                found = evaluator.check(now)
+            except Exception:
+                self.errors += 1
+                log.warning("alert rule %s failed to evaluate", rule.name, exc_info=True)
+                continue
+            rules[rule.name] = rule
+            held[rule.name] = {_labels_key(a.labels): a.value for a in found}
+        events = self._advance(project_id, rules, held, now)
+        if p is not None:
+            p.evaluated_at = now
+        for event in events:
+            for d in self.deliveries:
+                d.submit(event)
+        return events
+
+    def _advance(
+        self,
+        project_id: str,
+        rules: dict[str, AlertRule],
+        held: dict[str, dict[str, float | None]],
+        t: float,
+    ) -> list[AlertEvent]:
+        """Move the project's stored states one step; each change is a compare-and-set
+        (a row's state or notification time as read), so of two evaluators that read
+        the same row only one changes it, and only that one reports the event."""
+        s = alert_states
+        events: list[AlertEvent] = []
+        with self.engine.connect() as conn:
+            stored = conn.execute(select(s).where(s.c.project_id == project_id)).all()
+        by_rule: dict[str, dict[str, _Row]] = {}
+        for r in stored:
+            by_rule.setdefault(r.rule, {})[r.labels] = _Row(
+                r.id, r.labels, r.state, r.since_ts, r.notified_ts
+            )
+        ins = upsert_insert(self.engine)
+        with write_lock(self.engine), self.engine.begin() as conn:
+            for name, rule in rules.items():
+                rows = by_rule.pop(name, {})
+                for key, value in held[name].items():
+                    if len(key) > MAX_LABELS_CHARS:
+                        log.warning("alert %s: labels too long to store, skipped", name)
+                        continue
+                    row: _Row | None = rows.pop(key) if key in rows else None
+                    if row is None:  # starts to hold: pending, or firing at once
+                        fire = rule.for_s <= 0
+                        stmt = (
+                            ins(s)
+                            .values(
+                                project_id=project_id,
+                                rule=name,
+                                labels=key,
+                                state="firing" if fire else "pending",
+                                since_ts=t,
+                                notified_ts=t if fire else None,
+                                value=value,
+                                updated_ts=t,
+                            )
+                            .on_conflict_do_nothing()
+                            .returning(s.c.id)
+                        )
+                        if conn.execute(stmt).first() is not None and fire:
+                            new = _Row(None, key, "firing", t, t)
+                            events.append(_event(rule, new, "firing", t, value))
+                        continue
+                    same = and_(s.c.id == row.id, s.c.state == row.state)
+                    if row.state == "pending" and t - row.since_ts >= rule.for_s:
+                        n = conn.execute(
+                            update(s)
+                            .where(same)
+                            .values(state="firing", notified_ts=t, value=value, updated_ts=t)
+                        ).rowcount
+                        if n:
+                            events.append(_event(rule, row, "firing", t, value))
+                    elif row.state == "firing" and t - (row.notified_ts or 0.0) >= rule.cooldown_s:
+                        n = conn.execute(
+                            update(s)
+                            .where(same, s.c.notified_ts == row.notified_ts)
+                            .values(notified_ts=t, value=value, updated_ts=t)
+                        ).rowcount
+                        if n:
+                            events.append(_event(rule, row, "firing", t, value, renotify=True))
+                    else:
+                        conn.execute(update(s).where(same).values(value=value, updated_ts=t))
+                by_rule[name] = rows  # what no longer holds
+            for name, rows in by_rule.items():
+                # a rule deleted or replaced: its firing alerts resolve like the others
+                rule = rules.get(name) or _gone_rule(name)
+                for row in rows.values():
+                    n = conn.execute(
+                        delete(s).where(s.c.id == row.id, s.c.state == row.state)
+                    ).rowcount
+                    if n and row.state == "firing":
+                        events.append(_event(rule, row, "resolved", t, None))
+        return events
 
     def active(self, project_id: str, max_age_s: float = 1.0) -> list[dict[str, Any]]:
-        """The ``GET /api/alerts`` items: rules pending or firing, and budgets spent."""
+        """The ``GET /api/alerts`` items: rules pending or firing, and budgets spent.
+
+        The lease holder evaluates first (a replica that can take the lease takes it);
+        any other replica answers the states the holder stored."""
+        if self.lease.hold():
+            self.evaluate(project_id, max_age_s)
         out: list[dict[str, Any]] = []
-        evaluator = self.evaluate(project_id, max_age_s)
-        if evaluator is not None:
-            by_name = {r.name: r for r in evaluator.rules}
-            for a in evaluator.active():
-                rule = by_name[a.rule]
-                labels = " ".join(f"{k}={v}" for k, v in a.labels.items())
-                value = "no data" if a.value is None else f"{a.value:.6g}"
-                window = "the UTC day" if rule.daily else f"the last {rule.window}"
-                out.append(
-                    {
-                        "name": a.rule,
-                        "severity": a.severity,
-                        "state": a.state,
-                        "since": a.active_since,
-                        "value": a.value,
-                        "labels": a.labels,
-                        "summary": f"{rule.signal_name} {value} {rule.comparison} "
-                        f"{rule.threshold:g} over {window}" + (f" ({labels})" if labels else ""),
-                    }
-                )
+        by_name = {r.name: r for r in _readable(load_rules(self.engine, project_id), project_id)}
+        s = alert_states
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(s).where(s.c.project_id == project_id).order_by(s.c.rule, s.c.labels)
+            ).all()
+        for a in rows:
+            rule = by_name.get(a.rule)
+            if rule is None:
+                continue
+            labels = json.loads(a.labels)
+            where = " ".join(f"{k}={v}" for k, v in labels.items())
+            value = "no data" if a.value is None else f"{a.value:.6g}"
+            window = "the UTC day" if rule.daily else f"the last {rule.window}"
+            out.append(
+                {
+                    "name": a.rule,
+                    "severity": rule.severity,
+                    "state": a.state,
+                    "since": a.since_ts,
+                    "value": a.value,
+                    "labels": labels,
+                    "summary": f"{rule.signal_name} {value} {rule.comparison} "
+                    f"{rule.threshold:g} over {window}" + (f" ({where})" if where else ""),
+                }
+            )
         for b in budgets.load(self.engine, project_id):
-            s = budgets.status(self.engine, project_id, b)
-            if s["exceeded"]:
+            st = budgets.status(self.engine, project_id, b, ledger=self.ledger)
+            if st["exceeded"]:
                 out.append(
                     {
                         "name": f"budget_{b.budget.name}",
                         "severity": "critical" if b.mode == "block" else "warning",
                         "state": "firing",
-                        "since": s["period_start"],
-                        "value": s["spent_usd"],
+                        "since": st["period_start"],
+                        "value": st["spent_usd"],
                         "labels": dict(b.scope),
-                        "summary": f"budget {b.budget.name!r} ({s['period_label']}): spent "
-                        f"${s['spent_usd']:.4f} of ${s['limit_usd']:.4f}",
+                        "summary": f"budget {b.budget.name!r} ({st['period_label']}): spent "
+                        f"${st['spent_usd']:.4f} of ${st['limit_usd']:.4f}",
                     }
                 )
         return out
 
     def evaluate_all(self) -> None:
-        """Evaluate every project that has rules (the background loop's step)."""
+        """If this replica holds (or can take) the lease, evaluate every project that
+        has rules or stored alerts (the background loop's step)."""
+        if not self.lease.hold():
+            return
         with self.engine.connect() as conn:
-            projects = [r[0] for r in conn.execute(select(alert_rules.c.project_id).distinct())]
-        for project_id in projects:
+            projects = {r[0] for r in conn.execute(select(alert_rules.c.project_id).distinct())}
+            projects |= {r[0] for r in conn.execute(select(alert_states.c.project_id).distinct())}
+        for project_id in sorted(projects):
             try:
                 self.evaluate(project_id)
             except Exception:  # one project's failure must not stop the others
@@ -315,9 +516,26 @@ class AlertService:
 
     def run(self, stop: threading.Event) -> None:
         """Evaluate every ``interval_s`` until ``stop`` is set."""
-        while not stop.wait(self.interval_s):
-            try:
-                self.evaluate_all()
-            except Exception:
-                self.errors += 1
-                log.warning("alert evaluation failed", exc_info=True)
+        repeat(self._evaluate_all_counted, self.interval_s, stop, "alert evaluation")
+
+    def _evaluate_all_counted(self) -> None:
+        try:
+            self.evaluate_all()
+        except Exception:
+            self.errors += 1
+            raise
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Give the lease up and deliver what is queued (within ``timeout_s`` in all)."""
+        try:
+            self.lease.release()
+        except Exception:
+            log.warning("releasing the alerts lease failed", exc_info=True)
+        deadline = time.monotonic() + timeout_s
+        for d in self.deliveries:
+            d.close(max(0.0, deadline - time.monotonic()))
+
+
+def _gone_rule(name: str) -> AlertRule:
+    """A stand-in for a deleted rule, to word the resolve of its last firing alert."""
+    return AlertRule(name=name, severity="info", signal="requests", comparison=">", threshold=0)

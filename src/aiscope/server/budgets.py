@@ -19,6 +19,8 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from aiscope.cost.budget import Budget, BudgetStatus, Window, period_bounds
+from aiscope.cost.ledger import Ledger
+from aiscope.cost.tracker import CostTracker
 from aiscope.server.db import write_lock
 from aiscope.server.genai import text
 from aiscope.server.queries import rollup_range
@@ -155,18 +157,40 @@ def spent(
 
 
 def status(
-    engine: Engine, project_id: str, b: ServerBudget, now: float | None = None
+    engine: Engine,
+    project_id: str,
+    b: ServerBudget,
+    now: float | None = None,
+    ledger: Ledger | None = None,
 ) -> dict[str, Any]:
-    """The budget's state in its current period (the ``GET /api/budgets`` item)."""
+    """The budget's state in its current period (the ``GET /api/budgets`` item).
+
+    ``recorded_usd`` is what the stored calls matching the scope cost (rollups). With a
+    ``ledger`` (the one the applications' ``CostTracker`` budgets use), an unscoped
+    budget reads the SDK budget of the same name and window from it: ``spent_usd`` is
+    the ledger's live spend and ``reserved_usd`` what calls in flight hold now
+    (``source`` says which; a ledger that cannot be reached is named in ``ledger_error``
+    and the rollups answer)."""
     t = time.time() if now is None else now
     label, start, _end = period_bounds(b.budget.window, t)
     cost, unpriced = spent(engine, project_id, b.scope, start if start > 0 else None, None)
-    s = BudgetStatus(b.budget.name, b.budget.window, label, b.budget.limit_usd, cost, 0.0)
+    spent_usd, reserved, source, error = cost, None, "rollups", None
+    if ledger is not None and not b.scope:
+        live = live_status(b.budget, ledger)
+        if live.spent_usd == live.spent_usd:  # NaN: the ledger is unreachable
+            spent_usd, reserved, source = live.spent_usd, live.reserved_usd, "ledger"
+        else:
+            error = f"the ledger ({type(ledger).__name__}) is unreachable"
+    s = BudgetStatus(b.budget.name, b.budget.window, label, b.budget.limit_usd, spent_usd, 0.0)
     return {
         "name": s.name,
         "limit_usd": s.limit_usd,
         "spent_usd": s.spent_usd,
         "remaining_usd": s.remaining_usd,
+        "reserved_usd": reserved,
+        "recorded_usd": cost,
+        "source": source,
+        "ledger_error": error,
         "period": b.period,
         "period_label": s.period,
         "period_start": start,
@@ -175,3 +199,11 @@ def status(
         "exceeded": s.spent_usd >= s.limit_usd,
         "unpriced_calls": unpriced,
     }
+
+
+def live_status(budget: Budget, ledger: Ledger) -> BudgetStatus:
+    """``budget``'s current period as the applications' ledger holds it: read by the
+    SDK's own :class:`~aiscope.cost.CostTracker`, so the key is the one they charge
+    (spend and reservations are NaN while the ledger is unreachable)."""
+    (live,) = CostTracker(budgets=[budget], ledger=ledger).budget_statuses()
+    return live

@@ -100,3 +100,29 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def upsert_insert(engine: Engine) -> Any:
+    """The dialect's ``insert`` (SQLite's or PostgreSQL's), which has
+    ``on_conflict_do_nothing``/``on_conflict_do_update`` and ``returning``."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
+
+
+def db_now(engine: Engine) -> Any:
+    """Now in Unix seconds as the database sees it (PostgreSQL's clock, so replicas on
+    machines whose clocks differ agree), or this process's on SQLite (one machine)."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy import func
+
+        return func.extract("epoch", func.clock_timestamp())
+    import time
+
+    from sqlalchemy import literal
+
+    return literal(time.time())

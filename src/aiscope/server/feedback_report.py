@@ -8,13 +8,11 @@ in the per-name figures and the time series only.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
 from sqlalchemy import Engine, Integer, cast, func, select
 
 from aiscope.server.alerting import UNMATCHED, feedback_labels
-from aiscope.server.app import End, Reader, Start
 from aiscope.server.tables import feedback
 from aiscope.server.timeseries import Grid, grid
 
@@ -139,24 +137,3 @@ def _bucket(engine: Engine, g: Grid) -> Any:
     x = (feedback.c.created_ts - g.first) / g.step
     # PostgreSQL's cast to integer rounds; SQLite's truncates (a floor, as x >= 0)
     return func.floor(x) if engine.dialect.name == "postgresql" else cast(x, Integer)
-
-
-router = APIRouter()
-
-
-@router.get("/api/feedback")
-def list_feedback(
-    request: Request,
-    who: Reader,
-    start: Start = None,
-    end: End = None,
-    name: Annotated[str | None, Query(max_length=128)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_ITEMS)] = 100,
-    step: Annotated[
-        int | None, Query(ge=60, description="bucket size in seconds, a multiple of 60")
-    ] = None,
-) -> dict[str, Any]:
-    """Feedback given in the range (default: the last hour), newest first, with average
-    scores per name, per model, per feature and over time (the dashboard's quality row)."""
-    engine: Engine = request.app.state.settings.engine
-    return report(engine, who.project_id, start=start, end=end, name=name, limit=limit, step=step)

@@ -194,3 +194,32 @@ alert_rules = Table(
     Column("created_ts", Float, nullable=False),
     Index("ux_alert_rules_project_name", "project_id", "name", unique=True),
 )
+
+# The state of each (project, rule, label set) whose condition holds: pending until the
+# rule's ``for`` elapsed, then firing (``notified_ts``: when last notified, for the
+# cooldown); its row is deleted when it resolves. Kept in the store, not in a replica's
+# memory, so whichever replica evaluates next carries on where the last one stopped.
+alert_states = Table(
+    "alert_states",
+    metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("project_id", String(64), nullable=False),
+    Column("rule", String(128), nullable=False),
+    Column("labels", String(2048), nullable=False),  # canonical JSON of the label set
+    Column("state", String(8), nullable=False),  # "pending" or "firing"
+    Column("since_ts", Float, nullable=False),
+    Column("notified_ts", Float),
+    Column("value", Float),
+    Column("updated_ts", Float, nullable=False),
+    Index("ux_alert_states_project_rule_labels", "project_id", "rule", "labels", unique=True),
+)
+
+# Leases on background work only one replica may do at a time (alert evaluation): the
+# row names the owner and when its lease ends; another replica takes it only after.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_ts", Float, nullable=False),
+)

@@ -15,13 +15,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
 from sqlalchemy import ColumnElement, Engine, Text, cast, select
 
 from aiscope import sketch
-from aiscope.server.app import End, Reader, Start
 from aiscope.server.db import json_loads
 from aiscope.server.queries import minute_bounds, rollup_range
 from aiscope.server.rollup import RESOLUTIONS
@@ -293,44 +291,3 @@ def _bins(value: str | dict[str, int]) -> dict[str, int]:
 
 def _key(row: Any) -> str:
     return str(row.key) if "key" in row._mapping else "all"
-
-
-router = APIRouter()
-
-
-@router.get("/api/timeseries")
-def timeseries(
-    request: Request,
-    who: Reader,
-    metric: Metric = "cost",
-    group_by: SeriesGroup = "model",
-    start: Start = None,
-    end: End = None,
-    step: Annotated[
-        int | None, Query(ge=60, description="bucket size in seconds, a multiple of 60")
-    ] = None,
-    q: Annotated[
-        list[float] | None,
-        Query(description=f"quantiles in [0, 1], at most {sketch.MAX_QUANTILES}"),
-    ] = None,
-    limit: Annotated[
-        int, Query(ge=1, le=MAX_SERIES, description="most series answered (the largest)")
-    ] = MAX_SERIES,
-) -> dict[str, Any]:
-    """A metric per time bucket and per model/provider/feature/team/token type (rollups).
-
-    Without ``start``/``end`` the last hour; without ``step`` a round step giving at
-    most about 120 buckets.
-    """
-    engine: Engine = request.app.state.settings.engine
-    return series(
-        engine,
-        who.project_id,
-        metric,
-        group_by=group_by,
-        start=start,
-        end=end,
-        step=step,
-        quantiles=q or (0.5, 0.95, 0.99),
-        limit=limit,
-    )

@@ -256,6 +256,7 @@
       { label: "Limit", key: "limit", num: true, get: (b) => usd(b.limit_usd) },
       { label: "Spent", key: "spent", num: true, get: (b) => usd(b.spent_usd) },
       { label: "Remaining", key: "remaining", num: true, get: (b) => usd(b.remaining_usd) },
+      { label: "Reserved now", key: "reserved", num: true, get: (b) => (b.reserved_usd == null ? "—" : usd(b.reserved_usd)) },
       { label: "Used", key: "used", num: true, get: (b) => (b.limit_usd ? pct(b.spent_usd / b.limit_usd) : "—") },
     ], budgets, { id: "budgets-table" });
   }

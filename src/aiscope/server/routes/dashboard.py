@@ -37,14 +37,14 @@ HEADERS = {
 @cache
 def asset(name: str) -> bytes:
     """The bytes of a shipped file (read once)."""
-    return (resources.files(__package__) / "static" / name).read_bytes()
+    return (resources.files("aiscope.server.web") / "static" / name).read_bytes()
 
 
 def _serve(name: str) -> Response:
     return Response(asset(name), media_type=FILES[name], headers=HEADERS)
 
 
-router = APIRouter()
+router = APIRouter(tags=["dashboard"])
 
 
 @router.get("/", include_in_schema=False)

@@ -14,10 +14,9 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, HTTPException, Request
 
-from aiscope.cost.pricing import default_pricing
 from aiscope.record_json import record_from_json
 from aiscope.server import ingest, records
-from aiscope.server.app import Ingester, Settings, decode_slot, read_body
+from aiscope.server.deps import AppSettings, Ingester, Prices, Writer, decode_slot, read_body
 from aiscope.server.writer import commit
 
 MAX_CALLS = 10_000
@@ -63,13 +62,13 @@ def parse_calls(body: bytes) -> list[Any]:
         }
     },
 )
-async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
+async def ingest_calls(
+    request: Request, who: Ingester, settings: AppSettings, pricing: Prices, writer: Writer
+) -> dict[str, int]:
     """aiscope CallRecords (JSON), stored like OTLP GenAI spans; answered after commit."""
-    settings: Settings = request.app.state.settings
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":  # a form or text/plain post is no record (nor CSRF)
         raise HTTPException(415, f"Content-Type must be application/json, got {ctype!r}")
-    pricing = settings.pricing or default_pricing()
     body = await read_body(request, settings.max_body_bytes)
     slot = decode_slot(request)  # taken after the read: a slow sender holds none
 
@@ -80,5 +79,5 @@ async def ingest_calls(request: Request, who: Ingester) -> dict[str, int]:
 
     accepted, batch = await anyio.to_thread.run_sync(decode)
     # the same group commit as OTLP ingest: answered only after the commit holding it
-    await commit(request.app.state.writer, batch)
+    await commit(writer, batch)
     return {"accepted": accepted}
