@@ -1,4 +1,4 @@
 """The web dashboard: a static page (own JS and CSS, no CDN) over the query API."""
 
-# the page and its routes live in aiscope.server.web.routes (mounted by the server app)
+# the page is served by aiscope.server.routes.dashboard; this package holds its files
 __all__: list[str] = []
