@@ -5,15 +5,16 @@ retry before the first byte, and exactly one record per stream in every case."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
-from aiscope import CallRecord, CostTracker, MetricsCollector
+from aiscope import CallRecord, CostTracker, MetricsCollector, PendingCall, SinkBase
 from aiscope.client import AiClient, StreamInterruptedError, StreamProtocolError
 from aiscope.client.streaming import StreamEvent
 from aiscope.resilience import CircuitState, RetryPolicy
+from aiscope.sink import STAGE_START
 from aiscope.testing import MockProvider
 
 MODES = ["sync", "async"]
@@ -177,19 +178,19 @@ def test_sync_stream_keeps_one_connection_and_needs_no_event_loop(mock: MockProv
     assert [r.status for r in sink.records] == ["ok"] * 4
 
 
-class SpanNames:
-    """A tracer sink with the ``span(name)`` hook the client's stages open."""
+class SpanNames(SinkBase):
+    """A sink that takes the STAGE_START events the client's stages report."""
+
+    events = frozenset((STAGE_START,))
 
     def __init__(self) -> None:
         self.names: list[str] = []
 
+    def on_event(self, call: PendingCall | None, event: str, data: Mapping[str, Any]) -> None:
+        self.names.append(data["name"])
+
     def on_record(self, record: CallRecord) -> None:
         self.names.append("record")
-
-    @contextmanager
-    def span(self, name: str) -> Iterator[None]:
-        self.names.append(name)
-        yield
 
 
 def test_stages_open_spans_when_a_tracer_is_set(mock: MockProvider) -> None:

@@ -29,7 +29,6 @@ PENDING: dict[str, str] = {
     "aiscope.client": "one call lifecycle (issue 13 item 1)",
     "aiscope.instrument": "one call lifecycle (issue 13 item 1)",
     "aiscope.capture": "one call lifecycle (issue 13 item 1)",
-    "aiscope.scope": "the sink contract (issue 13 item 2)",
     "aiscope.cost": "one model key, budgets (issue 13 item 2)",
 }
 

@@ -22,8 +22,6 @@ SINKS = (
     "server_exporter",
     "tracing",
 )
-#: (importer, imported) -> why it is still there; the list only shrinks
-PENDING = {("tracing", "logs"): "mask_secrets, for redaction in every adapter (issue 13 item 1)"}
 
 
 def _files(sink: str) -> list[Path]:
@@ -55,13 +53,6 @@ def test_a_sink_imports_no_other_sink(sink: str) -> None:
         (str(p.relative_to(SRC)), other)
         for p in _files(sink)
         for other in _sinks_imported(p)
-        if other != sink and (sink, other) not in PENDING
+        if other != sink
     }
     assert not imported, f"{sink} imports other sinks: {sorted(imported)}"
-
-
-@pytest.mark.parametrize(("importer", "imported"), sorted(PENDING))
-def test_pending_imports_are_still_there(importer: str, imported: str) -> None:
-    assert any(imported in _sinks_imported(p) for p in _files(importer)), (
-        f"{importer} no longer imports {imported}: remove the pair from PENDING"
-    )

@@ -69,12 +69,13 @@ if TYPE_CHECKING:
     from aiscope.scope import current_scope as current_scope
     from aiscope.scope import use_scope as use_scope
     from aiscope.server_exporter import ServerExporter as ServerExporter
+    from aiscope.sink import SinkBase as SinkBase
     from aiscope.tracing import ConsoleExporter as ConsoleExporter
     from aiscope.tracing import InMemoryExporter as InMemoryExporter
     from aiscope.tracing import LangfuseExporter as LangfuseExporter
     from aiscope.tracing import Tracer as Tracer
 
-__version__ = "0.1.0"
+from aiscope._version import __version__
 
 #: public name -> the module that defines it
 _LAZY: dict[str, str] = {
@@ -111,6 +112,7 @@ _LAZY: dict[str, str] = {
     "Pricing": "aiscope.cost",
     "SQLiteLedger": "aiscope.cost",
     "Scope": "aiscope.scope",
+    "SinkBase": "aiscope.sink",
     "ServerExporter": "aiscope.server_exporter",
     "TRACE": "aiscope.logs",
     "Tracer": "aiscope.tracing",
@@ -187,6 +189,7 @@ __all__ = [
     "SQLiteLedger",
     "Scope",
     "ServerExporter",
+    "SinkBase",
     "Tracer",
     "UnknownModelWarning",
     "Usage",

@@ -16,12 +16,12 @@ import functools
 import inspect
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from aiscope.context import current_operations, current_tags
 from aiscope.record import CallRecord, CallStats, Usage
 from aiscope.scope import PendingCall, Scope, current_scope
+from aiscope.sink import REQUEST, RESPONSE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,10 +78,9 @@ class LLMCall:
     __slots__ = (
         "_active_scope",
         "_clean",
-        "_ctx_tags",
         "_estimate_in",
         "_max_out",
-        "_operations",
+        "_messages",
         "_pending",
         "_scope",
         "_start",
@@ -115,6 +114,7 @@ class LLMCall:
         max_output_tokens: int | None = None,
         scope: Scope | None = None,
         usage_from: Callable[[Any], Mapping[str, int] | Usage] | None = None,
+        messages: Sequence[Mapping[str, Any]] | None = None,
         **tags: str,
     ) -> None:
         if not (type(model) is str and model and type(provider) is str and provider) or not (
@@ -137,6 +137,7 @@ class LLMCall:
         self._max_out = max_output_tokens
         self._scope = scope
         self._usage_from = usage_from
+        self._messages = messages
         self._tags = tags
         self._reset()
         self._clean = True  # just reset: the first __enter__ need not reset again
@@ -157,8 +158,6 @@ class LLMCall:
         self.streaming = False
         self.server_address: str | None = None
         self.server_port: int | None = None
-        self._ctx_tags: dict[str, str] = {}
-        self._operations: tuple[str, ...] = ()
 
     # -- what the block reports ---------------------------------------------------------
     def set_usage(
@@ -185,6 +184,27 @@ class LLMCall:
         if self._ttft is None:
             self._ttft = time.perf_counter() - self._t0
             self.streaming = True
+            if self._pending is not None:
+                self._pending.first_token(self._ttft)
+
+    @property
+    def captures_content(self) -> bool:
+        """True when a sink of the call's scope records prompts and completions (a
+        tracer with ``capture_content=True``): only then are they worth passing."""
+        return self._pending is not None and self._pending.captures_content
+
+    def set_input(self, messages: Sequence[Mapping[str, Any]]) -> None:
+        """The chat messages sent (``{"role": ..., "content": ...}``), recorded only
+        when the scope captures content (redacted and cut as its tracer says)."""
+        pending = self._pending
+        if pending is not None and pending.captures_content and messages:
+            pending.event(REQUEST, messages=list(messages))
+
+    def set_output(self, text: str | None, finish_reason: str | None = None) -> None:
+        """The answer's text, recorded only when the scope captures content."""
+        pending = self._pending
+        if pending is not None and pending.captures_content and text:
+            pending.event(RESPONSE, text=text, finish_reason=finish_reason)
 
     def set_response(
         self,
@@ -207,14 +227,16 @@ class LLMCall:
             self._reset()
         self._clean = False
         scope = self._scope or current_scope()
-        self._pending = scope.begin(self.model, self.provider, self._estimate_in, self._max_out)
+        # Attribution is taken where the call starts (by begin): a stream may end
+        # elsewhere (a consumer task, a garbage-collector finaliser) with other tags.
+        pending = self._pending = scope.begin(
+            self.model, self.provider, self._estimate_in, self._max_out, self.operation
+        )
         self._active_scope = scope
-        # Attribution is taken where the call starts: a stream may end elsewhere (a
-        # consumer task, a garbage-collector finaliser) where other tags are in force.
-        self._ctx_tags = current_tags()
-        self._operations = current_operations()
         self._start = time.time()
         self._t0 = time.perf_counter()
+        if self._messages is not None and pending.captures_content:
+            self.set_input(self._messages)
         return self
 
     def __exit__(
@@ -236,8 +258,7 @@ class LLMCall:
             status="ok" if exc_type is None else "error",
             error_type=None if exc_type is None else exc_type.__name__,
             usage=self._usage,
-            tags={**self._ctx_tags, **self._tags},
-            operations=self._operations,
+            tags=dict(self._tags) if self._tags else {},
             retry_count=self.retry_count,
             streaming=self.streaming,
             finish_reasons=self.finish_reasons,

@@ -16,10 +16,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from aiscope._fork import fork_safe_lock
 from aiscope.record import CallRecord
+
+if TYPE_CHECKING:
+    from aiscope.scope import Scope
 
 log = logging.getLogger("aiscope.feedback")
 
@@ -161,6 +164,12 @@ class FeedbackCollector:
         self.listener_errors = 0
 
     # -- the sink -------------------------------------------------------------------------
+    def attach(self, scope: Scope) -> None:
+        """Configured next to a MetricsCollector, a collector built without one (as the
+        seed builds it) feeds that collector's quality scores."""
+        if self.metrics is None and scope.metrics is not None:
+            self.metrics = scope.metrics
+
     def on_record(self, record: CallRecord) -> None:
         """Remember a finished call so later feedback on its request id is joined."""
         tags = record.tags

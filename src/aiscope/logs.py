@@ -12,42 +12,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
-from opentelemetry import trace
+from aiscope.masking import mask_secrets as mask_secrets  # its documented home is here too
+from aiscope.record import CallRecord
+from aiscope.sink import SinkBase
 
 #: Below DEBUG: individual stream frames and JSONPath matches.
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
-
-_SECRET = re.compile(
-    r"(?i)(bearer\s+|basic\s+|api[_-]?key[\"'=:\s]+|x-api-key[\"'=:\s]+|x-goog-api-key[\"'=:\s]+"
-    r"|key=|secret[_-]?key[\"'=:\s]+)"
-    r"([A-Za-z0-9_\-\.+/=]{6,})"
-)
-# Provider key shapes that are secret wherever they appear (OpenAI, Anthropic, Langfuse,
-# Google).
-_BARE_KEY = re.compile(r"\b(sk-(?:ant-|proj-|lf-)?|AIza)([A-Za-z0-9_\-]{8,})")
-
-
-def mask_secrets(text: str) -> str:
-    """Replace API keys and bearer tokens in ``text`` with a masked form."""
-    text = _SECRET.sub(lambda m: m.group(1) + _mask(m.group(2)), text)
-    return _BARE_KEY.sub(lambda m: m.group(1) + "****", text)
-
-
-def _mask(secret: str) -> str:
-    return secret[:3] + "…" + "*" * 4 if len(secret) > 8 else "****"
-
-
-def mask_headers(headers: dict[str, str]) -> dict[str, str]:
-    """A copy of request headers safe to log."""
-    sensitive = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
-    return {k: (_mask(v) if k.lower() in sensitive else v) for k, v in headers.items()}
 
 
 class TraceContextFilter(logging.Filter):
@@ -56,6 +32,8 @@ class TraceContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "trace_id", None):
             return True  # a call's summary carries its own call span's ids
+        from opentelemetry import trace  # loaded only once something logs through us
+
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             record.trace_id = format(ctx.trace_id, "032x")
@@ -64,6 +42,45 @@ class TraceContextFilter(logging.Filter):
             record.trace_id = ""
             record.span_id = ""
         return True
+
+
+#: one INFO line a call, whichever adapter captured it (AiClient, the SDK
+#: instrumentation, llm_call/record_call), with the call's own trace and span ids
+calls_log = logging.getLogger("aiscope.calls")
+
+
+_INFO = logging.INFO
+
+
+class CallLog(SinkBase):
+    """The logs sink: one INFO summary line a finished call in the ``aiscope.calls``
+    logger, carrying the call's ``trace_id``/``span_id`` (every Scope has one)."""
+
+    __slots__ = ("_enabled", "logger")
+
+    def __init__(self, logger: logging.Logger = calls_log) -> None:
+        self.logger = logger
+        self._enabled = logger.isEnabledFor  # bound once: this runs on every call
+
+    def on_record(self, record: CallRecord) -> None:
+        """Log ``record``'s summary when the logger is enabled for INFO."""
+        if not self._enabled(_INFO):
+            return
+        logger = self.logger
+        ids = {"trace_id": record.trace_id, "span_id": record.span_id} if record.trace_id else {}
+        logger.info(
+            "%s %s/%s status=%s latency=%.0fms tokens=%d/%d cost=%s retries=%d",
+            record.operation,
+            record.provider,
+            record.model,
+            record.status,
+            record.latency_s * 1e3,
+            record.usage.input_tokens,
+            record.usage.output_tokens,
+            "?" if record.cost_usd is None else f"${record.cost_usd:.6f}",
+            record.retry_count,
+            extra=ids,
+        )
 
 
 class SecretMaskingFilter(logging.Filter):
@@ -161,10 +178,10 @@ def _filters() -> Iterable[logging.Filter]:
 
 __all__ = [
     "TRACE",
+    "CallLog",
     "JsonFormatter",
     "SecretMaskingFilter",
     "TraceContextFilter",
     "configure_logging",
-    "mask_headers",
     "mask_secrets",
 ]

@@ -1,8 +1,10 @@
 """One AiClient call's bookkeeping, shared by the sync and async paths.
 
-A :class:`Call` is made per request: the compiled request, the budget reservation,
-the :class:`~aiscope.record.CallRecord` and, for a stream, the SSE decoder and what
-the stream has said so far. Retries, circuit-breaker outcomes, the mapping of frames
+A :class:`Call` is made per request: the compiled request, the call's lifecycle in
+the Scope (:class:`~aiscope.PendingCall`: budget reserved, span, events), the
+:class:`~aiscope.record.CallRecord` and, for a stream, the SSE decoder and what
+the stream has said so far. It sees the client only through a narrow
+:class:`CallContext`. Retries, circuit-breaker outcomes, the mapping of frames
 to events, time to first token and the one record at the end are decided here, so
 that ``AiClient``'s sync and async methods differ only in their I/O (send, read
 chunks, sleep, wait for the rate limiter)::
@@ -18,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, MutableMapping
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
+from aiscope.capture import estimate_tokens
 from aiscope.client.errors import (
     ERROR_TYPES,
     AiClientError,
@@ -33,15 +37,20 @@ from aiscope.client.errors import (
     StreamInterruptedError,
     TransportError,
 )
+from aiscope.client.manifest import ProviderManifest
 from aiscope.client.request import ChatRequest, CompiledRequest
 from aiscope.client.response import ChatResponse, estimate_usage
 from aiscope.client.streaming import EventMapper, SSEDecoder, StreamEvent, StreamState
 from aiscope.record import CallRecord
-from aiscope.resilience import CircuitPermit
-from aiscope.scope import PendingCall
-
-if TYPE_CHECKING:
-    from aiscope.client.client import AiClient
+from aiscope.resilience import (
+    CircuitBreaker,
+    CircuitPermit,
+    ErrorRateWindow,
+    RateLimiterLike,
+    RetryPolicy,
+)
+from aiscope.scope import PendingCall, Scope
+from aiscope.sink import RATE_LIMIT_WAIT, REQUEST, RESPONSE, RETRY
 
 log = logging.getLogger("aiscope.client")
 
@@ -49,6 +58,9 @@ log = logging.getLogger("aiscope.client")
 RETRYABLE = (ProviderError, TransportError)
 
 _TOKEN_EVENTS = ("text_delta", "tool_call_delta")
+
+#: The output tokens a budget reserves for a request that sets no max_tokens.
+DEFAULT_MAX_OUTPUT_ESTIMATE = 4096
 
 
 def breaker_outcome(permit: CircuitPermit, exc: BaseException | None) -> None:
@@ -64,6 +76,25 @@ def breaker_outcome(permit: CircuitPermit, exc: BaseException | None) -> None:
         permit.release()
 
 
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    """What a :class:`Call` needs of its client (made once per client)."""
+
+    model: str
+    #: the provider id of the manifest (the client's ``provider``)
+    provider: str
+    manifest: ProviderManifest
+    timeout: float
+    retry: RetryPolicy
+    breaker: CircuitBreaker
+    rate_limiter: RateLimiterLike | None
+    errors: ErrorRateWindow
+    #: compiles a request (``stream``) with its stages in the call's lifecycle
+    compile: Callable[[ChatRequest, bool, PendingCall], CompiledRequest]
+    #: the host and port the client sends to
+    server: Callable[[], tuple[str | None, int]]
+
+
 class Call:
     """One request from compilation to its emitted record (see the module docstring).
 
@@ -73,10 +104,11 @@ class Call:
 
     __slots__ = (
         "attempts",
-        "client",
         "compiled",
+        "ctx",
         "decoder",
         "delay",
+        "finished",
         "mapper",
         "pending",
         "permit",
@@ -89,21 +121,54 @@ class Call:
     )
 
     def __init__(
-        self, client: AiClient, req: ChatRequest, tags: dict[str, str], *, stream: bool
+        self,
+        ctx: CallContext,
+        scope: Scope,
+        req: ChatRequest,
+        tags: dict[str, str],
+        *,
+        stream: bool,
     ) -> None:
-        self.client = client
+        self.ctx = ctx
         self.req = req = ChatRequest(**{k: getattr(req, k) for k in req.__slots__})
-        req.model = client.model
+        req.model = ctx.model
         self.prompt = req.prompt_text()
+        manifest = ctx.manifest
+        max_out = (
+            req.max_tokens or manifest.defaults.get("max_tokens") or DEFAULT_MAX_OUTPUT_ESTIMATE
+        )
         # Reserve the budget first: a refused call sends nothing and records nothing.
-        self.pending: PendingCall | None = client._begin(req, self.prompt)
-        try:  # compiled under the call's span (when traced), so it is a stage of it
-            with client._traced(self.pending):
-                self.compiled: CompiledRequest = client._compile(req, stream=stream)
+        self.pending: PendingCall = scope.begin(
+            ctx.model, manifest.pricing_id, estimate_tokens(self.prompt), int(max_out)
+        )
+        self.finished = False
+        pending = self.pending
+        try:
+            if pending.listens(REQUEST):
+                pending.event(
+                    REQUEST,
+                    max_tokens=req.max_tokens,
+                    temperature=req.temperature,
+                    top_p=req.top_p,
+                    stop_sequences=req.stop,
+                    messages=req.messages if pending.captures_content else None,
+                )
+            # compiled under the call's span (when traced), so it is a stage of it
+            with pending.activate():
+                self.compiled: CompiledRequest = ctx.compile(req, stream, pending)
         except BaseException:
-            client.scope.abandon(self.pending)
+            pending.abandon()
             raise
-        self.record: CallRecord = client._new_record(tags, stream)
+        host, port = ctx.server()
+        self.record: CallRecord = CallRecord(
+            model=ctx.model,
+            provider=manifest.pricing_id,
+            operation="chat",
+            tags=dict(tags),
+            streaming=stream,
+            server_address=host,
+            server_port=port,
+        )
         self.response: ChatResponse | None = None
         self.permit: CircuitPermit | None = None  # a stream's, held until its end
         self.attempts = 0
@@ -111,7 +176,7 @@ class Call:
         self.state: StreamState | None = None
         if stream:
             self.state = StreamState()
-            self.mapper = EventMapper(client.manifest)
+            self.mapper = EventMapper(manifest)
             self.decoder = SSEDecoder()
         self.t0 = time.perf_counter()
 
@@ -127,25 +192,40 @@ class Call:
 
     def limiter_tokens(self) -> int:
         """Tokens the rate limiter takes up front: the prompt's estimate plus max_tokens."""
-        return self.client._estimate(self.prompt) + (self.req.max_tokens or 0)
+        return estimate_tokens(self.prompt) + (self.req.max_tokens or 0)
+
+    def waited(self, seconds: float) -> None:
+        """The call waited ``seconds`` for the rate limiter (reported when > 0)."""
+        if seconds > 0:
+            self.pending.event(RATE_LIMIT_WAIT, seconds=seconds)
+
+    def stage(self, name: str) -> Any:
+        """A named pipeline stage of the call (see :meth:`PendingCall.stage`)."""
+        return self.pending.stage(name)
+
+    def outgoing(self, headers: dict[str, str]) -> MutableMapping[str, str]:
+        """The request headers, with the W3C ``traceparent`` when the call is traced."""
+        if self.pending.span is None:
+            return headers
+        return self.pending.inject(dict(headers))
 
     def retry_delay(self, exc: AiClientError) -> float | None:
         """Seconds to wait before the next attempt, or None to give up."""
-        client = self.client
+        ctx = self.ctx
         status = getattr(exc, "status", None)
-        if not getattr(exc, "retryable", False) or not client.retry.should_retry(
+        if not getattr(exc, "retryable", False) or not ctx.retry.should_retry(
             self.attempts, status=status, exc=exc if status is None else None
         ):
             return None
-        delay = client.retry.delay_s(self.attempts, getattr(exc, "retry_after_s", None))
+        delay = ctx.retry.delay_s(self.attempts, getattr(exc, "retry_after_s", None))
         self.record.retry_count += 1
-        metrics = client.scope.metrics
-        if metrics is not None:
-            metrics.count_retry(client.model, client.manifest.pricing_id, type(exc).__name__)
+        self.pending.event(
+            RETRY, reason=type(exc).__name__, attempt=self.attempts + 1, delay_s=delay
+        )
         log.info(
             "retrying %s/%s after %s in %.2fs (attempt %d)",
-            client.provider,
-            client.model,
+            ctx.provider,
+            ctx.model,
             type(exc).__name__,
             delay,
             self.attempts + 1,
@@ -165,7 +245,7 @@ class Call:
 
     def reading(self) -> HttpErrors:
         """Around the reading of a stream's body: a broken connection is a cut stream."""
-        return HttpErrors(self.client.provider, self.client.timeout, body=True)
+        return HttpErrors(self.ctx.provider, self.ctx.timeout, body=True)
 
     def _map(self, frame: Any) -> list[StreamEvent]:
         state = self.state
@@ -175,34 +255,36 @@ class Call:
             err = state.error
             message = err.get("message") if isinstance(err, dict) else str(err)
             kind = err.get("type") if isinstance(err, dict) else None
-            manifest = self.client.manifest
+            manifest = self.ctx.manifest
             cls = ERROR_TYPES.get(manifest.errors_by_code.get(str(kind), ""), ServerError)
             raise cls(
                 f"error in stream: {message}",
-                provider=self.client.provider,
+                provider=self.ctx.provider,
                 code=str(kind) if kind else None,
             )
         if state.first_token_at is None:
             for ev in events:
                 if ev.kind in _TOKEN_EVENTS:
                     state.first_token_at = time.perf_counter()
-                    self.record.time_to_first_token_s = state.first_token_at - self.t0
+                    ttft = state.first_token_at - self.t0
+                    self.record.time_to_first_token_s = ttft
+                    self.pending.first_token(ttft)
                     break
         return events
 
     def end(self) -> list[StreamEvent]:
         """A complete stream's last events, ``usage`` and ``end`` (with the emitted stats);
         a stream that stopped without its end signal raises StreamInterruptedError."""
-        state, client = self.state, self.client
+        state, ctx = self.state, self.ctx
         assert state is not None
-        manifest = client.manifest
+        manifest = ctx.manifest
         has_end_signal = manifest.done_data is not None or any(
             r.emit == "end" for r in manifest.events
         )
         if not (state.done if has_end_signal else state.finish_reason is not None):
             raise StreamInterruptedError(
                 f"stream ended after {state.frames} frames without its end signal",
-                provider=client.provider,
+                provider=ctx.provider,
             )
         if self.permit is not None:
             breaker_outcome(self.permit, None)
@@ -228,7 +310,7 @@ class Call:
         if self.permit is not None:  # a stream's body failed or was abandoned
             breaker_outcome(self.permit, exc)
             self.permit = None
-        if self.pending is None:  # already recorded (a stream's end)
+        if self.finished:  # already recorded (a stream's end)
             return
         response = self.response
         state = self.state
@@ -237,17 +319,17 @@ class Call:
             if isinstance(exc, GeneratorExit):
                 # The consumer stopped early: record what was seen, as a call that worked.
                 exc = None
-                response = state.response(self.client.manifest, self.prompt, n)
+                response = state.response(self.ctx.manifest, self.prompt, n)
                 if not state.usage_values:
                     response.usage = estimate_usage(self.prompt, response.text, n)
                 response.finish_reason = response.finish_reason or "abandoned"
             elif exc is not None and state.frames:
-                response = state.response(self.client.manifest, self.prompt, n)
+                response = state.response(self.ctx.manifest, self.prompt, n)
         self._record(response, exc)
 
     def _record(self, response: ChatResponse | None, exc: BaseException | None) -> None:
-        record, client, pending = self.record, self.client, self.pending
-        self.pending = None
+        record, ctx, pending = self.record, self.ctx, self.pending
+        self.finished = True
         record.latency_s = time.perf_counter() - self.t0
         if response is not None:
             record.usage = response.usage
@@ -259,13 +341,16 @@ class Call:
         if exc is not None:
             record.status = "error"
             record.error_type = type(exc).__name__
-        elif response is not None and client.rate_limiter is not None:
+        elif response is not None and ctx.rate_limiter is not None:
             # The limiter took an estimate up front; correct it with what was really used.
-            client.rate_limiter.adjust(self.limiter_tokens(), response.usage.total_tokens)
-        client.errors.record(exc is None)
-        if pending is not None and pending.span is not None and response is not None:
-            client._trace_response(pending, response)
-        client._emit(record, pending)
+            ctx.rate_limiter.adjust(self.limiter_tokens(), response.usage.total_tokens)
+        ctx.errors.record(exc is None)
+        if response is not None and response.text and pending.captures_content:
+            pending.event(RESPONSE, text=response.text, finish_reason=response.finish_reason)
+        try:
+            pending.finish(record)
+        except (TypeError, ValueError):  # a malformed provider report must not break the call
+            log.exception("could not record call %s", record.request_id)
 
 
 class Attempt:
@@ -280,7 +365,7 @@ class Attempt:
         self.call = call
 
     def __enter__(self) -> Attempt:
-        self.permit = self.call.client.breaker.acquire()
+        self.permit = self.call.ctx.breaker.acquire()
         return self
 
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> bool:

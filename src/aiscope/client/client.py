@@ -20,13 +20,11 @@ import json
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import httpx
 
-from aiscope.capture import estimate_tokens
-from aiscope.client.call import Call, HttpErrors
+from aiscope.client.call import DEFAULT_MAX_OUTPUT_ESTIMATE, Call, CallContext, HttpErrors
 from aiscope.client.errors import (
     ERROR_TYPES,
     ConfigurationError,
@@ -45,7 +43,7 @@ from aiscope.client.request import (
 from aiscope.client.response import ChatResponse, parse_response
 from aiscope.client.streaming import StreamEvent
 from aiscope.cost.tracker import CostTracker
-from aiscope.logs import mask_headers
+from aiscope.masking import mask_headers
 from aiscope.metrics.collector import MetricsCollector
 from aiscope.record import CallRecord, CallStats
 from aiscope.resilience import (
@@ -61,11 +59,12 @@ from aiscope.resilience import (
     parse_retry_after,
 )
 from aiscope.scope import PendingCall, Scope, Sink, current_scope
+from aiscope.sink import CIRCUIT_TRANSITION, CIRCUIT_WATCH
 
 log = logging.getLogger("aiscope.client")
 
 #: Output tokens assumed for a budget estimate when the request sets no max_tokens.
-DEFAULT_MAX_OUTPUT_ESTIMATE = 4096
+__all__ = ["DEFAULT_MAX_OUTPUT_ESTIMATE", "AiClient", "AiClientBuilder", "ChatRequestBuilder"]
 
 PROVIDER_ALIASES = {"google": "gemini"}
 
@@ -139,9 +138,10 @@ class AiClient:
         self._metrics_hint = metrics
         self.breaker = circuit_breaker or CircuitBreaker(provider_id)
         self.breaker.add_listener(self._on_transition)
-        metrics_now = self.scope.metrics
-        if metrics_now is not None:  # its state is exported from the start, not from a change
-            metrics_now.watch_circuit(self.breaker, self.manifest.pricing_id)
+        # its state is exported from the start, not from a change
+        self.scope.event(
+            None, CIRCUIT_WATCH, {"provider": self.manifest.pricing_id, "breaker": self.breaker}
+        )
         if rate_limiter is not None and not isinstance(rate_limiter, RateLimiterLike):
             raise ConfigurationError(
                 "rate_limiter must be a RateLimiter or RedisRateLimiter (acquire, "
@@ -155,6 +155,18 @@ class AiClient:
         self._server_cache: tuple[str, str | None, int] | None = None
         self._sync_http: httpx.Client | None = None
         self._async_http: httpx.AsyncClient | None = None
+        self._call_context = CallContext(
+            model=self.model,
+            provider=provider_id,
+            manifest=self.manifest,
+            timeout=self.timeout,
+            retry=self.retry,
+            breaker=self.breaker,
+            rate_limiter=rate_limiter,
+            errors=self.errors,
+            compile=self._compile,
+            server=self._server,
+        )
         self.fallbacks = [
             AiClient(
                 spec,
@@ -223,11 +235,11 @@ class AiClient:
 
     def _on_transition(self, name: str, old: CircuitState, new: CircuitState) -> None:
         log.info("circuit %s: %s -> %s", name, old, new)
-        metrics = self.scope.metrics
-        if metrics is not None:
-            # the scope may have changed since the client was made: watch there too
-            metrics.watch_circuit(self.breaker, self.manifest.pricing_id)
-            metrics.circuit_transition(self.manifest.pricing_id, str(old), str(new))
+        self.scope.event(
+            None,
+            CIRCUIT_TRANSITION,
+            {"provider": self.manifest.pricing_id, "old": old, "new": new, "breaker": self.breaker},
+        )
 
     # -- plumbing -------------------------------------------------------------------------
     def _http_sync(self) -> httpx.Client:
@@ -271,49 +283,11 @@ class AiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _stage(self, name: str) -> AbstractContextManager[None]:
-        """A named pipeline stage: a span when a tracer is set, a DEBUG line with its time."""
-        if self.scope.tracer is None and not log.isEnabledFor(logging.DEBUG):
-            return _NO_STAGE  # the hot path: nothing would see the stage
-        return self._timed_stage(name)
+    def _call(self, req: ChatRequest, tags: dict[str, str], stream: bool) -> Call:
+        return Call(self._call_context, self.scope, req, tags, stream=stream)
 
-    @contextmanager
-    def _timed_stage(self, name: str) -> Iterator[None]:
-        tracer = self.scope.tracer
-        span_cm = getattr(tracer, "span", None) if tracer is not None else None
-        t0 = time.perf_counter()
-        if span_cm is not None:
-            with span_cm(name):
-                yield
-        else:
-            yield
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "stage %s provider=%s model=%s took %.3f ms",
-                name,
-                self.provider,
-                self.model,
-                (time.perf_counter() - t0) * 1e3,
-            )
-
-    def _traced(self, pending: PendingCall | None) -> AbstractContextManager[Any]:
-        """Make the call's span current (its stages become its children, its requests
-        carry its trace); nothing without a tracer."""
-        span = pending.span if pending is not None else None
-        if span is None:
-            return _NO_STAGE
-        activate = getattr(self.scope.tracer, "activate", None)
-        return activate(span) if activate is not None else _NO_STAGE
-
-    def _outgoing(self, headers: dict[str, str]) -> dict[str, str]:
-        """The request headers, with the W3C ``traceparent`` when a tracer is set."""
-        inject = getattr(self.scope.tracer, "inject", None)
-        if inject is None:
-            return headers
-        return inject(dict(headers))  # type: ignore[no-any-return]
-
-    def _compile(self, req: ChatRequest, stream: bool) -> CompiledRequest:
-        with self._stage("request_compilation"):
+    def _compile(self, req: ChatRequest, stream: bool, pending: PendingCall) -> CompiledRequest:
+        with pending.stage("request_compilation"):
             compiled = compile_request(
                 self.manifest,
                 req,
@@ -340,49 +314,6 @@ class AiClient:
             port = url.port or (443 if url.scheme == "https" else 80)
             cached = self._server_cache = (base, url.host or None, port)
         return cached[1], cached[2]
-
-    def _new_record(self, tags: dict[str, str], stream: bool) -> CallRecord:
-        host, port = self._server()
-        return CallRecord(
-            model=self.model,
-            provider=self.manifest.pricing_id,
-            operation="chat",
-            tags=dict(tags),
-            streaming=stream,
-            server_address=host,
-            server_port=port,
-        )
-
-    @staticmethod
-    def _estimate(prompt: str) -> int:
-        return estimate_tokens(prompt)
-
-    def _begin(self, req: ChatRequest, prompt: str) -> PendingCall:
-        max_out = (
-            req.max_tokens
-            or self.manifest.defaults.get("max_tokens")
-            or DEFAULT_MAX_OUTPUT_ESTIMATE
-        )
-        pending = self.scope.begin(
-            self.model, self.manifest.pricing_id, self._estimate(prompt), int(max_out)
-        )
-        describe = getattr(self.scope.tracer, "describe_request", None)
-        if pending.span is not None and describe is not None:
-            describe(
-                pending.span,
-                max_tokens=req.max_tokens,
-                temperature=req.temperature,
-                top_p=req.top_p,
-                stop_sequences=req.stop,
-                messages=req.messages,
-            )
-        return pending
-
-    def _trace_response(self, pending: PendingCall, response: ChatResponse) -> None:
-        """The completion on the call's span (the tracer keeps it only with capture_content)."""
-        describe = getattr(self.scope.tracer, "describe_response", None)
-        if describe is not None:
-            describe(pending.span, response.text, response.finish_reason)
 
     def _error_from(self, resp: httpx.Response, body: bytes) -> ProviderError:
         m = self.manifest
@@ -416,28 +347,14 @@ class AiClient:
             retry_after_s=retry_after,
         )
 
-    def _count_limiter_wait(self, waited: float) -> None:
-        if waited > 0:
-            metrics = self.scope.metrics
-            if metrics is not None:
-                metrics.rate_limit_wait(self.manifest.pricing_id, waited)
-
-    def _emit(self, record: CallRecord, pending: PendingCall | None) -> None:
-        try:
-            self.scope.emit(record, pending)
-        except (TypeError, ValueError):  # a malformed provider report must not break the call
-            log.exception("could not record call %s", record.request_id)
-
     def _chain(self) -> Iterator[tuple[AiClient, AiClient | None]]:
         """Each client to try (this one, then its fallbacks) with the one after it."""
         return zip((self, *self.fallbacks), (*self.fallbacks, None), strict=True)
 
-    def _parse(
-        self, resp: httpx.Response, body: bytes, prompt: str, messages: int = 1
-    ) -> ChatResponse:
+    def _parse(self, call: Call, resp: httpx.Response, body: bytes) -> ChatResponse:
         if resp.status_code >= 400:
             raise self._error_from(resp, body)
-        with self._stage("pipeline_processing"):
+        with call.stage("pipeline_processing"):
             try:
                 data = json.loads(body)
             except ValueError:
@@ -446,8 +363,8 @@ class AiClient:
                     provider=self.provider,
                     status=resp.status_code,
                 ) from None
-        with self._stage("event_mapping"):
-            parsed = parse_response(self.manifest, data, prompt, messages)
+        with call.stage("event_mapping"):
+            parsed = parse_response(self.manifest, data, call.prompt, len(call.req.messages))
         if self.manifest.request_id_header:
             parsed.request_id = resp.headers.get(self.manifest.request_id_header)
         return parsed
@@ -475,7 +392,7 @@ class AiClient:
     def _execute_one_sync(
         self, req: ChatRequest, tags: dict[str, str]
     ) -> tuple[ChatResponse, CallRecord]:
-        call = Call(self, req, tags, stream=False)
+        call = self._call(req, tags, False)
         with call, self.inflight.slot():
             while True:
                 with call.attempt():
@@ -485,19 +402,19 @@ class AiClient:
 
     def _limit_sync(self, call: Call) -> None:
         if self.rate_limiter is not None:
-            self._count_limiter_wait(self.rate_limiter.acquire(call.limiter_tokens()))
+            call.waited(self.rate_limiter.acquire(call.limiter_tokens()))
 
     def _send_sync(self, call: Call) -> ChatResponse:
         c = call.compiled
-        with self._traced(call.pending):
-            with self._stage("http_transport"), self._transport_errors:
-                resp = self._http_sync().post(c.url, json=c.body, headers=self._outgoing(c.headers))
-            return self._parse(resp, resp.content, call.prompt, len(call.req.messages))
+        with call.pending.activate():
+            with call.stage("http_transport"), self._transport_errors:
+                resp = self._http_sync().post(c.url, json=c.body, headers=call.outgoing(c.headers))
+            return self._parse(call, resp, resp.content)
 
     def _open_sync(self, call: Call) -> httpx.Response:
         http, c = self._http_sync(), call.compiled
-        with self._traced(call.pending), self._stage("http_transport"), self._transport_errors:
-            headers = self._outgoing(c.headers)
+        with call.pending.activate(), call.stage("http_transport"), self._transport_errors:
+            headers = call.outgoing(c.headers)
             request = http.build_request("POST", c.url, json=c.body, headers=headers)
             resp = http.send(request, stream=True)
         if resp.status_code >= 400:
@@ -508,7 +425,7 @@ class AiClient:
         return resp
 
     def _stream_sync(self, req: ChatRequest, tags: dict[str, str]) -> Iterator[StreamEvent]:
-        call = Call(self, req, tags, stream=True)
+        call = self._call(req, tags, True)
         with call, self.inflight.slot():
             while True:
                 with call.attempt():
@@ -541,7 +458,7 @@ class AiClient:
     async def _execute_one(
         self, req: ChatRequest, tags: dict[str, str]
     ) -> tuple[ChatResponse, CallRecord]:
-        call = Call(self, req, tags, stream=False)
+        call = self._call(req, tags, False)
         with call:
             async with self.inflight.aslot():
                 while True:
@@ -552,21 +469,21 @@ class AiClient:
 
     async def _limit_async(self, call: Call) -> None:
         if self.rate_limiter is not None:
-            self._count_limiter_wait(await self.rate_limiter.acquire_async(call.limiter_tokens()))
+            call.waited(await self.rate_limiter.acquire_async(call.limiter_tokens()))
 
     async def _send_async(self, call: Call) -> ChatResponse:
         c = call.compiled
-        with self._traced(call.pending):
-            with self._stage("http_transport"), self._transport_errors:
+        with call.pending.activate():
+            with call.stage("http_transport"), self._transport_errors:
                 resp = await self._http_async().post(
-                    c.url, json=c.body, headers=self._outgoing(c.headers)
+                    c.url, json=c.body, headers=call.outgoing(c.headers)
                 )
-            return self._parse(resp, resp.content, call.prompt, len(call.req.messages))
+            return self._parse(call, resp, resp.content)
 
     async def _open_async(self, call: Call) -> httpx.Response:
         http, c = self._http_async(), call.compiled
-        with self._traced(call.pending), self._stage("http_transport"), self._transport_errors:
-            headers = self._outgoing(c.headers)
+        with call.pending.activate(), call.stage("http_transport"), self._transport_errors:
+            headers = call.outgoing(c.headers)
             request = http.build_request("POST", c.url, json=c.body, headers=headers)
             resp = await http.send(request, stream=True)
         if resp.status_code >= 400:
@@ -579,7 +496,7 @@ class AiClient:
     async def _stream(
         self, req: ChatRequest, tags: dict[str, str]
     ) -> AsyncGenerator[StreamEvent, None]:
-        call = Call(self, req, tags, stream=True)
+        call = self._call(req, tags, True)
         with call:
             async with self.inflight.aslot():
                 while True:
@@ -603,8 +520,6 @@ class AiClient:
 
 #: Errors after which the next model of the fallback chain is tried.
 FALLBACK_ON = (ProviderError, TransportError, CircuitOpenError)
-
-_NO_STAGE = nullcontext()
 
 
 def _log_fallback(client: AiClient, exc: BaseException, after: AiClient) -> None:

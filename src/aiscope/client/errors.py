@@ -1,13 +1,13 @@
 """Exceptions of the AiClient: one type per kind of failure, each naming the provider.
 
-Their text is masked (:func:`aiscope.logs.mask_secrets`) when they are made: a provider
+Their text is masked (:func:`aiscope.masking.mask_secrets`) when they are made: a provider
 that echoes the API key in its error message ("Incorrect API key provided: sk-...")
 never puts it in an exception's text, and so never in a traceback, a log line or a span.
 """
 
 from __future__ import annotations
 
-from aiscope.logs import mask_secrets
+from aiscope.masking import mask_secrets
 
 
 class AiClientError(Exception):

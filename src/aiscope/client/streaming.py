@@ -11,7 +11,8 @@ from typing import Any
 from aiscope.client.errors import StreamProtocolError
 from aiscope.client.manifest import ProviderManifest
 from aiscope.client.response import ChatResponse, ToolCall, estimate_usage, normalize_usage
-from aiscope.logs import TRACE, mask_secrets
+from aiscope.logs import TRACE
+from aiscope.masking import mask_secrets
 from aiscope.record import CallStats, Usage
 
 log = logging.getLogger("aiscope.client.stream")

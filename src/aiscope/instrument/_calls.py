@@ -24,6 +24,7 @@ from aiscope.instrument._streams import finish_call, observe_stream
 from aiscope.record import consistent_counts
 from aiscope.resilience.ratelimit import RateLimiterLike
 from aiscope.scope import Scope, current_scope
+from aiscope.sink import RATE_LIMIT_WAIT
 
 log = logging.getLogger("aiscope.instrument")
 
@@ -98,6 +99,11 @@ def start_call(
         log.warning("aiscope could not start recording an SDK call", exc_info=True)
         return None
     call.server_address, call.server_port = server  # after __enter__, which resets the call
+    if ep.input_messages is not None and call.captures_content:
+        try:
+            call.set_input(ep.input_messages(kwargs))
+        except Exception:
+            log.debug("aiscope could not read an SDK call's messages", exc_info=True)
     return call
 
 
@@ -123,9 +129,11 @@ def _limiter_tokens(ep: Endpoint, kwargs: Mapping[str, Any]) -> int:
 
 
 def _count_wait(ep: Endpoint, scope: Scope | None, waited: float) -> None:
-    metrics = (scope if scope is not None else current_scope()).metrics
-    if waited > 0 and metrics is not None:
-        metrics.rate_limit_wait(ep.provider, waited)
+    # before the call starts: an event of the scope outside any call
+    if waited > 0:
+        (scope if scope is not None else current_scope()).event(
+            None, RATE_LIMIT_WAIT, {"provider": ep.provider, "seconds": waited}
+        )
 
 
 def take_limit(

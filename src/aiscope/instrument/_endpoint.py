@@ -18,6 +18,8 @@ class Endpoint:
     response onto the call; ``new_reader`` makes a :class:`ChunkReader` for a
     stream (None: the method never streams); ``prompt_text`` gives the text a
     budget estimate counts; ``max_output_keys`` name the request's output cap.
+    With content capture on, a call's input comes from ``input_messages``, and
+    ``read_response``/the reader pass the answer's text to ``LLMCall.set_output``.
     """
 
     provider: str
@@ -26,6 +28,8 @@ class Endpoint:
     prompt_text: Callable[[Mapping[str, Any]], str]
     new_reader: Callable[[int], ChunkReader] | None = None
     max_output_keys: tuple[str, ...] = ("max_tokens",)
+    #: the request's chat messages (role, content), for content capture
+    input_messages: Callable[[Mapping[str, Any]], list[dict[str, Any]]] | None = None
     #: the request option that asks an OpenAI stream for a final usage chunk
     usage_option: bool = False
     request_id_header: str = "x-request-id"
@@ -53,6 +57,19 @@ def messages_text(messages: Any) -> str:
     if not isinstance(messages, list | tuple):
         return ""
     return "\n".join([text_of(m.get("content")) for m in messages if isinstance(m, Mapping)])
+
+
+def chat_messages(kwargs: Mapping[str, Any], system_key: str | None = None) -> list[dict[str, Any]]:
+    """A request's ``messages`` (and its ``system_key`` prompt, first) as chat messages."""
+    out: list[dict[str, Any]] = []
+    if system_key is not None:
+        system = text_of(kwargs.get(system_key))
+        if system:
+            out.append({"role": "system", "content": system})
+    given = kwargs.get("messages")
+    if isinstance(given, list | tuple):
+        out.extend(dict(m) for m in given if isinstance(m, Mapping))
+    return out
 
 
 def count(value: Any) -> int:

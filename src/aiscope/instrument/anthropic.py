@@ -12,7 +12,7 @@ from typing import Any
 
 from aiscope.capture import LLMCall, approx_tokens
 from aiscope.instrument._calls import request_id_of, set_counts, set_estimated
-from aiscope.instrument._endpoint import Endpoint, count, messages_text, text_of
+from aiscope.instrument._endpoint import Endpoint, chat_messages, count, messages_text, text_of
 from aiscope.instrument._patch import Target
 
 PROVIDER = "anthropic"
@@ -48,6 +48,17 @@ def _read_message(call: LLMCall, msg: Any) -> None:
         [reason] if isinstance(reason, str) else [],
         getattr(msg, "id", None),
     )
+    if call.captures_content:
+        texts = [b.text for b in getattr(msg, "content", None) or () if _is_text(b)]
+        call.set_output("".join(texts), reason if isinstance(reason, str) else None)
+
+
+def _is_text(block: Any) -> bool:
+    return getattr(block, "type", None) == "text" and isinstance(getattr(block, "text", None), str)
+
+
+def _messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return chat_messages(kwargs, "system")
 
 
 class MessageEvents:
@@ -91,6 +102,8 @@ class MessageEvents:
             [self._reason] if self._reason else [],
             self._id,
         )
+        if self._text and call.captures_content:
+            call.set_output("".join(self._text), self._reason)
         if self._start_usage is not None and self._out is not None:
             set_usage(call, self._start_usage, self._out)
         else:
@@ -102,7 +115,13 @@ class MessageEvents:
 
 
 MESSAGES = Endpoint(
-    PROVIDER, "chat", _read_message, _prompt, MessageEvents, request_id_header="request-id"
+    PROVIDER,
+    "chat",
+    _read_message,
+    _prompt,
+    MessageEvents,
+    request_id_header="request-id",
+    input_messages=_messages,
 )
 
 

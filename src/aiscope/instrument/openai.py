@@ -13,7 +13,7 @@ from typing import Any
 
 from aiscope.capture import LLMCall
 from aiscope.instrument._calls import request_id_of, set_counts, set_estimated
-from aiscope.instrument._endpoint import Endpoint, messages_text, text_of
+from aiscope.instrument._endpoint import Endpoint, chat_messages, messages_text, text_of
 from aiscope.instrument._patch import Target
 
 PROVIDER = "openai"
@@ -56,10 +56,15 @@ def _read_chat(call: LLMCall, resp: Any) -> None:
     usage = getattr(resp, "usage", None)
     if usage is not None:
         set_chat_usage(call, usage)
-    reasons = [c.finish_reason for c in getattr(resp, "choices", None) or () if c.finish_reason]
+    choices = getattr(resp, "choices", None) or ()
+    reasons = [c.finish_reason for c in choices if c.finish_reason]
     call.set_response(
         getattr(resp, "model", None), request_id_of(resp), reasons, getattr(resp, "id", None)
     )
+    if choices and call.captures_content:
+        message = getattr(choices[0], "message", None)
+        text = getattr(message, "content", None)
+        call.set_output(text if isinstance(text, str) else None, reasons[0] if reasons else None)
 
 
 class ChatChunks:
@@ -96,6 +101,8 @@ class ChatChunks:
 
     def on_end(self, call: LLMCall) -> None:
         call.set_response(self._model, call.upstream_request_id, self._reasons, self._id)
+        if self._text and call.captures_content:
+            call.set_output("".join(self._text), self._reasons[0] if self._reasons else None)
         if self._usage is not None:
             set_chat_usage(call, self._usage)
         else:
@@ -110,6 +117,7 @@ CHAT = Endpoint(
     ChatChunks,
     max_output_keys=("max_completion_tokens", "max_tokens"),
     usage_option=True,
+    input_messages=chat_messages,
 )
 
 
@@ -124,6 +132,19 @@ def _responses_prompt(kwargs: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def _responses_messages(kwargs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    instructions = text_of(kwargs.get("instructions"))
+    if instructions:
+        out.append({"role": "system", "content": instructions})
+    given = kwargs.get("input")
+    if isinstance(given, str):
+        out.append({"role": "user", "content": given})
+    elif isinstance(given, list | tuple):
+        out.extend(dict(m) for m in given if isinstance(m, Mapping) and "content" in m)
+    return out
+
+
 def _read_response(call: LLMCall, resp: Any) -> None:
     usage = getattr(resp, "usage", None)
     if usage is not None:
@@ -134,6 +155,9 @@ def _read_response(call: LLMCall, resp: Any) -> None:
         request_id_of(resp),
         [status] if isinstance(status, str) else [],
     )
+    if call.captures_content:
+        text = getattr(resp, "output_text", None)
+        call.set_output(text if isinstance(text, str) else None)
 
 
 class ResponseEvents:
@@ -164,6 +188,8 @@ class ResponseEvents:
             _read_response(call, final)
             call.upstream_request_id = rid
         else:
+            if self._text and call.captures_content:
+                call.set_output("".join(self._text))
             set_estimated(call, self._est_in, self._text)
 
 
@@ -174,6 +200,7 @@ RESPONSES = Endpoint(
     _responses_prompt,
     ResponseEvents,
     max_output_keys=("max_output_tokens",),
+    input_messages=_responses_messages,
 )
 
 

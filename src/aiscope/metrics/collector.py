@@ -19,7 +19,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from math import ceil, log
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,7 +45,11 @@ from aiscope.metric_definitions import (
 from aiscope.metrics._store import Bins, Layout, Series, StoreCollector, sketch_of
 from aiscope.names import check_label_name, check_namespace
 from aiscope.record import CallRecord, Usage
+from aiscope.sink import CIRCUIT_TRANSITION, CIRCUIT_WATCH, RATE_LIMIT_WAIT, RETRY
 from aiscope.sketch import LN2, key_function
+
+if TYPE_CHECKING:
+    from aiscope.scope import PendingCall, Scope
 
 logger = logging.getLogger("aiscope.metrics")
 
@@ -370,6 +374,55 @@ class MetricsCollector:
         self.errors = _native(M.ERRORS, ns, reg, tags)
         self.cost = _native(M.COST, ns, reg, tags)
         self.inflight = _native(M.INFLIGHT, ns, reg)
+
+    # -- the sink hooks (aiscope.sink): a Scope drives them --------------------------------
+    #: in flight are calls in progress only, not records emitted after the fact
+    live_calls_only = True
+    #: the events counted here (the Scope passes no others)
+    events = frozenset((RETRY, RATE_LIMIT_WAIT, CIRCUIT_WATCH, CIRCUIT_TRANSITION))
+
+    def attach(self, scope: Scope) -> None:
+        """Expose the budgets of the cost tracker configured next to this collector."""
+        if scope.cost_tracker is not None:
+            self.watch_budget(scope.cost_tracker)
+
+    def on_start(self, call: PendingCall) -> None:
+        """Count the call in flight (:meth:`call_started`, without its extra call)."""
+        slot = self._inflight_slot(call.model, call.provider)
+        if self.native_metrics:
+            slot.inc()
+        else:
+            with self._lock:
+                slot[0] += 1
+        call.in_flight = slot
+
+    def on_event(self, call: PendingCall | None, event: str, data: Mapping[str, Any]) -> None:
+        """Retries, rate-limiter waits and circuit breakers (see :attr:`events`)."""
+        if event == RETRY and call is not None:
+            self.count_retry(call.model, call.provider, data["reason"])
+        elif event == RATE_LIMIT_WAIT:
+            provider = data.get("provider") or (call.provider if call is not None else None)
+            if provider:
+                self.rate_limit_wait(provider, data["seconds"])
+        elif event == CIRCUIT_WATCH:
+            self.watch_circuit(data["breaker"], data["provider"])
+        elif event == CIRCUIT_TRANSITION:
+            # the scope may have changed since the breaker was first watched: watch here too
+            self.watch_circuit(data["breaker"], data["provider"])
+            self.circuit_transition(data["provider"], str(data["old"]), str(data["new"]))
+
+    def on_end(self, record: CallRecord, call: PendingCall | None) -> None:
+        """Count the finished call, and end its in-flight count."""
+        try:
+            self.on_record(record)
+        finally:
+            if call is not None and call.in_flight is not None:
+                self.call_finished(call.model, call.provider, call.in_flight)
+
+    def on_abandon(self, call: PendingCall) -> None:
+        """End the in-flight count of a call that produced no record."""
+        if call.in_flight is not None:
+            self.call_finished(call.model, call.provider, call.in_flight)
 
     def on_record(self, record: CallRecord) -> None:
         """Count one call in every metric and in the model's percentile sketches."""

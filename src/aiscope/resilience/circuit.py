@@ -62,13 +62,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from aiscope._fork import fork_safe_lock
 from aiscope.resilience.errors import CircuitOpenError
-
-if TYPE_CHECKING:
-    from aiscope.resilience.signals import ErrorRateWindow
+from aiscope.resilience.signals import ErrorRateWindow
 
 __all__ = ["CircuitBreaker", "CircuitPermit", "CircuitState", "TransitionCallback"]
 
@@ -230,8 +227,6 @@ class CircuitBreaker:
                 raise ValueError(f"failure_rate_threshold must be in (0, 1], got {rate!r}")
             _check_seconds("failure_rate_window_s", failure_rate_window_s, positive=True)
             _check_int("failure_rate_min_calls", failure_rate_min_calls, 1)
-            from aiscope.resilience.signals import ErrorRateWindow
-
             self._window = ErrorRateWindow(failure_rate_window_s, clock=clock)
 
         self._lock = fork_safe_lock()

@@ -6,11 +6,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiscope._fork import fork_safe_lock
-from aiscope.resilience.circuit import CircuitState
-from aiscope.resilience.ratelimit import RateLimiterSnapshot
+
+if TYPE_CHECKING:  # annotations only: the circuit breaker imports this module
+    from aiscope.resilience.circuit import CircuitState
+    from aiscope.resilience.ratelimit import RateLimiterSnapshot
 
 __all__ = ["ErrorRateWindow", "SignalsSnapshot"]
 

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from aiscope._fork import fork_safe_lock
-from aiscope.logs import mask_secrets
+from aiscope.masking import mask_secrets
 
 
 class ConsoleExporter(SpanExporter):

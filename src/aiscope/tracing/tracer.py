@@ -25,7 +25,7 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -44,8 +44,10 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
 from aiscope._fork import fork_safe_lock
-from aiscope.logs import mask_secrets
+from aiscope._otel import ActiveSpan
+from aiscope.masking import mask_secrets
 from aiscope.record import CallRecord
+from aiscope.sink import REQUEST, RESPONSE, STAGE_END, STAGE_START
 from aiscope.tracing import attributes as A
 from aiscope.tracing import env
 from aiscope.tracing.callspan import CallSpan, CallSpans
@@ -54,6 +56,9 @@ from aiscope.tracing.env import Protocol
 from aiscope.tracing.memory import InMemoryExporter
 from aiscope.tracing.otlp import otlp_exporter
 from aiscope.tracing.processor import BoundedBatchProcessor, LocalSpanProcessor
+
+if TYPE_CHECKING:
+    from aiscope.scope import PendingCall
 
 log = logging.getLogger("aiscope.tracing")
 
@@ -79,8 +84,16 @@ class Tracer:
     OTLP endpoint variable makes the Tracer export there. The Tracer has its own
     TracerProvider unless ``use_global_provider=True``. Prompt and completion
     content is recorded only with ``capture_content=True``, each text passed through
-    ``redact`` (default: API keys masked; return None to drop a text).
+    ``redact`` (default: API keys masked; return None to drop a text) and cut to
+    ``max_content_length`` characters (default 16,384; None: no limit).
+
+    As a sink of the :class:`~aiscope.Scope` (see :mod:`aiscope.sink`), a Tracer
+    starts a call's span when the call begins, makes each pipeline stage a child
+    span, records the request and answer on it, and ends it with the record.
     """
+
+    #: the call events a tracer takes (the Scope passes no others)
+    events = frozenset((STAGE_START, STAGE_END, REQUEST, RESPONSE))
 
     def __init__(
         self,
@@ -94,6 +107,7 @@ class Tracer:
         resource_attributes: Mapping[str, AttributeValue] | None = None,
         capture_content: bool = False,
         redact: Redactor | None = None,
+        max_content_length: int | None = 16_384,
         use_global_provider: bool = False,
         meter_provider: MeterProvider | None = None,
         batch: bool | None = None,
@@ -133,6 +147,14 @@ class Tracer:
             raise TypeError(f"capture_content must be a bool, got {capture_content!r}")
         if redact is not None and not callable(redact):
             raise TypeError(f"redact must be a function str -> str | None, got {redact!r}")
+        if max_content_length is not None and (
+            isinstance(max_content_length, bool)
+            or not isinstance(max_content_length, int)
+            or max_content_length < 1
+        ):
+            raise ValueError(
+                f"max_content_length must be an int >= 1 or None, got {max_content_length!r}"
+            )
         exporters: list[SpanExporter] = []
         if exporter is not None:
             given = [exporter] if isinstance(exporter, SpanExporter) else list(exporter)
@@ -156,6 +178,7 @@ class Tracer:
         self.service_name = service_name
         self.capture_content = capture_content
         self.redact: Redactor = redact if redact is not None else mask_secrets
+        self.max_content_length = max_content_length
         self.processors: list[SpanProcessor] = []
         for e in exporters:
             use_batch = batch if batch is not None else not isinstance(e, _SYNC_EXPORTERS)
@@ -199,7 +222,7 @@ class Tracer:
                 own.add_span_processor(p)
             self._own_provider = own
             provider = own
-        from aiscope import __version__
+        from aiscope._version import __version__
 
         self._provider = provider
         self._otel = provider.get_tracer("aiscope", __version__)
@@ -250,34 +273,121 @@ class Tracer:
         return run  # type: ignore[return-value]
 
     # -- LLM calls (driven by the Scope) ------------------------------------------------
-    def start_call(self, model: str, provider: str, operation: str = "chat") -> Span:
-        """Start (not activate) the span of an LLM call beginning now."""
+    def start_call(
+        self, model: str, provider: str, operation: str = "chat", start_ns: int | None = None
+    ) -> Span:
+        """Start (not activate) the span of an LLM call beginning now (or at
+        ``start_ns``, epoch nanoseconds)."""
         if self._calls is not None:
             return self._calls.start(
-                A.span_name(operation, model), A.call_start_attributes(operation, model, provider)
+                A.span_name(operation, model),
+                A.call_start_attributes(operation, model, provider),
+                start_ns,
             )
         return self._otel.start_span(
             A.span_name(operation, model),
             kind=SpanKind.CLIENT,
             attributes=A.call_start_attributes(operation, model, provider),
+            start_time=start_ns,
         )
+
+    # -- the sink hooks (aiscope.sink): a Scope drives them --------------------------------
+    def on_start(self, call: PendingCall) -> None:
+        """Start the call's span (back-dated for a record emitted after the fact) and
+        give the call its trace and span ids."""
+        start_ns = int(call.start_time * 1e9) if call.recorded else None
+        span = self.start_call(call.model, call.provider, call.operation, start_ns)
+        if call.span is None:
+            call.span = span
+        else:  # another tracer's span is the call's: keep ours aside
+            if call.data is None:
+                call.data = {}
+            call.data[self] = span
+        if call.trace_id is None:
+            ctx = span.get_span_context()
+            if ctx.is_valid:
+                call.trace_id = f"{ctx.trace_id:032x}"
+                call.span_id = f"{ctx.span_id:016x}"
+
+    def _span_of(self, call: PendingCall) -> Any:
+        data = call.data
+        if data is not None:
+            span = data.get(self)
+            if span is not None:
+                return span
+        return call.span
+
+    def on_event(self, call: PendingCall | None, event: str, data: Mapping[str, Any]) -> None:
+        """Stages as child spans (current while they run); the request's parameters and
+        messages, and the answer, on the call's span."""
+        if call is None:
+            return
+        if event == STAGE_START:
+            stage = _SpanScope(self._otel, data["name"], None, SpanKind.INTERNAL)
+            stage.__enter__()
+            if call.data is None:
+                call.data = {}
+            call.data.setdefault((self, "stages"), []).append(stage)
+        elif event == STAGE_END:
+            stages = call.data.get((self, "stages")) if call.data is not None else None
+            if stages:
+                err = data.get("error")
+                stages.pop().__exit__(None, err if isinstance(err, BaseException) else None, None)
+        elif event == REQUEST:
+            self.describe_request(
+                self._span_of(call),
+                max_tokens=data.get("max_tokens"),
+                temperature=data.get("temperature"),
+                top_p=data.get("top_p"),
+                stop_sequences=data.get("stop_sequences"),
+                seed=data.get("seed"),
+                messages=data.get("messages"),
+            )
+        elif event == RESPONSE:
+            self.describe_response(self._span_of(call), data.get("text"), data.get("finish_reason"))
+
+    def on_end(self, record: CallRecord, call: PendingCall | None) -> None:
+        """End the call's span with the record's attributes."""
+        span = self._span_of(call) if call is not None else None
+        if span is None:
+            self.on_record(record)
+            return
+        end_ns = None
+        if call is not None and call.recorded:
+            end_ns = int(record.start_time * 1e9) + int(record.latency_s * 1e9)
+        self.end_call(record, span, end_ns)
+
+    def on_abandon(self, call: PendingCall) -> None:
+        """End the span of a call that produced no record."""
+        span = self._span_of(call)
+        if span is not None:
+            self.abandon_call(span)
+
+    def _content(self, text: str) -> str | None:
+        """A text as recorded: redacted, then cut to ``max_content_length``."""
+        out = self.redact(text)
+        limit = self.max_content_length
+        if out is not None and limit is not None and len(out) > limit:
+            out = out[:limit] + "…"
+        return out
 
     def activate(self, span: Span | None) -> AbstractContextManager[Any]:
         """Make a call's span current in the block (stage spans become its children,
         outgoing requests carry its trace)."""
         if span is None:
             return _NULL
-        return _Active(span)
+        return ActiveSpan(span)
 
-    def end_call(self, record: CallRecord, span: Span) -> None:
-        """Set a finished call's attributes on its span and end it."""
+    def end_call(self, record: CallRecord, span: Span, end_ns: int | None = None) -> None:
+        """Set a finished call's attributes on its span and end it (now, or at
+        ``end_ns``)."""
         if type(span) is CallSpan:
-            self._finish_call_span(record, span, None)
+            self._finish_call_span(record, span, end_ns)
             return
         name = A.span_name(record.operation, record.model)
         if span.is_recording() and getattr(span, "name", name) != name:
             span.update_name(name)  # begin assumed a chat call
-        self._finish(record, span, None)
+        self._finish(record, span, end_ns)
 
     def abandon_call(self, span: Span) -> None:
         """End the span of a call that produced no record."""
@@ -305,9 +415,10 @@ class Tracer:
 
     def _finish_call_span(self, record: CallRecord, span: CallSpan, end_ns: int | None) -> None:
         """:meth:`_finish` for aiscope's own call spans: one step, one lock."""
-        ctx = span.get_span_context()
-        record.trace_id = f"{ctx.trace_id:032x}"
-        record.span_id = f"{ctx.span_id:016x}"
+        if record.trace_id is None:  # the Scope gave it the ids when the span started
+            ctx = span.get_span_context()
+            record.trace_id = f"{ctx.trace_id:032x}"
+            record.span_id = f"{ctx.span_id:016x}"
         span.end_call(
             A.span_name(record.operation, record.model),
             A.record_attributes(record),
@@ -320,10 +431,11 @@ class Tracer:
             self._metrics.record(record)
 
     def _finish(self, record: CallRecord, span: Span, end_ns: int | None) -> None:
-        ctx = span.get_span_context()
-        if ctx.is_valid:
-            record.trace_id = format(ctx.trace_id, "032x")
-            record.span_id = format(ctx.span_id, "016x")
+        if record.trace_id is None:
+            ctx = span.get_span_context()
+            if ctx.is_valid:
+                record.trace_id = format(ctx.trace_id, "032x")
+                record.span_id = format(ctx.span_id, "016x")
         if span.is_recording():
             span.set_attributes(A.record_attributes(record))
             if record.status == "error":
@@ -359,7 +471,7 @@ class Tracer:
             if stop_sequences:
                 attrs[A.REQUEST_STOP_SEQUENCES] = list(stop_sequences)
             if self.capture_content and messages:
-                system, chat = _input_messages(messages, self.redact)
+                system, chat = _input_messages(messages, self._content)
                 if system:
                     attrs[A.SYSTEM_INSTRUCTIONS] = json.dumps(system, ensure_ascii=False)
                 if chat:
@@ -375,7 +487,7 @@ class Tracer:
         if span is None or not self.capture_content or not span.is_recording() or not text:
             return
         try:
-            content = self.redact(text)
+            content = self._content(text)
             if content is None:
                 return
             message: dict[str, Any] = {
@@ -408,6 +520,10 @@ class Tracer:
         """Spans lost so far because the exporter failed to take them (an HTTP error,
         the collector unreachable)."""
         return sum(getattr(p, "failed", 0) for p in self.processors)
+
+    def force_flush(self, timeout: float = 5.0) -> bool:
+        """The sink contract's name for :meth:`flush`."""
+        return self.flush(timeout)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Export what is queued; returns within ``timeout`` seconds in all (one deadline
@@ -458,7 +574,7 @@ class _GenAIMetrics:
     """The GenAI client metrics with their recommended buckets, and dropped spans."""
 
     def __init__(self, meter_provider: MeterProvider, tracer: Tracer) -> None:
-        from aiscope import __version__
+        from aiscope._version import __version__
 
         meter = meter_provider.get_meter("aiscope", __version__)
         self.tokens = meter.create_histogram(
@@ -536,23 +652,6 @@ class _SpanScope:
         finally:
             otel_context.detach(self._token)
             span.end()
-
-
-class _Active:
-    """Makes a span current in a block without ending it (``trace.use_span`` is a
-    generator-based context manager; this runs several times per traced call)."""
-
-    __slots__ = ("_span", "_token")
-
-    def __init__(self, span: Span) -> None:
-        self._span = span
-
-    def __enter__(self) -> Span:
-        self._token = otel_context.attach(trace.set_span_in_context(self._span))
-        return self._span
-
-    def __exit__(self, *exc: object) -> None:
-        otel_context.detach(self._token)
 
 
 class _NullContext(AbstractContextManager[None]):
