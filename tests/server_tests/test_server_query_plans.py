@@ -18,6 +18,7 @@ from aiscope.server import queries
 from aiscope.server.explain import plans_of
 from aiscope.server.ingest import to_batch, write
 from aiscope.server.tables import FILTERED_CALL_COLUMNS
+from server_tests.harness import stored_counts
 
 P = "p1"
 TRACE = "0" * 31 + "1"
@@ -169,15 +170,7 @@ def test_the_duplicate_check_of_a_batch_seeks_the_unique_index_whatever_the_stat
         return req
 
     def counts() -> tuple[int, int, int]:
-        with filled.connect() as conn:
-            return tuple(  # type: ignore[return-value]
-                conn.execute(text(q)).scalar_one()
-                for q in (
-                    "SELECT count(*) FROM calls",
-                    "SELECT count(*) FROM spans",
-                    "SELECT sum(calls) FROM rollups WHERE resolution = 1",
-                )
-            )
+        return stored_counts(filled)
 
     before = counts()
     try:

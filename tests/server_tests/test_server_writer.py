@@ -74,7 +74,7 @@ def _writes_blocked(engine: Engine) -> Iterator[None]:
 
 
 def test_waiting_batches_share_one_commit(engine: Engine) -> None:
-    writer = GroupWriter(engine)
+    writer = GroupWriter(engine, writers=1)  # one thread: the groups are exactly known
     try:
         with _writes_blocked(engine):
             futures = [writer.submit(_batch(1))]
@@ -93,6 +93,28 @@ def test_waiting_batches_share_one_commit(engine: Engine) -> None:
                 select(func.sum(rollups.c.calls)).where(rollups.c.resolution == 1)
             ).scalar_one()
         assert rolled == 20 * 8
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_on_postgresql_two_groups_commit_side_by_side(engine: Engine) -> None:
+    writer = GroupWriter(engine)
+    assert writer.writers == 2
+    try:
+        with _writes_blocked(engine):
+            futures = [writer.submit(_batch(1))]
+            time.sleep(0.2)  # one writer holds the first batch, blocked
+            futures.append(writer.submit(_batch(2)))
+            time.sleep(0.2)  # the other holds the second, blocked too
+            futures += [writer.submit(_batch(n)) for n in range(3, 21)]  # these queue
+            time.sleep(0.2)
+            assert not any(f.done() for f in futures)
+        for f in futures:
+            f.result(timeout=30)
+        # two groups of one batch each in flight at once, then the 18 that waited
+        assert (writer.commits, writer.batches) == (3, 20)
+        assert _count(engine) == 20 * 8
     finally:
         writer.close()
 

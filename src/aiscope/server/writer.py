@@ -10,6 +10,12 @@ longer queue on SQLite's single-writer lock one by one.
 
 There is no timer: while one group commits, the next requests gather, so the groups
 grow with the load and a lone request is written at once.
+
+On PostgreSQL two writer threads commit groups side by side (each on its own
+connection): while one waits on the database, the other copies its rows, so the
+server and the database work at once. Their rows move in key order, so two groups
+holding the same spans wait on each other without deadlocking. SQLite has one
+writer: one thread.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -31,6 +38,8 @@ log = logging.getLogger("aiscope.server")
 
 #: spans per transaction at most (about 16 requests of 512 spans)
 MAX_GROUP_SPANS = 8192
+#: writer threads on PostgreSQL (SQLite: one)
+POSTGRES_WRITERS = 2
 
 
 @dataclass(slots=True)
@@ -44,16 +53,24 @@ class _Pending:
 
 
 class GroupWriter:
-    """Writes submitted batches on one background thread, several per transaction.
+    """Writes submitted batches on background threads, several per transaction.
 
-    The thread starts with the first :meth:`submit` and runs until :meth:`close`.
+    ``writers`` threads (default: :data:`POSTGRES_WRITERS` on PostgreSQL, one on
+    SQLite) start with the first :meth:`submit` and run until :meth:`close`.
     A group that fails is retried batch by batch, so one request's error (or a
     lost connection) fails that request alone.
     """
 
-    def __init__(self, engine: Engine, *, max_spans: int = MAX_GROUP_SPANS) -> None:
+    def __init__(
+        self, engine: Engine, *, max_spans: int = MAX_GROUP_SPANS, writers: int | None = None
+    ) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be >= 1, got {max_spans!r}")
+        if writers is None:
+            writers = POSTGRES_WRITERS if engine.dialect.name == "postgresql" else 1
+        if writers < 1:
+            raise ValueError(f"writers must be >= 1, got {writers!r}")
+        self.writers = writers
         self.engine = engine
         self.max_spans = max_spans
         #: transactions committed, and batches written in them (for tests and stats)
@@ -61,7 +78,7 @@ class GroupWriter:
         self.batches = 0
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
 
     def submit(self, batch: Batch) -> Future[None]:
@@ -74,24 +91,28 @@ class GroupWriter:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the writer is closed")
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="aiscope-writer", daemon=True
-                )
-                self._thread.start()
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"aiscope-writer-{i}", daemon=True)
+                    for i in range(self.writers)
+                ]
+                for thread in self._threads:
+                    thread.start()
             self._queue.put(_Pending(batch, done))
         return done
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop the thread (waits up to ``timeout`` s)."""
+        """Write what is queued, then stop the threads (waits up to ``timeout`` s)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            thread = self._thread
-            self._queue.put(None)
-        if thread is not None:
-            thread.join(timeout)
+            threads = self._threads
+            for _ in threads:  # one stop mark for each thread
+                self._queue.put(None)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
         stopping = False
@@ -126,8 +147,9 @@ class GroupWriter:
             for p in group:
                 self._commit([p])
             return
-        self.commits += 1
-        self.batches += len(group)
+        with self._lock:  # two writer threads count here
+            self.commits += 1
+            self.batches += len(group)
         for p in group:
             p.done.set_result(None)
 
