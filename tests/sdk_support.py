@@ -14,8 +14,8 @@ import aiscope
 from aiscope.record import CallRecord
 from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
-from aiscope.testing.dispatch import Dispatcher
-from aiscope.testing.frames import Incoming
+from aiscope.testing._dispatch import Dispatcher
+from aiscope.testing._frames import Incoming
 
 
 class Records:

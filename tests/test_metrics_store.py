@@ -12,10 +12,11 @@ import math
 import random
 
 from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
 from prometheus_client.parser import text_string_to_metric_families
 
 from aiscope import CallRecord, MetricsCollector, Usage
-from aiscope.metrics.store import key_function
+from aiscope.sketch import key_function
 
 
 def _records(n: int, seed: int = 3) -> list[CallRecord]:
@@ -91,7 +92,7 @@ def test_inline_binning_matches_ddsketch() -> None:
 
 def test_key_function_is_ddsketchs_mapping() -> None:
     multiplier, smallest = key_function(0.02)
-    mapping = DDSketch(0.02)._mapping
+    mapping = LogarithmicMapping(0.02)
     rng = random.Random(5)
     for _ in range(10_000):
         v = math.exp(rng.uniform(-20, 12))

@@ -227,3 +227,8 @@ def _shutdown_ref(ref: weakref.ref[BoundedBatcher[Any]]) -> None:
     batcher = ref()
     if batcher is not None:
         batcher.shutdown(2000)  # as at an ordinary exit: at most 2 s
+
+
+__all__ = [
+    "BoundedBatcher",
+]

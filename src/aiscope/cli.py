@@ -31,8 +31,8 @@ def _usd(value: float | None) -> str:
     return "unknown" if value is None else f"${value:,.4f}"
 
 
-@app.command()
-def prices(
+@app.command("prices")
+def _prices(
     models: Annotated[list[str], typer.Argument(help="Model names, optionally provider/model.")],
     provider: Annotated[
         str | None, typer.Option(help="Provider id (openai, anthropic, ...).")
@@ -105,8 +105,8 @@ def _why_no_price(pricing: Any, name: str, provider: str | None) -> str:
     return f"unknown model {name!r}: no price in the bundled data{hint} (or add --overrides)"
 
 
-@app.command()
-def demo(
+@app.command("demo")
+def _demo(
     requests: Annotated[int, typer.Option(min=1, help="How many calls to send.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 7,
     budget: Annotated[float, typer.Option(min=0.0, help="Budget in USD (block mode).")] = 5.0,
@@ -296,7 +296,7 @@ def _load_rules(path: str | None) -> list[Any] | None:
 
 
 @alerts_app.command("check")
-def alerts_check(
+def _alerts_check(
     requests: Annotated[int, typer.Option(min=1, help="How many demo calls to send.")] = 50,
     seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 7,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
@@ -330,7 +330,7 @@ def _buckets(text: str) -> tuple[float, ...]:
 
 
 @alerts_app.command("export-prometheus")
-def alerts_export_prometheus(
+def _alerts_export_prometheus(
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
     ] = None,
@@ -349,7 +349,7 @@ def alerts_export_prometheus(
 ) -> None:
     """Write the alert rules as a Prometheus rules file."""
     from aiscope.alerts import export_prometheus_rules
-    from aiscope.metrics.collector import DURATION_BUCKETS
+    from aiscope.metric_definitions import DURATION_BUCKETS
 
     chosen = _load_rules(rules)
     try:
@@ -370,7 +370,7 @@ def alerts_export_prometheus(
 
 
 @dashboard_app.command("export")
-def dashboard_export(
+def _dashboard_export(
     fmt: Annotated[str, typer.Option("--format", help="Dashboard format (grafana).")] = "grafana",
     output: Annotated[
         str | None, typer.Option("--output", "-o", help="File to write (default: stdout).")
@@ -401,7 +401,7 @@ def dashboard_export(
 
 
 @app.command("mock-provider")
-def mock_provider(
+def _mock_provider(
     host: Annotated[str, typer.Option(help="Address to bind (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (0: any free one).")] = 8765,
 ) -> None:
@@ -414,8 +414,8 @@ def mock_provider(
         raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
-@app.command()
-def serve(
+@app.command("serve")
+def _serve(
     db: Annotated[
         str | None, typer.Option(help="sqlite:///path or postgresql://... (default ~/.aiscope).")
     ] = None,
@@ -519,7 +519,7 @@ def _keys_db(db: str | None) -> Any:
 
 
 @keys_app.command("list")
-def keys_list(
+def _keys_list(
     project: Annotated[str, typer.Argument(help="Project id.")], db: DbOption = None
 ) -> None:
     """A project's keys as JSON (ids, kinds, created, revoked; never secrets)."""
@@ -529,7 +529,7 @@ def keys_list(
 
 
 @keys_app.command("revoke")
-def keys_revoke(
+def _keys_revoke(
     key: Annotated[str, typer.Argument(help="The key, or its 16-hex id.")], db: DbOption = None
 ) -> None:
     """Revoke a key: refused by the server from the next request on."""
@@ -547,7 +547,7 @@ def keys_revoke(
 
 
 @keys_app.command("rotate")
-def keys_rotate(
+def _keys_rotate(
     key: Annotated[str, typer.Argument(help="The key, or its 16-hex id.")], db: DbOption = None
 ) -> None:
     """Revoke a key and print a new one of the same project and kind (shown this once)."""
@@ -587,3 +587,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# the commands are the CLI's interface (``aiscope --help``); their functions are private
+__all__ = ["app", "main"]

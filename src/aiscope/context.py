@@ -100,3 +100,11 @@ class OperationContext:
                 return fn(*args, **kwargs)
 
         return wrapper  # type: ignore[return-value]
+
+
+__all__ = [
+    "OperationContext",
+    "current_operations",
+    "current_tags",
+    "tags",
+]

@@ -16,3 +16,8 @@ from array import array
 def zeros(n: int) -> list[float]:
     """``n`` distinct ``0.0`` objects (``[0.0] * n`` would share one)."""
     return array("d", bytes(8 * n)).tolist()
+
+
+__all__ = [
+    "zeros",
+]

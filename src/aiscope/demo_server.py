@@ -150,3 +150,9 @@ class DemoServer:
                 self._thread.join(0.5)
         except KeyboardInterrupt:
             pass
+
+
+__all__ = [
+    "CostCheck",
+    "DemoServer",
+]

@@ -16,10 +16,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from aiscope._fork import fork_safe_lock
-from aiscope.metrics.collector import MetricsCollector
 from aiscope.record import CallRecord
 
 if TYPE_CHECKING:
@@ -58,6 +57,17 @@ class Feedback:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view."""
         return {name: getattr(self, name) for name in self.__slots__}
+
+
+@runtime_checkable
+class QualityMetrics(Protocol):
+    """Where quality scores go: :class:`aiscope.MetricsCollector` (its
+    ``ai_lib_quality_score`` histogram), or anything with the same method."""
+
+    def observe_quality(
+        self, score: float, model: str, feature: str = "", source: str = ""
+    ) -> None:
+        """Count one quality score in [0, 1] of a call to ``model``."""
 
 
 #: what the collector remembers of a call: (model, provider, feature, team)
@@ -121,15 +131,18 @@ class FeedbackCollector:
 
     def __init__(
         self,
-        metrics: MetricsCollector | None = None,
+        metrics: QualityMetrics | None = None,
         *,
         rating_scale: int = 5,
         max_calls: int = 10_000,
         max_feedback: int = 10_000,
         listeners: Iterable[Callable[[Feedback], None]] = (),
     ) -> None:
-        if metrics is not None and not isinstance(metrics, MetricsCollector):
-            raise TypeError(f"metrics must be an aiscope.MetricsCollector, got {metrics!r}")
+        if metrics is not None and not isinstance(metrics, QualityMetrics):
+            raise TypeError(
+                "metrics must be an aiscope.MetricsCollector (or have its observe_quality), "
+                f"got {metrics!r}"
+            )
         for name, value, low in (
             ("rating_scale", rating_scale, 2),
             ("max_calls", max_calls, 1),
@@ -272,4 +285,4 @@ class FeedbackCollector:
         )
 
 
-__all__ = ["SOURCES", "Feedback", "FeedbackCollector", "QualitySummary"]
+__all__ = ["SOURCES", "Feedback", "FeedbackCollector", "QualityMetrics", "QualitySummary"]

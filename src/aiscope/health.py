@@ -386,4 +386,4 @@ class HealthChecker:
         return result[0]
 
 
-__all__ = ["STATUSES", "CheckResult", "HealthChecker", "HealthStatus"]
+__all__ = ["STATUSES", "CheckResult", "HealthChecker", "HealthStatus", "in_daemon_thread"]

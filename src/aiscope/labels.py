@@ -74,3 +74,9 @@ class LabelLimiter:
                 return value
             self.overflow[label] = self.overflow.get(label, 0) + 1
             return OTHER
+
+
+__all__ = [
+    "OTHER",
+    "LabelLimiter",
+]

@@ -174,3 +174,14 @@ def configure_logging(
 
 def _filters() -> Iterable[logging.Filter]:
     return (TraceContextFilter(), SecretMaskingFilter())
+
+
+__all__ = [
+    "TRACE",
+    "CallLog",
+    "JsonFormatter",
+    "SecretMaskingFilter",
+    "TraceContextFilter",
+    "configure_logging",
+    "mask_secrets",
+]

@@ -29,3 +29,9 @@ def mask_headers(headers: dict[str, str]) -> dict[str, str]:
     """A copy of request headers safe to log."""
     sensitive = ("authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie")
     return {k: (_mask(v) if k.lower() in sensitive else v) for k, v in headers.items()}
+
+
+__all__ = [
+    "mask_headers",
+    "mask_secrets",
+]

@@ -352,3 +352,15 @@ class CallStats:
             upstream_request_id=record.upstream_request_id,
             cost_status=record.cost_status,
         )
+
+
+__all__ = [
+    "TOKEN_TYPES",
+    "CallRecord",
+    "CallStats",
+    "CostStatus",
+    "Status",
+    "Usage",
+    "consistent_counts",
+    "new_request_id",
+]

@@ -110,3 +110,18 @@ class SinkBase:
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Flush and stop."""
+
+
+__all__ = [
+    "CIRCUIT_TRANSITION",
+    "CIRCUIT_WATCH",
+    "FIRST_TOKEN",
+    "RATE_LIMIT_WAIT",
+    "REQUEST",
+    "RESPONSE",
+    "RETRY",
+    "STAGE_END",
+    "STAGE_START",
+    "Sink",
+    "SinkBase",
+]

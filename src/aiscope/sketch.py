@@ -15,16 +15,38 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
-from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
 
 ACCURACY = 0.01
-_MAPPING = DDSketch(ACCURACY)._mapping
+#: the mapping of ``DDSketch(ACCURACY)`` (DDSketch's default is the logarithmic one)
+_MAPPING = LogarithmicMapping(ACCURACY)
 _ZERO = "z"
+LN2 = math.log(2.0)
+
+
+def key_function(accuracy: float) -> tuple[float, float]:
+    """(multiplier, smallest value with a bin) of DDSketch's mapping at ``accuracy``.
+
+    A value ``v`` at or above the smallest falls in bin ``ceil(log(v) / LN2 *
+    multiplier)``: ``LogarithmicMapping(accuracy).key(v)`` (offset 0), for hot paths
+    that cannot afford a method call per value. The multiplier is computed from the
+    mapping's public ``relative_accuracy`` as ddsketch computes it (bit for bit), and
+    checked against ``key`` so a ddsketch that maps differently is refused at import.
+    """
+    mapping = LogarithmicMapping(accuracy)
+    a = mapping.relative_accuracy
+    multiplier = (1.0 / math.log1p(2.0 * a / (1.0 - a))) * LN2
+    probes = [1e-4 * 1.37**i for i in range(60)]
+    if any(
+        math.ceil(math.log(v) / LN2 * multiplier) != mapping.key(v) for v in probes
+    ):  # pragma: no cover - only if a new ddsketch changes its logarithmic mapping
+        raise RuntimeError("DDSketch's mapping changed; aiscope's percentile bins need updating")
+    return multiplier, float(mapping.min_possible)
+
+
 #: ``key(v) == ceil(log(v) / LN2 * MULTIPLIER)`` above ``MIN_VALUE`` (DDSketch's
 #: LogarithmicMapping with offset 0): for hot paths that cannot afford a method call
-LN2 = math.log(2.0)
-MULTIPLIER = float(_MAPPING._multiplier)
-MIN_VALUE = float(_MAPPING.min_possible)
+MULTIPLIER, MIN_VALUE = key_function(ACCURACY)
 #: the key :func:`key` gives a value too small for a bin (below any real bin's key)
 ZERO_KEY = -(2**62)
 
@@ -113,3 +135,21 @@ def quantiles(bins: Mapping[str, int], qs: Sequence[float]) -> list[float | None
                 break
         values.append(float(_MAPPING.value(found)))
     return values
+
+
+__all__ = [
+    "ACCURACY",
+    "LN2",
+    "MAX_QUANTILES",
+    "MIN_VALUE",
+    "MULTIPLIER",
+    "ZERO_KEY",
+    "Bins",
+    "add",
+    "check_quantiles",
+    "from_keys",
+    "key",
+    "key_function",
+    "merge",
+    "quantiles",
+]

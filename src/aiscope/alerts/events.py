@@ -69,3 +69,9 @@ class AlertEvent:
 def iso_utc(t: float) -> str:
     """Unix seconds as ISO 8601 UTC with milliseconds (``2026-12-03T15:00:00.000Z``)."""
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+__all__ = [
+    "AlertEvent",
+    "iso_utc",
+]

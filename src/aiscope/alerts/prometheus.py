@@ -25,14 +25,19 @@ from typing import Any
 import yaml
 
 from aiscope.alerts.rules import AlertRule, default_rules, format_duration, latency_quantile
-from aiscope.metrics.collector import DURATION_BUCKETS
+from aiscope.metric_definitions import (
+    COST,
+    DEFAULT_NAMESPACE,
+    DURATION_BUCKETS,
+    QUALITY_SCORE,
+    REQUEST_DURATION,
+    REQUESTS,
+    TOKENS,
+)
 from aiscope.names import check_group_name, check_interval, check_namespace
 
-#: labels of ai_lib_quality_score (it has no provider/team)
-_QUALITY_LABELS = ("model", "feature")
 
-
-def signal_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
+def signal_promql(rule: AlertRule, namespace: str = DEFAULT_NAMESPACE) -> str:
     """The PromQL expression of ``rule``'s signal (without the comparison)."""
     check_namespace(namespace)
     if not isinstance(rule.signal, str):
@@ -46,27 +51,29 @@ def signal_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
     def total(metric: str, fn: str = "increase") -> str:
         return f"sum{by} ({fn}({metric}[{w}]))"
 
+    cost, requests = COST.series(ns), REQUESTS.series(ns)
     s = rule.signal
     if s == "cost_usd":
-        return total(f"{ns}_cost_usd_total")
+        return total(cost)
     if s == "cost_per_request_usd":
-        return f"{total(f'{ns}_cost_usd_total')} / {total(f'{ns}_requests_total')}"
+        return f"{total(cost)} / {total(requests)}"
     if s == "tokens":
-        return total(f'{ns}_tokens_total{{type=~"input|output"}}')
+        return total(f'{TOKENS.series(ns)}{{type=~"input|output"}}')
     if s == "requests":
-        return total(f"{ns}_requests_total")
+        return total(requests)
     if s == "error_rate":
-        failed = total(f'{ns}_requests_total{{status!="ok"}}')
-        return f"{failed} / {total(f'{ns}_requests_total')}"
+        failed = total(f'{requests}{{status!="ok"}}')
+        return f"{failed} / {total(requests)}"
     if s == "quality":
-        bad = [g for g in rule.group_by if g not in _QUALITY_LABELS]
+        bad = [g for g in rule.group_by if g not in QUALITY_SCORE.labels]
         if bad:
             raise ValueError(
-                f"rule {rule.name!r}: {ns}_quality_score has no label {bad[0]!r} to group by"
+                f"rule {rule.name!r}: {QUALITY_SCORE.name_in(ns)} has no label {bad[0]!r} "
+                "to group by"
             )
         return (
-            f"{total(f'{ns}_quality_score_sum', 'rate')} / "
-            f"{total(f'{ns}_quality_score_count', 'rate')}"
+            f"{total(QUALITY_SCORE.series(ns, 'sum'), 'rate')} / "
+            f"{total(QUALITY_SCORE.series(ns, 'count'), 'rate')}"
         )
     q = latency_quantile(s)
     if q is None:  # pragma: no cover - AlertRule validates signals
@@ -74,14 +81,14 @@ def signal_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
     le = ", ".join([*rule.group_by, "le"])
     return (
         f"histogram_quantile({q:g}, sum by ({le}) "
-        f"(rate({ns}_request_duration_seconds_bucket[{w}]))) * 1000"
+        f"(rate({REQUEST_DURATION.series(ns, 'bucket')}[{w}]))) * 1000"
     )
 
 
 def check_latency_threshold(
     rule: AlertRule,
     duration_buckets: Sequence[float] = DURATION_BUCKETS,
-    namespace: str = "ai_lib",
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> None:
     """Raise ``ValueError`` if ``rule`` is a latency rule whose threshold is not a
     boundary of ``duration_buckets`` (seconds), where its PromQL would be inexact."""
@@ -92,20 +99,20 @@ def check_latency_threshold(
         return
     raise ValueError(
         f"rule {rule.name!r}: its threshold {rule.threshold:g} ms is not a bucket boundary of "
-        f"{namespace}_request_duration_seconds, so histogram_quantile would interpolate "
+        f"{REQUEST_DURATION.name_in(namespace)}, so histogram_quantile would interpolate "
         f"there and could fire for calls under it; add {seconds:g} to the buckets "
         f"(MetricsCollector(duration_buckets=...)) and export with the same duration_buckets"
     )
 
 
-def alert_promql(rule: AlertRule, namespace: str = "ai_lib") -> str:
+def alert_promql(rule: AlertRule, namespace: str = DEFAULT_NAMESPACE) -> str:
     """The alert expression: the signal compared with the threshold."""
     return f"{signal_promql(rule, namespace)} {rule.comparison} {float(rule.threshold)!r}"
 
 
 def prometheus_rule(
     rule: AlertRule,
-    namespace: str = "ai_lib",
+    namespace: str = DEFAULT_NAMESPACE,
     duration_buckets: Sequence[float] = DURATION_BUCKETS,
 ) -> dict[str, Any]:
     """One alerting rule of a Prometheus rules file, over a duration histogram with
@@ -128,7 +135,7 @@ def prometheus_rules(
     *,
     group: str = "aiscope",
     interval: str | None = None,
-    namespace: str = "ai_lib",
+    namespace: str = DEFAULT_NAMESPACE,
     duration_buckets: Sequence[float] = DURATION_BUCKETS,
 ) -> dict[str, Any]:
     """A Prometheus rules file (as a dict) holding ``rules`` (the defaults if None),

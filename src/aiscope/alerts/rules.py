@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from aiscope.metric_definitions import GROUP_LABELS
 from aiscope.names import check_rule_name
 
 Severity = Literal["info", "warning", "error", "critical"]
@@ -39,8 +40,6 @@ SIGNALS: tuple[str, ...] = (
     "requests",
     "error_rate",
 )
-#: labels a rule may group by (every per-call metric carries them)
-GROUP_LABELS: tuple[str, ...] = ("model", "provider", "feature", "team")
 _LATENCY = re.compile(r"^latency_p(\d{1,2}(?:\.\d+)?)_ms$")
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

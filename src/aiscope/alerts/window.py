@@ -22,10 +22,11 @@ from typing import Any
 
 from aiscope import sketch
 from aiscope.labels import LabelLimiter
+from aiscope.metric_definitions import GROUP_LABELS
 from aiscope.record import CallRecord
 
-Key = tuple[str, str, str, str]  # model, provider, feature, team
-_LABEL_INDEX = {"model": 0, "provider": 1, "feature": 2, "team": 3}
+Key = tuple[str, str, str, str]  # the group labels: model, provider, feature, team
+_LABEL_INDEX = {name: i for i, name in enumerate(GROUP_LABELS)}
 # sketch.key(seconds * 1000) as log(seconds) * _SCALE + _SHIFT: the same bins, fewer steps
 _SCALE = sketch.MULTIPLIER / sketch.LN2
 _SHIFT = math.log(1000.0) * _SCALE
@@ -304,3 +305,11 @@ def signal_value(signal: Any, stats: WindowStats) -> float | None:
     if q is None:
         raise ValueError(f"unknown signal {signal!r}")
     return stats.latency_quantile_ms(q)
+
+
+__all__ = [
+    "WindowStats",
+    "WindowStore",
+    "histogram_quantile",
+    "signal_value",
+]

@@ -16,19 +16,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiscope import metric_definitions as M
 from aiscope.names import check_dashboard_uid, check_namespace
 
 SCHEMA_VERSION = 39
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+#: the template variables that filter the per-call series (model, feature, team)
+VARIABLES = tuple(g for g in M.GROUP_LABELS if g != "provider")
 #: the per-call series selector: every dashboard variable
-SEL = 'model=~"$model", feature=~"$feature", team=~"$team"'
-#: ai_lib_quality_score has no team label
-QSEL = 'model=~"$model", feature=~"$feature"'
+SEL = ", ".join(f'{v}=~"${v}"' for v in VARIABLES)
+#: ai_lib_quality_score has no team label: the variables it has
+QSEL = ", ".join(f'{v}=~"${v}"' for v in VARIABLES if v in M.QUALITY_SCORE.labels)
 RI = "$__rate_interval"
+#: Grafana's unit for a metric's unit
+_UNITS = {"seconds": "s", "usd": "currencyUSD"}
 
 
 @dataclass
-class Panel:
+class _Panel:
     """One panel: its title, type, queries (expression, legend) and field options."""
 
     title: str
@@ -42,15 +47,16 @@ class Panel:
     mappings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _ns(expr: str, ns: str) -> str:
-    return expr.replace("ai_lib_", f"{ns}_") if ns != "ai_lib" else expr
-
-
-def _rows() -> list[tuple[str, list[Panel]]]:
-    cost = f"ai_lib_cost_usd_total{{{SEL}}}"
-    req = f"ai_lib_requests_total{{{SEL}}}"
-    dur = f"ai_lib_request_duration_seconds_bucket{{{SEL}}}"
-    tok = "ai_lib_tokens_total{" + SEL + ', type=~"input|output"}'
+def _rows(ns: str) -> list[tuple[str, list[_Panel]]]:
+    usd, secs = _UNITS[M.COST.unit], _UNITS[M.REQUEST_DURATION.unit]
+    requests, tokens = M.REQUESTS.series(ns), M.TOKENS.series(ns)
+    circuit = M.CIRCUIT_STATE.series(ns)
+    cost = f"{M.COST.series(ns)}{{{SEL}}}"
+    req = f"{requests}{{{SEL}}}"
+    dur = f"{M.REQUEST_DURATION.series(ns, 'bucket')}{{{SEL}}}"
+    tok = f'{tokens}{{{SEL}, type=~"input|output"}}'
+    quality_sum = M.QUALITY_SCORE.series(ns, "sum")
+    quality_count = M.QUALITY_SCORE.series(ns, "count")
 
     def q(p: float, by: str = "") -> str:
         return f"histogram_quantile({p}, sum by (le{by}) (rate({dur}[{RI}])))"
@@ -58,37 +64,37 @@ def _rows() -> list[tuple[str, list[Panel]]]:
     def quality(by: str = "") -> str:
         b = f" by ({by})" if by else ""
         return (
-            f"sum{b} (rate(ai_lib_quality_score_sum{{{QSEL}}}[{RI}])) / "
-            f"sum{b} (rate(ai_lib_quality_score_count{{{QSEL}}}[{RI}]))"
+            f"sum{b} (rate({quality_sum}{{{QSEL}}}[{RI}])) / "
+            f"sum{b} (rate({quality_count}{{{QSEL}}}[{RI}]))"
         )
 
     return [
         (
             "Cost Overview",
             [
-                Panel(
+                _Panel(
                     "Total spend",
                     "stat",
                     [(f"sum(increase({cost}[$__range]))", "spend")],
-                    "currencyUSD",
+                    usd,
                     6,
                     6,
                 ),
-                Panel(
+                _Panel(
                     "Cost per request",
                     "stat",
                     [(f"sum(increase({cost}[$__range])) / sum(increase({req}[$__range]))", "")],
-                    "currencyUSD",
+                    usd,
                     6,
                     6,
                 ),
-                Panel(
+                _Panel(
                     "Budget used",
                     "gauge",
                     [
                         (
                             "max by (budget, window) "
-                            "(ai_lib_budget_spent_usd / ai_lib_budget_limit_usd)",
+                            f"({M.BUDGET_SPENT.series(ns)} / {M.BUDGET_LIMIT.series(ns)})",
                             "{{budget}} ({{window}})",
                         )
                     ],
@@ -97,75 +103,75 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     6,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Budget remaining",
                     "stat",
                     [
                         (
-                            "max by (budget, window) (ai_lib_budget_remaining_usd)",
+                            f"max by (budget, window) ({M.BUDGET_REMAINING.series(ns)})",
                             "{{budget}} ({{window}})",
                         )
                     ],
-                    "currencyUSD",
+                    usd,
                     6,
                     6,
                 ),
-                Panel(
+                _Panel(
                     "Spend rate by model ($/h)",
                     "timeseries",
                     [(f"sum by (model) (rate({cost}[{RI}])) * 3600", "{{model}}")],
-                    "currencyUSD",
+                    usd,
                 ),
-                Panel(
+                _Panel(
                     "Spend by feature",
                     "bargauge",
                     [(f"sum by (feature) (increase({cost}[$__range]))", "{{feature}}")],
-                    "currencyUSD",
+                    usd,
                 ),
-                Panel(
+                _Panel(
                     "Spend by team",
                     "bargauge",
                     [(f"sum by (team) (increase({cost}[$__range]))", "{{team}}")],
-                    "currencyUSD",
+                    usd,
                 ),
             ],
         ),
         (
             "Latency",
             [
-                Panel(
+                _Panel(
                     "Latency p50 / p95 / p99",
                     "timeseries",
                     [(q(0.5), "p50"), (q(0.95), "p95"), (q(0.99), "p99")],
-                    "s",
+                    secs,
                     12,
                 ),
-                Panel(
+                _Panel(
                     "p95 latency by model",
                     "timeseries",
                     [(q(0.95, ", model"), "{{model}}")],
-                    "s",
+                    secs,
                     12,
                 ),
-                Panel(
+                _Panel(
                     "Latency distribution",
                     "heatmap",
                     [(f"sum by (le) (increase({dur}[{RI}]))", "{{le}}")],
-                    "s",
+                    secs,
                     12,
                     options={"calculate": False, "yAxis": {"unit": "s"}},
                 ),
-                Panel(
+                _Panel(
                     "Time to first token p95 (streamed calls)",
                     "timeseries",
                     [
                         (
                             "histogram_quantile(0.95, sum by (le, model) (rate("
-                            f"ai_lib_time_to_first_token_seconds_bucket{{{SEL}}}[{RI}])))",
+                            f"{M.TIME_TO_FIRST_TOKEN.series(ns, 'bucket')}{{{SEL}}}[{RI}])))",
                             "{{model}}",
                         )
                     ],
-                    "s",
+                    secs,
                     12,
                 ),
             ],
@@ -173,12 +179,12 @@ def _rows() -> list[tuple[str, list[Panel]]]:
         (
             "Token Usage",
             [
-                Panel(
+                _Panel(
                     "Tokens per minute by model and type",
                     "timeseries",
                     [(f"sum by (model, type) (rate({tok}[{RI}])) * 60", "{{model}} {{type}}")],
                 ),
-                Panel(
+                _Panel(
                     "Tokens per request",
                     "timeseries",
                     [
@@ -189,28 +195,24 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                         )
                     ],
                 ),
-                Panel(
+                _Panel(
                     "Input / output ratio",
                     "timeseries",
                     [
                         (
-                            "sum by (model) (rate(ai_lib_tokens_total{" + SEL + ', type="input"}'
-                            f"[{RI}])) / sum by (model) (rate(ai_lib_tokens_total{{{SEL}, "
-                            f'type="output"}}[{RI}]))',
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="input"}}[{RI}])) / '
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="output"}}[{RI}]))',
                             "{{model}}",
                         )
                     ],
                 ),
-                Panel(
+                _Panel(
                     "Cached share of input tokens",
                     "timeseries",
                     [
                         (
-                            "sum by (model) (rate(ai_lib_tokens_total{"
-                            + SEL
-                            + ', type="cache_read"}'
-                            f"[{RI}])) / sum by (model) (rate(ai_lib_tokens_total{{{SEL}, "
-                            f'type="input"}}[{RI}]))',
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="cache_read"}}[{RI}])) / '
+                            f'sum by (model) (rate({tokens}{{{SEL}, type="input"}}[{RI}]))',
                             "{{model}}",
                         )
                     ],
@@ -222,7 +224,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
         (
             "Quality",
             [
-                Panel(
+                _Panel(
                     "Quality score over time",
                     "timeseries",
                     [(quality(), "mean quality")],
@@ -230,7 +232,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     12,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Quality by feature",
                     "timeseries",
                     [(quality("feature"), "{{feature}}")],
@@ -238,7 +240,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     12,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Quality by model",
                     "bargauge",
                     [(quality("model"), "{{model}}")],
@@ -246,13 +248,12 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                     12,
                     options={"min": 0, "max": 1},
                 ),
-                Panel(
+                _Panel(
                     "Scores by source",
                     "bargauge",
                     [
                         (
-                            f"sum by (source) (increase(ai_lib_quality_score_count{{{QSEL}}}"
-                            "[$__range]))",
+                            f"sum by (source) (increase({quality_count}{{{QSEL}}}[$__range]))",
                             "{{source}}",
                         )
                     ],
@@ -264,44 +265,44 @@ def _rows() -> list[tuple[str, list[Panel]]]:
         (
             "Operational Health",
             [
-                Panel(
+                _Panel(
                     "Request volume (req/s)",
                     "timeseries",
                     [(f"sum by (model) (rate({req}[{RI}]))", "{{model}}")],
                     "reqps",
                 ),
-                Panel(
+                _Panel(
                     "Error rate",
                     "timeseries",
                     [
                         (
-                            "sum by (model) (rate(ai_lib_requests_total{" + SEL + ', status!="ok"}'
-                            f"[{RI}])) / sum by (model) (rate({req}[{RI}]))",
+                            f'sum by (model) (rate({requests}{{{SEL}, status!="ok"}}[{RI}])) / '
+                            f"sum by (model) (rate({req}[{RI}]))",
                             "{{model}}",
                         )
                     ],
                     "percentunit",
                 ),
-                Panel(
+                _Panel(
                     "Errors by type",
                     "timeseries",
                     [
                         (
-                            f"sum by (error_type) (rate(ai_lib_errors_total{{{SEL}}}[{RI}]))",
+                            f"sum by (error_type) (rate({M.ERRORS.series(ns)}{{{SEL}}}[{RI}]))",
                             "{{error_type}}",
                         )
                     ],
                     "reqps",
                 ),
-                Panel(
+                _Panel(
                     "Provider circuit state",
                     "stat",
                     [
                         (
                             # one series per state (1 for the current one): 0 closed,
                             # 1 half-open, 2 open, shown by the mappings below
-                            'max by (provider) (ai_lib_circuit_state{state="half_open"}) + 2 * '
-                            'max by (provider) (ai_lib_circuit_state{state="open"})',
+                            f'max by (provider) ({circuit}{{state="half_open"}}) + 2 * '
+                            f'max by (provider) ({circuit}{{state="open"}})',
                             "{{provider}}",
                         )
                     ],
@@ -316,37 +317,41 @@ def _rows() -> list[tuple[str, list[Panel]]]:
                         },
                     ],
                 ),
-                Panel(
+                _Panel(
                     "Calls in flight",
                     "timeseries",
-                    [('sum by (model) (ai_lib_inflight_requests{model=~"$model"})', "{{model}}")],
+                    [
+                        (
+                            f'sum by (model) ({M.INFLIGHT.series(ns)}{{model=~"$model"}})',
+                            "{{model}}",
+                        )
+                    ],
                 ),
-                Panel(
+                _Panel(
                     "Retries by reason",
                     "timeseries",
                     [
                         (
-                            'sum by (reason) (rate(ai_lib_retries_total{model=~"$model"}'
+                            f'sum by (reason) (rate({M.RETRIES.series(ns)}{{model=~"$model"}}'
                             f"[{RI}]))",
                             "{{reason}}",
                         )
                     ],
                     "reqps",
                 ),
-                Panel(
+                _Panel(
                     "Active alerts",
                     "table",
                     [("sum by (alertname, severity, alertstate) (ALERTS)", "")],
                     width=16,
                     options={"format": "table", "instant": True},
                 ),
-                Panel(
+                _Panel(
                     "Calls without a price",
                     "stat",
                     [
                         (
-                            'sum(increase(ai_lib_unpriced_requests_total{model=~"$model"}'
-                            "[$__range]))",
+                            f'sum(increase({M.UNPRICED.series(ns)}{{model=~"$model"}}[$__range]))',
                             "",
                         )
                     ],
@@ -357,7 +362,7 @@ def _rows() -> list[tuple[str, list[Panel]]]:
 
 
 def _variable(name: str, label: str, ns: str) -> dict[str, Any]:
-    query = f"label_values({ns}_requests_total, {name})"
+    query = f"label_values({M.REQUESTS.series(ns)}, {name})"
     return {
         "name": name,
         "label": label,
@@ -376,7 +381,7 @@ def _variable(name: str, label: str, ns: str) -> dict[str, Any]:
     }
 
 
-def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
+def _panel_json(p: _Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
     defaults: dict[str, Any] = {"unit": p.unit, "mappings": p.mappings}
     for key in ("min", "max"):
         if key in p.options:
@@ -385,7 +390,7 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
     targets = [
         {
             "datasource": DATASOURCE,
-            "expr": _ns(expr, ns),
+            "expr": expr,
             "legendFormat": legend or "__auto",
             "refId": chr(ord("A") + i),
             "range": not instant,
@@ -414,7 +419,10 @@ def _panel_json(p: Panel, pid: int, x: int, y: int, ns: str) -> dict[str, Any]:
 
 
 def grafana_dashboard(
-    *, title: str = "aiscope: LLM operations", uid: str = "aiscope-llm", namespace: str = "ai_lib"
+    *,
+    title: str = "aiscope: LLM operations",
+    uid: str = "aiscope-llm",
+    namespace: str = M.DEFAULT_NAMESPACE,
 ) -> dict[str, Any]:
     """The dashboard as a dict (``json.dumps`` it, or use :func:`export_grafana_dashboard`),
     over the metrics of ``MetricsCollector(namespace=namespace)``."""
@@ -422,7 +430,7 @@ def grafana_dashboard(
     check_dashboard_uid(uid)
     panels: list[dict[str, Any]] = []
     y, pid = 0, 1
-    for row_title, row_panels in _rows():
+    for row_title, row_panels in _rows(namespace):
         panels.append(
             {
                 "id": pid,

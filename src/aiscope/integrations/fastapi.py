@@ -471,3 +471,11 @@ def instrument_app(
         _server_spans(app, scope)
     app.include_router(router, prefix=prefix)
     return app
+
+
+__all__ = [
+    "AiscopeMiddleware",
+    "aiscope_router",
+    "instrument_app",
+    "route_template",
+]

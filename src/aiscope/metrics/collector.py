@@ -31,72 +31,61 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prom_multiprocess
 
+from aiscope import metric_definitions as M
 from aiscope._fork import fork_safe_lock
-from aiscope.cost.budget import BudgetStatus
-from aiscope.cost.tracker import CostTracker
 from aiscope.labels import OTHER, LabelLimiter
-from aiscope.metrics.store import (
-    LN2,
-    Bins,
-    Layout,
-    Series,
-    StoreCollector,
-    key_function,
-    sketch_of,
+from aiscope.metric_definitions import (
+    CIRCUIT_STATES,
+    DURATION_BUCKETS,
+    QUALITY_BUCKETS,
+    TOKEN_TYPES,
+    TTFT_BUCKETS,
+    MetricDefinition,
 )
+from aiscope.metrics._store import Bins, Layout, Series, StoreCollector, sketch_of
 from aiscope.names import check_label_name, check_namespace
 from aiscope.record import CallRecord, Usage
 from aiscope.sink import CIRCUIT_TRANSITION, CIRCUIT_WATCH, RATE_LIMIT_WAIT, RETRY
+from aiscope.sketch import LN2, key_function
 
 if TYPE_CHECKING:
     from aiscope.scope import PendingCall, Scope
 
 logger = logging.getLogger("aiscope.metrics")
 
-#: OpenTelemetry GenAI advice for ``gen_ai.client.operation.duration`` (seconds), plus
-#: the default alert thresholds (p95 > 5 s, p99 > 10 s) as boundaries: at a boundary
-#: ``histogram_quantile`` is exact (it is above the threshold exactly when more than
-#: 1 - q of the calls are), between two it interpolates and can fire for calls that
-#: are all well under it (every call at 5.5 s read as a p99 of 10.19 s in 5.12..10.24).
-DURATION_BUCKETS = (
-    0.01,
-    0.02,
-    0.04,
-    0.08,
-    0.16,
-    0.32,
-    0.64,
-    1.28,
-    2.56,
-    5.0,
-    5.12,
-    10.0,
-    10.24,
-    20.48,
-    40.96,
-    81.92,
-)
-#: Buckets of ``ai_lib_quality_score`` (scores are in [0, 1]).
-QUALITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-#: OpenTelemetry GenAI advice for time to first token (seconds).
-TTFT_BUCKETS = (
-    0.001,
-    0.005,
-    0.01,
-    0.02,
-    0.04,
-    0.06,
-    0.08,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
+__all__ = [
+    "CIRCUIT_STATES",
+    "DURATION_BUCKETS",
+    "QUALITY_BUCKETS",
+    "TTFT_BUCKETS",
+    "LatencyPercentiles",
+    "MetricsCollector",
+]
+
+#: the labels of the per-call metrics that aiscope sets itself (not from tags)
+_SET_LABELS = frozenset(n for d in M.METRICS if d.per_call for n in d.label_names(()))
+_KINDS: dict[str, Any] = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+
+
+def _native(
+    definition: MetricDefinition,
+    namespace: str,
+    registry: CollectorRegistry,
+    tag_labels: Sequence[str] = (),
+    buckets: Sequence[float] | None = None,
+) -> Any:
+    """prometheus_client's own metric for ``definition``, registered on ``registry``."""
+    kwargs: dict[str, Any] = {"registry": registry}
+    if definition.kind == "histogram":
+        kwargs["buckets"] = definition.buckets if buckets is None else buckets
+    elif definition.kind == "gauge":
+        kwargs["multiprocess_mode"] = definition.multiprocess_mode
+    return _KINDS[definition.kind](
+        definition.name_in(namespace),
+        definition.help,
+        definition.label_names(tag_labels),
+        **kwargs,
+    )
 
 
 def _usage_counts(u: Usage) -> tuple[int, int, int, int, int]:
@@ -111,10 +100,6 @@ def _usage_counts(u: Usage) -> tuple[int, int, int, int, int]:
 
 def _multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
-
-
-#: the states of ``ai_lib_circuit_state`` (one series each, 1 for the current one)
-CIRCUIT_STATES = ("closed", "half_open", "open")
 
 
 class _Breaker(Protocol):
@@ -148,7 +133,6 @@ class _CircuitReader:
         return lambda: 1.0 if self.current() == state else 0.0
 
 
-_TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
 #: cost statuses of a record without a cost that is not an unpriced call: not priced
 #: yet (no pricing step), or a failed call that reported no usage (nothing to price)
 _PRICED_OR_NOTHING = frozenset({"not_priced", "no_usage"})
@@ -175,16 +159,53 @@ class LatencyPercentiles:
         }
 
 
+class _Budget(Protocol):
+    """What the budget gauges read of a budget (a cost.Budget)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def window(self) -> str: ...
+    @property
+    def limit_usd(self) -> float: ...
+
+
+class _WatchedBudget(_Budget, Protocol):
+    """A budget of a watched tracker: one with a limit per tag value has no gauges."""
+
+    @property
+    def per_value(self) -> bool: ...
+
+
+class _BudgetStatus(_Budget, Protocol):
+    """What the budget gauges read of a budget's state (a cost.BudgetStatus)."""
+
+    @property
+    def spent_usd(self) -> float: ...
+    @property
+    def remaining_usd(self) -> float: ...
+
+
+class _Tracker(Protocol):
+    """What :meth:`MetricsCollector.watch_budget` reads of a CostTracker (structurally,
+    so metrics does not import the cost package)."""
+
+    @property
+    def budgets(self) -> Sequence[_WatchedBudget]: ...
+    def budget_statuses(self) -> Sequence[_BudgetStatus]: ...
+    def add_listener(self, listener: Callable[[Sequence[_BudgetStatus]], None]) -> None: ...
+
+
 class _BudgetReader:
     """Reads one budget's state from its tracker when the gauges are scraped."""
 
     __slots__ = ("name", "tracker")
 
-    def __init__(self, tracker: CostTracker, name: str) -> None:
+    def __init__(self, tracker: _Tracker, name: str) -> None:
         self.tracker = tracker
         self.name = name
 
-    def _status(self) -> BudgetStatus | None:
+    def _status(self) -> _BudgetStatus | None:
         return next((s for s in self.tracker.budget_statuses() if s.name == self.name), None)
 
     def spent(self) -> float:
@@ -211,24 +232,17 @@ class _Children:
         "ttft_bins",
     )
 
-    def __init__(
-        self,
-        mc: MetricsCollector,
-        base: tuple[str, ...],
-        status: str,
-        error: str,
-        latency_bins: Bins,
-        ttft_bins: Bins,
-    ) -> None:
+    def __init__(self, mc: MetricsCollector, series: Series) -> None:
+        base, status, error = series.base, series.status, series.error
         self.base = base
         self.requests = mc.requests.labels(*base, status)
         self.duration = mc.duration.labels(*base)
         self.ttft = mc.ttft.labels(*base)
-        self.tokens = tuple(mc.tokens.labels(*base, t) for t in _TOKEN_TYPES)
+        self.tokens = tuple(mc.tokens.labels(*base, t) for t in TOKEN_TYPES)
         self.cost = mc.cost.labels(*base)
         self.errors = mc.errors.labels(*base, error) if error else None
-        self.latency_bins = latency_bins
-        self.ttft_bins = ttft_bins
+        self.latency_bins = series.latency_bins
+        self.ttft_bins = series.ttft_bins
 
 
 class MetricsCollector:
@@ -259,8 +273,8 @@ class MetricsCollector:
         registry: CollectorRegistry | None = None,
         *,
         use_global_registry: bool = False,
-        namespace: str = "ai_lib",
-        tag_labels: Sequence[str] = ("feature", "team"),
+        namespace: str = M.DEFAULT_NAMESPACE,
+        tag_labels: Sequence[str] = M.DEFAULT_TAG_LABELS,
         max_label_values: int = 100,
         label_allowlist: Mapping[str, Iterable[str]] | None = None,
         duration_buckets: Sequence[float] = DURATION_BUCKETS,
@@ -278,7 +292,7 @@ class MetricsCollector:
             raise ValueError(f"tag_labels must be a sequence of label names, got {tag_labels!r}")
         for name in tag_labels:
             check_label_name(name, "a tag_labels entry")
-            if name in ("model", "provider", "status", "error_type", "type"):
+            if name in _SET_LABELS:
                 raise ValueError(f"tag_labels must not repeat a label aiscope sets: {name!r}")
         if not 0.0 < percentile_accuracy < 1.0:
             raise ValueError(f"percentile_accuracy must be in (0, 1), got {percentile_accuracy!r}")
@@ -291,7 +305,6 @@ class MetricsCollector:
         self._n_tags = len(self.tag_labels)
         self.labels = LabelLimiter(max_label_values, label_allowlist)
         self._accuracy = percentile_accuracy
-        base = ("model", "provider", *self.tag_labels)
         ns, reg = namespace, self.registry
         self._lock = fork_safe_lock(threading.Lock())
         self._layout = Layout(duration_buckets, ttft_buckets)
@@ -312,84 +325,33 @@ class MetricsCollector:
         self._ttft_bins: dict[str, Bins] = {}
         self.native_metrics = native_metrics or bool(_multiprocess_dir())
         if self.native_metrics:
-            self._register_native_metrics(base)
+            self._register_native_metrics()
             self.on_record = self._on_record_native  # type: ignore[method-assign]
         else:
             reg.register(
                 StoreCollector(
                     ns,
-                    base,
+                    self.tag_labels,
                     self._layout,
                     self._children.values(),
                     self._inflight_slots,
                     self._lock,
                 )
             )
-        self.unpriced = Counter(
-            f"{ns}_unpriced_requests",
-            "Calls whose cost is unknown, by reason.",
-            ["model", "provider", "reason"],
-            registry=reg,
-        )
-        self.label_overflow = Counter(
-            f"{ns}_label_overflow", "Label values folded into 'other'.", ["label"], registry=reg
-        )
-        self.budget_spent = Gauge(
-            f"{ns}_budget_spent_usd",
-            "Spent in the budget's current window.",
-            ["budget", "window"],
-            registry=reg,
-            multiprocess_mode="mostrecent",
-        )
-        self.budget_limit = Gauge(
-            f"{ns}_budget_limit_usd",
-            "The budget's limit.",
-            ["budget", "window"],
-            registry=reg,
-            multiprocess_mode="mostrecent",
-        )
-        self.budget_remaining = Gauge(
-            f"{ns}_budget_remaining_usd",
-            "Left in the budget's current window.",
-            ["budget", "window"],
-            registry=reg,
-            multiprocess_mode="mostrecent",
-        )
-        self.retries = Counter(
-            f"{ns}_retries",
-            "Retried LLM requests, by the error that caused the retry.",
-            ["model", "provider", "reason"],
-            registry=reg,
-        )
-        self.circuit_transitions = Counter(
-            f"{ns}_circuit_transitions",
-            "Circuit breaker state changes.",
-            ["provider", "from_state", "to_state"],
-            registry=reg,
-        )
-        self.circuit_state = Gauge(
-            f"{ns}_circuit_state",
-            "Circuit breaker state: 1 for the state each provider's breaker is in, else 0.",
-            ["provider", "state"],
-            registry=reg,
-            multiprocess_mode="mostrecent",
-        )
+        self.unpriced = _native(M.UNPRICED, ns, reg)
+        self.label_overflow = _native(M.LABEL_OVERFLOW, ns, reg)
+        self.budget_spent = _native(M.BUDGET_SPENT, ns, reg)
+        self.budget_limit = _native(M.BUDGET_LIMIT, ns, reg)
+        self.budget_remaining = _native(M.BUDGET_REMAINING, ns, reg)
+        self.retries = _native(M.RETRIES, ns, reg)
+        self.circuit_transitions = _native(M.CIRCUIT_TRANSITIONS, ns, reg)
+        self.circuit_state = _native(M.CIRCUIT_STATE, ns, reg)
         #: bounded provider -> the watched breaker's reader (its gauges read it)
         self._circuits: dict[str, _CircuitReader] = {}
-        self.rate_limit_waits = Counter(
-            f"{ns}_rate_limit_waits",
-            "Requests that waited for the client-side rate limiter.",
-            ["provider"],
-            registry=reg,
-        )
-        self.rate_limit_wait_seconds = Counter(
-            f"{ns}_rate_limit_wait_seconds",
-            "Time spent waiting for the client-side rate limiter.",
-            ["provider"],
-            registry=reg,
-        )
+        self.rate_limit_waits = _native(M.RATE_LIMIT_WAITS, ns, reg)
+        self.rate_limit_wait_seconds = _native(M.RATE_LIMIT_WAIT_SECONDS, ns, reg)
         self._budget_children: dict[tuple[str, str], tuple[Any, Any]] = {}
-        self._watched: list[CostTracker] = []
+        self._watched: list[_Tracker] = []
         self._overflow_seen: dict[str, int] = {}
         self._model_tbl = self.labels.table("model")
         self._provider_tbl = self.labels.table("provider")
@@ -407,45 +369,18 @@ class MetricsCollector:
             self._overflow_seen[label] = n
         return out
 
-    def _register_native_metrics(self, base: tuple[str, ...]) -> None:
+    def _register_native_metrics(self) -> None:
         # prometheus_client's multiprocess mode keeps values in its mmap files, so the
-        # per-call metrics must be its own objects here (see metrics/store.py).
-        ns, reg = self.namespace, self.registry
+        # per-call metrics must be its own objects here (see metrics/_store.py).
+        ns, reg, tags = self.namespace, self.registry, self.tag_labels
         lay = self._layout
-        self.requests = Counter(
-            f"{ns}_requests", "LLM calls, by outcome.", [*base, "status"], registry=reg
-        )
-        self.duration = Histogram(
-            f"{ns}_request_duration_seconds",
-            "LLM call latency.",
-            base,
-            buckets=lay.duration_bounds,
-            registry=reg,
-        )
-        self.ttft = Histogram(
-            f"{ns}_time_to_first_token_seconds",
-            "Time to the first streamed token.",
-            base,
-            buckets=lay.ttft_bounds,
-            registry=reg,
-        )
-        self.tokens = Counter(
-            f"{ns}_tokens",
-            "Tokens by type (input counts cached input; output counts reasoning).",
-            [*base, "type"],
-            registry=reg,
-        )
-        self.errors = Counter(
-            f"{ns}_errors", "Failed LLM calls, by error type.", [*base, "error_type"], registry=reg
-        )
-        self.cost = Counter(f"{ns}_cost_usd", "Cost of LLM calls in USD.", base, registry=reg)
-        self.inflight = Gauge(
-            f"{ns}_inflight_requests",
-            "LLM calls in flight.",
-            ["model", "provider"],
-            registry=reg,
-            multiprocess_mode="livesum",
-        )
+        self.requests = _native(M.REQUESTS, ns, reg, tags)
+        self.duration = _native(M.REQUEST_DURATION, ns, reg, tags, lay.duration_bounds)
+        self.ttft = _native(M.TIME_TO_FIRST_TOKEN, ns, reg, tags, lay.ttft_bounds)
+        self.tokens = _native(M.TOKENS, ns, reg, tags)
+        self.errors = _native(M.ERRORS, ns, reg, tags)
+        self.cost = _native(M.COST, ns, reg, tags)
+        self.inflight = _native(M.INFLIGHT, ns, reg)
 
     # -- the sink hooks (aiscope.sink): a Scope drives them --------------------------------
     #: in flight are calls in progress only, not records emitted after the fact
@@ -665,9 +600,8 @@ class MetricsCollector:
         ttft = self._ttft_bins.get(model)
         if ttft is None:
             ttft = self._ttft_bins[model] = Bins()
-        if self.native_metrics:
-            return _Children(self, base, status, error, lat, ttft)
-        return Series(self._layout, base, status, error, lat, ttft)
+        series = Series(self._layout, base, status, error, lat, ttft)
+        return _Children(self, series) if self.native_metrics else series
 
     def _inflight_slot(self, model: str, provider: str) -> Any:
         slot = self._inflight_slots.get((model, provider))
@@ -752,7 +686,7 @@ class MetricsCollector:
         self.rate_limit_waits.labels(p).inc()
         self.rate_limit_wait_seconds.labels(p).inc(seconds)
 
-    def watch_budget(self, tracker: CostTracker) -> None:
+    def watch_budget(self, tracker: _Tracker) -> None:
         """Expose ``tracker``'s budgets as the ``ai_lib_budget_*`` gauges.
 
         In a single process the gauges read the tracker when scraped, so charging a
@@ -775,7 +709,7 @@ class MetricsCollector:
             self.budget_spent.labels(budget.name, budget.window).set_function(reader.spent)
             self.budget_remaining.labels(budget.name, budget.window).set_function(reader.remaining)
 
-    def update_budget(self, statuses: Iterable[BudgetStatus]) -> None:
+    def update_budget(self, statuses: Iterable[_BudgetStatus]) -> None:
         """Set the budget gauges from ``statuses`` (the multiprocess-mode listener)."""
         for st in statuses:
             children = self._budget_children.get((st.name, st.window))
@@ -800,13 +734,7 @@ class MetricsCollector:
             with self._lock:
                 hist = getattr(self, "_quality", None)
                 if hist is None:
-                    hist = Histogram(
-                        f"{self.namespace}_quality_score",
-                        "Quality scores of LLM responses (0 worst, 1 best), from feedback.",
-                        ["model", "feature", "source"],
-                        buckets=QUALITY_BUCKETS,
-                        registry=self.registry,
-                    )
+                    hist = _native(M.QUALITY_SCORE, self.namespace, self.registry)
                     self._quality = hist
         m = self._bounded("model", self._model_tbl, model)
         f = self._bounded("feature", self.labels.table("feature"), feature) if feature else ""

@@ -9,6 +9,7 @@ streams, malformed frames, in-stream errors). :func:`serve` runs one in the
 foreground.
 """
 
+from aiscope.testing._wire_openai import embedding_vector
 from aiscope.testing.config import Behavior, Fault, ToolCall
 from aiscope.testing.mock_provider import (
     BASE_PATHS,
@@ -27,7 +28,6 @@ from aiscope.testing.tokens import (
     split_tokens,
     text_tokens,
 )
-from aiscope.testing.wire_openai import embedding_vector
 
 __all__ = [
     "BASE_PATHS",

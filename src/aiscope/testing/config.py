@@ -139,3 +139,11 @@ class BehaviorChanges(TypedDict, total=False):
     embedding_dimensions: int
     fault: Fault | None
     stream_usage_always: bool
+
+
+__all__ = [
+    "Behavior",
+    "BehaviorChanges",
+    "Fault",
+    "ToolCall",
+]

@@ -11,7 +11,7 @@ Anthropic and Gemini, streaming and not, and misbehaves on request.
         assert mock.last_request.usage.input_tokens == prompt_tokens("chat.completions", body)
 
 Token counts follow :mod:`aiscope.testing.tokens`; routing, authentication and
-fault handling are described in :mod:`aiscope.testing.dispatch`.
+fault handling are described in :mod:`aiscope.testing._dispatch`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
-from aiscope.testing import wire_anthropic, wire_gemini, wire_openai
+from aiscope.testing import _wire_anthropic as wire_anthropic
+from aiscope.testing import _wire_gemini as wire_gemini
+from aiscope.testing import _wire_openai as wire_openai
+from aiscope.testing._dispatch import Dispatcher, MockState
+from aiscope.testing._server import MockHTTPServer
 from aiscope.testing.config import Behavior, Fault
-from aiscope.testing.dispatch import Dispatcher, MockState
 from aiscope.testing.plan import Completion, PromptInfo, plan
 from aiscope.testing.records import RecordedRequest
-from aiscope.testing.server import MockHTTPServer
 from aiscope.testing.tokens import count_prompt_tokens
 
 if TYPE_CHECKING:
@@ -333,3 +335,12 @@ def serve(
         pass
     finally:
         mock.stop()
+
+
+__all__ = [
+    "BASE_PATHS",
+    "MockProvider",
+    "expected_completion",
+    "prompt_tokens",
+    "serve",
+]

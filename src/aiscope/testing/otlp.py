@@ -222,3 +222,13 @@ class Blackhole:
         for c in self._conns:
             c.close()
         self._sock.close()
+
+
+__all__ = [
+    "Blackhole",
+    "OtlpReceiver",
+    "ReceivedExport",
+    "ReceivedSpan",
+    "any_value",
+    "decode_spans",
+]

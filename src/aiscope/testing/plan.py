@@ -174,3 +174,15 @@ def plan(info: PromptInfo, behavior: Behavior) -> Completion:
 def group(pieces: Sequence[str], size: int) -> list[str]:
     """``pieces`` joined ``size`` at a time: the deltas of a stream."""
     return ["".join(pieces[i : i + size]) for i in range(0, len(pieces), size)]
+
+
+__all__ = [
+    "TOOL_MARKER_RE",
+    "Completion",
+    "Finish",
+    "PlannedToolCall",
+    "PromptInfo",
+    "default_reply",
+    "group",
+    "plan",
+]

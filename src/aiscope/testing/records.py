@@ -105,3 +105,9 @@ class RequestLog:
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+
+__all__ = [
+    "RecordedRequest",
+    "RequestLog",
+]

@@ -88,3 +88,17 @@ def generated_text(n_tokens: int) -> str:
     """A deterministic text of exactly ``n_tokens`` output tokens (for long replies)."""
     words = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
     return " ".join(words[i % len(words)] for i in range(n_tokens))
+
+
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "PER_MESSAGE_TOKENS",
+    "count_output_tokens",
+    "count_prompt_tokens",
+    "generated_text",
+    "message_tokens",
+    "split_tokens",
+    "text_tokens",
+    "tool_names",
+    "tools_text",
+]

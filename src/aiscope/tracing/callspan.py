@@ -344,3 +344,9 @@ class CallSpan(Span):
             self._factory.finish(self)
         except Exception:
             log.warning("could not hand a call span to its processors", exc_info=True)
+
+
+__all__ = [
+    "CallSpan",
+    "CallSpans",
+]

@@ -171,3 +171,24 @@ def otlp_timeout_s() -> float | None:
     if found is not None:
         return _positive(found[0], found[1], "seconds")
     return millis_as_seconds(BSP_EXPORT_TIMEOUT)
+
+
+__all__ = [
+    "BSP_EXPORT_TIMEOUT",
+    "BSP_MAX_EXPORT_BATCH_SIZE",
+    "BSP_MAX_QUEUE_SIZE",
+    "BSP_SCHEDULE_DELAY",
+    "SERVICE_NAME",
+    "TRACES_EXPORTER",
+    "TRACES_SAMPLER",
+    "TRACES_SAMPLER_ARG",
+    "get",
+    "millis_as_seconds",
+    "otlp_endpoint",
+    "otlp_headers",
+    "otlp_protocol",
+    "otlp_timeout_s",
+    "positive_int",
+    "sampler",
+    "service_name",
+]

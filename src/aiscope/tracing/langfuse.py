@@ -161,3 +161,12 @@ def as_generation(span: ReadableSpan) -> ReadableSpan:
         end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
+
+
+__all__ = [
+    "DEFAULT_HOST",
+    "OTEL_PATH",
+    "LangfuseExporter",
+    "as_generation",
+    "generation_attributes",
+]

@@ -122,3 +122,11 @@ def _drop_inherited_connections(session: Any) -> None:
     # Closing only closes the child's copies of the sockets (no shutdown): the
     # parent's connections stay open; the session connects afresh when next used.
     session.close()
+
+
+__all__ = [
+    "TRACES_PATH",
+    "fork_safe_session",
+    "otlp_exporter",
+    "resolve",
+]

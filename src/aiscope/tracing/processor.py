@@ -112,3 +112,9 @@ class LocalSpanProcessor(SpanProcessor):
         ok = failed == self._failed_seen
         self._failed_seen = failed
         return ok and flushed
+
+
+__all__ = [
+    "BoundedBatchProcessor",
+    "LocalSpanProcessor",
+]

@@ -1,7 +1,7 @@
 """The mock's HTTP/1.1 server: keep-alive, chunked streams, a thread per connection.
 
-:class:`MockHTTPServer` hands every request, as an :class:`~aiscope.testing.frames.Incoming`,
-to an application callable and writes the :class:`~aiscope.testing.frames.Outcome`
+:class:`MockHTTPServer` hands every request, as an :class:`~aiscope.testing._frames.Incoming`,
+to an application callable and writes the :class:`~aiscope.testing._frames.Outcome`
 it returns: a whole body in one ``sendall``, or a chunked stream flushed frame by
 frame (with Nagle's algorithm off, so each frame leaves at once). It can also
 deliver the outcome's faults: delays, a connection cut mid-body, a corrupt frame.
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from aiscope.testing.frames import Headers, Incoming, Outcome, dumps
+from aiscope.testing._frames import Headers, Incoming, Outcome, dumps
 
 App = Callable[[Incoming], Outcome]
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiscope.record import Usage
-from aiscope.testing.frames import Frame, Headers, Outcome, Rendered, dumps, random_id
+from aiscope.testing._frames import Frame, Headers, Outcome, Rendered, dumps, random_id
 from aiscope.testing.plan import Completion, Finish, PromptInfo, group
 from aiscope.testing.tokens import tool_names
 

@@ -20,12 +20,12 @@ built from the bins when percentiles are asked for.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from ddsketch import DDSketch
+from ddsketch.mapping import LogarithmicMapping
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -34,9 +34,9 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from aiscope import metric_definitions as M
 from aiscope.counters import zeros
-
-TOKEN_TYPES = ("input", "output", "cache_read", "cache_write", "reasoning")
+from aiscope.metric_definitions import TOKEN_TYPES, MetricDefinition
 
 
 class Layout:
@@ -133,8 +133,8 @@ def sketch_of(bins: Iterable[Bins], accuracy: float) -> DDSketch:
     for b in bins:
         b.merge_into(counts)
         zeros += b.zeros
-    sk = DDSketch(accuracy)
-    value = sk._mapping.value  # a bin's representative maps back to the same bin
+    sk = DDSketch(accuracy)  # its mapping is LogarithmicMapping(accuracy)
+    value = LogarithmicMapping(accuracy).value  # a bin's representative maps back to it
     for key, n in counts.items():
         sk.add(value(key), n)
     if zeros:
@@ -165,31 +165,16 @@ class Series:
         self.ttft_bins = ttft_bins
 
 
-LN2 = math.log(2.0)
-
-
-def key_function(accuracy: float) -> tuple[float, float]:
-    """(multiplier, smallest value with a bin) of DDSketch's mapping at ``accuracy``.
-
-    A value ``v`` above the minimum falls in bin ``ceil(log(v) / LN2 * multiplier)``:
-    DDSketch's ``LogarithmicMapping.key`` (``ceil(log(v, 2) * multiplier) + offset``,
-    offset 0), computed inline because a method call per value costs more than the
-    rest of the bookkeeping.
-    """
-    mapping = DDSketch(accuracy)._mapping
-    multiplier = float(mapping._multiplier)
-    probes = [1e-4 * 1.37**i for i in range(60)]
-    if mapping._offset != 0.0 or any(
-        math.ceil(math.log(v) / LN2 * multiplier) != mapping.key(v) for v in probes
-    ):  # pragma: no cover - only if a new ddsketch changes its default mapping
-        raise RuntimeError("DDSketch's mapping changed; aiscope's percentile bins need updating")
-    return multiplier, float(mapping.min_possible)
-
-
 def _use_created() -> bool:
+    # whether prometheus_client prints _created samples (its enable_created_metrics() /
+    # disable_created_metrics() and PROMETHEUS_DISABLE_CREATED_SERIES set it): it has no
+    # public getter, so the flag is read, defaulting to its default if it ever goes
     from prometheus_client import metrics as prom_metrics
 
     return bool(getattr(prom_metrics, "_use_created", True))
+
+
+_F = TypeVar("_F", CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily)
 
 
 class StoreCollector:
@@ -198,18 +183,25 @@ class StoreCollector:
     def __init__(
         self,
         namespace: str,
-        base_labels: Sequence[str],
+        tag_labels: Sequence[str],
         layout: Layout,
         series: Iterable[Series],
         inflight: dict[tuple[str, str], list[int]],
         lock: Any,
     ) -> None:
         self.ns = namespace
-        self.base_labels = tuple(base_labels)
+        self.tag_labels = tuple(tag_labels)
         self.layout = layout
         self._series = series
         self._inflight = inflight
         self._lock = lock
+
+    def _family(self, kind: type[_F], definition: MetricDefinition) -> _F:
+        return kind(
+            definition.name_in(self.ns),
+            definition.help,
+            labels=definition.label_names(self.tag_labels),
+        )
 
     def describe(self) -> list[Metric]:
         """Families without samples, so the registry checks names up front."""
@@ -227,14 +219,10 @@ class StoreCollector:
         snapshot: list[tuple[Series, list[Any]]],
         inflight: list[tuple[tuple[str, str], int]],
     ) -> Iterator[Metric]:
-        ns, lay, base = self.ns, self.layout, self.base_labels
+        lay = self.layout
         created = _use_created()
-        requests = CounterMetricFamily(
-            f"{ns}_requests", "LLM calls, by outcome.", labels=[*base, "status"]
-        )
-        errors = CounterMetricFamily(
-            f"{ns}_errors", "Failed LLM calls, by error type.", labels=[*base, "error_type"]
-        )
+        requests = self._family(CounterMetricFamily, M.REQUESTS)
+        errors = self._family(CounterMetricFamily, M.ERRORS)
         # duration, ttft, tokens and cost are per base label set: sum the series over
         # their status and error type
         per_status: dict[tuple[str, ...], list[Any]] = {}
@@ -257,22 +245,16 @@ class StoreCollector:
         for family, counts in ((requests, per_status), (errors, per_error)):
             for labels, (n, since) in counts.items():
                 family.add_metric(labels, n, since if created else None)
-        duration = HistogramMetricFamily(
-            f"{ns}_request_duration_seconds", "LLM call latency.", labels=base
-        )
-        ttft = HistogramMetricFamily(
-            f"{ns}_time_to_first_token_seconds", "Time to the first streamed token.", labels=base
-        )
-        tokens = CounterMetricFamily(
-            f"{ns}_tokens",
-            "Tokens by type (input counts cached input; output counts reasoning).",
-            labels=[*base, "type"],
-        )
-        cost = CounterMetricFamily(f"{ns}_cost_usd", "Cost of LLM calls in USD.", labels=base)
+        duration = self._family(HistogramMetricFamily, M.REQUEST_DURATION)
+        names = M.REQUEST_DURATION.label_names(self.tag_labels)  # ttft's are the same
+        ttft = self._family(HistogramMetricFamily, M.TIME_TO_FIRST_TOKEN)
+        tokens = self._family(CounterMetricFamily, M.TOKENS)
+        cost = self._family(CounterMetricFamily, M.COST)
         for labels, (v, since) in per_base.items():
             at = since if created else None
             _histogram(
                 duration,
+                names,
                 labels,
                 v,
                 lay.duration_bucket0,
@@ -280,13 +262,13 @@ class StoreCollector:
                 v[lay.duration_sum],
                 at,
             )
-            _histogram(ttft, labels, v, lay.ttft_bucket0, lay.ttft_bounds, v[lay.ttft_sum], at)
+            _histogram(
+                ttft, names, labels, v, lay.ttft_bucket0, lay.ttft_bounds, v[lay.ttft_sum], at
+            )
             for i, name in enumerate(TOKEN_TYPES):
                 tokens.add_metric([*labels, name], v[lay.tokens + i], at)
             cost.add_metric(labels, v[lay.cost], at)
-        inflight_g = GaugeMetricFamily(
-            f"{ns}_inflight_requests", "LLM calls in flight.", labels=["model", "provider"]
-        )
+        inflight_g = self._family(GaugeMetricFamily, M.INFLIGHT)
         for (m, p), n in inflight:
             inflight_g.add_metric([m, p], n)
         # the order prometheus_client's own metrics are registered in
@@ -304,6 +286,7 @@ def _count(into: dict[tuple[str, ...], list[Any]], key: tuple[str, ...], n: int,
 
 def _histogram(
     family: HistogramMetricFamily,
+    names: Sequence[str],
     labels: tuple[str, ...],
     values: list[Any],
     first: int,
@@ -320,6 +303,4 @@ def _histogram(
     buckets.append(("+Inf", float(acc)))
     family.add_metric(list(labels), buckets, total)
     if created is not None:
-        family.add_sample(
-            family.name + "_created", dict(zip(family._labelnames, labels, strict=True)), created
-        )
+        family.add_sample(family.name + "_created", dict(zip(names, labels, strict=True)), created)

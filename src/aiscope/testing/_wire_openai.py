@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiscope.record import Usage
-from aiscope.testing.frames import (
+from aiscope.testing._frames import (
     Frame,
     Headers,
     Outcome,

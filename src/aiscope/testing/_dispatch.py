@@ -37,9 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from aiscope.testing import wire_anthropic, wire_gemini, wire_openai
+from aiscope.testing import _wire_anthropic as wire_anthropic
+from aiscope.testing import _wire_gemini as wire_gemini
+from aiscope.testing import _wire_openai as wire_openai
+from aiscope.testing._frames import Frame, Headers, Incoming, Outcome, Rendered, corrupt, dumps
 from aiscope.testing.config import Behavior, Fault
-from aiscope.testing.frames import Frame, Headers, Incoming, Outcome, Rendered, corrupt, dumps
 from aiscope.testing.plan import Completion, plan
 from aiscope.testing.records import RecordedRequest, RequestLog
 
