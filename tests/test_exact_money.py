@@ -190,8 +190,8 @@ def _gp_usage(u: Usage) -> genai_prices.Usage:
 
 
 def test_server_rollups_sum_costs_exactly() -> None:
-    """16 calls of $0.0075, one a minute: each hour and day rollup holds exactly $0.12
-    (a float sum gives $0.12000000000000005)."""
+    """16 calls of $0.0075, one a minute: each hour and day rollup holds exactly $0.12,
+    in integer nano-dollars (a float sum gives $0.12000000000000005)."""
     from aiscope.server.rollup import rollup_rows
 
     calls = [
@@ -217,7 +217,7 @@ def test_server_rollups_sum_costs_exactly() -> None:
     ]
     rows = rollup_rows(calls)
     (day,) = [r for r in rows if r["resolution"] == 1440]  # 16:00-16:16 UTC: one day
-    assert (day["calls"], day["cost_usd"]) == (16, 0.12)
+    assert (day["calls"], day["cost_nanos"]) == (16, 120_000_000)
 
 
 def test_a_sqlite_ledger_file_of_dollars_is_converted_to_integer_nano_dollars(

@@ -18,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from sqlalchemy import func, insert, select
 
+from aiscope.cost.ledger import from_nanos
 from aiscope.server.auth import LOCAL_PROJECT
 from aiscope.server.otlp import MAX_VALUE_CHARS
 from aiscope.server.rollup import RESOLUTIONS
@@ -114,14 +115,15 @@ def test_out_of_range_numbers_reject_the_span_with_a_reason_and_reads_stay_200(
 
 
 def test_reads_survive_huge_sums_already_stored(local_server: Running) -> None:
-    # rows an older server accepted: each fits its column, their sums do not
+    # rows an older server accepted: each fits its column, their sums do not (a cost
+    # of 1e308 USD is migrated to the ledgers' ceiling, 2**62 nano-dollars)
     minute = int(time.time() // 60)
     row = {
         "project_id": LOCAL_PROJECT, "resolution": 1, "minute": minute, "model": "gpt-4o",
         "provider": "openai", "feature": "", "team": "", "calls": 1, "errors": 0,
         "input_tokens": 2**62, "output_tokens": 2**62, "cache_read_tokens": 0,
         "cache_write_tokens": 0,
-        "reasoning_tokens": 0, "cost_usd": 1e308, "unpriced_calls": 0,
+        "reasoning_tokens": 0, "cost_nanos": 2**62, "unpriced_calls": 0,
         "latency_bins": {}, "ttft_bins": {},
     }  # fmt: skip
     # one row per resolution, as ingest writes them
@@ -145,7 +147,9 @@ def test_reads_survive_huge_sums_already_stored(local_server: Running) -> None:
         assert got.status_code == 200, (path, got.text)
     (cost,) = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
     assert cost["input_tokens"] == 3 * 2**62  # exact, past a BIGINT
-    assert cost["cost_usd"] is None  # not a number any more: said, not made up
+    assert cost["cost_usd"] == from_nanos(3 * 2**62)  # summed exactly, past a BIGINT
+    series = httpx.get(f"{local_server.url}/api/timeseries?metric=cost", timeout=10).json()
+    assert sum(series["series"][0]["values"]) == from_nanos(3 * 2**62)
 
 
 def test_a_body_nested_a_thousand_deep_is_400(local_server: Running) -> None:

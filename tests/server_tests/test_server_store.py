@@ -28,7 +28,7 @@ def test_migration_creates_exactly_the_declared_schema(engine: Engine) -> None:
 def test_migrating_twice_is_a_no_op(engine: Engine) -> None:
     migrate(engine)
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0004"
+        assert MigrationContext.configure(conn).get_current_revision() == "0005"
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: object) -> None:
@@ -106,13 +106,13 @@ def test_rollups_group_by_minute_model_feature(engine: Engine) -> None:
         coarse = {(r["minute"], r["model"]): r for r in rows if r["resolution"] == res}
         assert set(coarse) == {(0, "a"), (0, "b")}
         a = coarse[(0, "a")]
-        assert (a["calls"], a["errors"], a["cost_usd"]) == (3, 1, 0.75)
+        assert (a["calls"], a["errors"], a["cost_nanos"]) == (3, 1, 750_000_000)
         assert sum(a["latency_bins"].values()) == 3
     first = by_key[(1, "a", "x")]
-    assert (first["calls"], first["errors"], first["cost_usd"]) == (2, 0, 0.75)
+    assert (first["calls"], first["errors"], first["cost_nanos"]) == (2, 0, 750_000_000)
     assert first["input_tokens"] == 20 and sum(first["latency_bins"].values()) == 2
     second = by_key[(2, "a", "x")]
-    assert (second["errors"], second["unpriced_calls"], second["cost_usd"]) == (1, 1, 0.0)
+    assert (second["errors"], second["unpriced_calls"], second["cost_nanos"]) == (1, 1, 0)
     with engine.begin() as conn:
         conn.execute(rollups.insert(), rows)
     with engine.connect() as conn:

@@ -33,7 +33,7 @@ from aiscope.alerts import (
 )
 from aiscope.alerts.rules import format_duration
 from aiscope.alerts.window import WindowStats, WindowStore
-from aiscope.cost.ledger import Ledger
+from aiscope.cost.ledger import Ledger, from_nanos
 from aiscope.server import budgets
 from aiscope.server.background import repeat
 from aiscope.server.budgets import conflicts
@@ -119,7 +119,7 @@ class RollupWindows(WindowStore):
                 *cols,
                 rollups.c.calls,
                 rollups.c.errors,
-                rollups.c.cost_usd,
+                rollups.c.cost_nanos,
                 rollups.c.input_tokens,
                 rollups.c.output_tokens,
                 rollups.c.latency_bins,
@@ -132,10 +132,10 @@ class RollupWindows(WindowStore):
         with self.engine.connect() as conn:
             for r in conn.execute(q):
                 group = tuple(r[: len(cols)])
-                acc = sums.setdefault(group, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, []])
+                acc = sums.setdefault(group, [0.0, 0.0, 0, 0.0, 0.0, 0.0, []])
                 acc[0] += r.calls
                 acc[1] += r.errors
-                acc[2] += r.cost_usd
+                acc[2] += r.cost_nanos  # exact: integer nano-dollars
                 acc[3] += r.input_tokens + r.output_tokens
                 acc[6].append(r.latency_bins)
             fb = feedback_labels(self.project_id, start, now)
@@ -146,14 +146,14 @@ class RollupWindows(WindowStore):
                 if not r[-1]:
                     # without a group_by, SQL answers one (NULL, 0) row over no feedback
                     continue
-                acc = sums.setdefault(tuple(r[: len(fcols)]), [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, []])
+                acc = sums.setdefault(tuple(r[: len(fcols)]), [0.0, 0.0, 0, 0.0, 0.0, 0.0, []])
                 acc[4] += float(r[-2])
                 acc[5] += float(r[-1])
         return {
             g: WindowStats(
                 requests=a[0],
                 errors=a[1],
-                cost_usd=a[2],
+                cost_usd=from_nanos(a[2]),
                 tokens=a[3],
                 quality_sum=a[4],
                 quality_count=a[5],

@@ -19,12 +19,12 @@ from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from aiscope.cost.budget import Budget, BudgetStatus, Window, period_bounds
-from aiscope.cost.ledger import Ledger
+from aiscope.cost.ledger import Ledger, from_nanos
 from aiscope.cost.tracker import CostTracker
 from aiscope.server.db import write_lock
 from aiscope.server.genai import text
 from aiscope.server.queries import rollup_range
-from aiscope.server.sums import big_sum
+from aiscope.server.sums import as_int, big_sum, nano_sum
 from aiscope.server.tables import budgets, rollups
 
 Period = Literal["day", "month", "total"]
@@ -141,10 +141,10 @@ def spent(
     start: float | None,
     end: float | None,
 ) -> tuple[float, int]:
-    """Cost and unpriced calls of the project's calls matching ``scope`` in [start, end),
-    summed over rollups (whole minutes)."""
+    """Cost (USD, summed exactly in nano-dollars) and unpriced calls of the project's
+    calls matching ``scope`` in [start, end), summed over rollups (whole minutes)."""
     q = rollup_range(
-        select(big_sum(rollups.c.cost_usd), big_sum(rollups.c.unpriced_calls)),
+        select(nano_sum(rollups.c.cost_nanos), big_sum(rollups.c.unpriced_calls)),
         project_id,
         start,
         end,
@@ -153,7 +153,7 @@ def spent(
         q = q.where(rollups.c[key] == value)
     with engine.connect() as conn:
         cost, unpriced = conn.execute(q).one()
-    return float(cost or 0.0), int(unpriced or 0)
+    return from_nanos(cost), as_int(unpriced)
 
 
 def status(

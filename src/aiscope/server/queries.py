@@ -17,8 +17,9 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, false, or_, select
 
 from aiscope import sketch
+from aiscope.cost.ledger import from_nanos
 from aiscope.server.rollup import RESOLUTIONS
-from aiscope.server.sums import as_cost, as_int, big_sum
+from aiscope.server.sums import as_int, big_sum, nano_sum
 from aiscope.server.tables import calls, rollups, spans
 
 GroupBy = Literal["model", "provider", "feature", "team", "day"]
@@ -202,41 +203,32 @@ def cost_by(
     if group_by not in GROUPS:
         raise ValueError(f"group_by must be one of {', '.join(GROUPS)}, got {group_by!r}")
     key = rollups.c.minute - rollups.c.minute % 1440 if group_by == "day" else rollups.c[group_by]
-    sums = [
-        big_sum(rollups.c[c]).label(c)
-        for c in (
-            "calls",
-            "errors",
-            "input_tokens",
-            "output_tokens",
-            "cache_read_tokens",
-            "cache_write_tokens",
-            "reasoning_tokens",
-            "cost_usd",
-            "unpriced_calls",
-        )
-    ]
-    q = rollup_range(select(key.label("key"), *sums), project_id, start, end).group_by(key)
+    counts = (
+        "calls",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "unpriced_calls",
+    )
+    sums = [big_sum(rollups.c[c]).label(c) for c in counts]
+    cost = nano_sum(rollups.c.cost_nanos).label("cost_nanos")
+    q = rollup_range(select(key.label("key"), cost, *sums), project_id, start, end).group_by(key)
     with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(q)]
+        rows = conn.execute(q).all()
     out = []
     for r in rows:
-        k = r.pop("key")
+        k = r.key
         if group_by == "day":
             k = datetime.fromtimestamp(int(k) * 60, UTC).date().isoformat()
-        item: dict[str, Any] = {group_by: k}
-        item.update(
-            {name: (as_cost(v) if name == "cost_usd" else as_int(v)) for name, v in r.items()}
-        )
-        out.append(item)
-    # a sum that is no number any more (None) ranks first: it is the one to look at
-    out.sort(
-        key=lambda r: (
-            -(r["cost_usd"] if r["cost_usd"] is not None else math.inf),
-            str(r[group_by]),
-        )
-    )
-    return out
+        item: dict[str, Any] = {group_by: k, **{c: as_int(getattr(r, c)) for c in counts[:-1]}}
+        item["cost_usd"] = from_nanos(r.cost_nanos)  # exact sum, dollars at the edge
+        item["unpriced_calls"] = as_int(r.unpriced_calls)
+        out.append((r.cost_nanos, item))
+    out.sort(key=lambda ci: (-ci[0], str(ci[1][group_by])))
+    return [item for _, item in out]
 
 
 def latency_by_model(

@@ -1,11 +1,11 @@
 """Rollups of calls: computed from each ingest batch before it is written, compacted
 later (one row per group and bucket) so queries read fewer rows; and the retention
-of raw rows, which rollups outlive."""
+of raw rows, which rollups outlive. Every sum is an integer (cost in nano-dollars),
+so a rollup holds the exact sum of its calls however many calls or merges made it."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,7 +13,7 @@ from sqlalchemy import Engine, and_, delete, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from aiscope import sketch
-from aiscope.cost.ledger import NANOS_PER_USD, from_nanos, to_nanos
+from aiscope.cost.ledger import to_nanos
 from aiscope.server.db import write_lock
 from aiscope.server.tables import calls, feedback, projects, rollups, spans
 
@@ -30,7 +30,7 @@ _TOKENS = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
-_SUMS = ("calls", "errors", *_TOKENS, "cost_usd", "unpriced_calls")
+_SUMS = ("calls", "errors", *_TOKENS, "cost_nanos", "unpriced_calls")
 
 
 def rollup_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -43,27 +43,9 @@ def rollup_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-#: costs summed exactly: ingest keeps each call below $1e6, so real rows stay far below
-_MAX_EXACT_USD = float(2**62 // NANOS_PER_USD)
-
-
-def cost_sum(costs: Iterable[float]) -> float:
-    """The exact sum of costs: added in integer nano-dollars, shown as the nearest float
-    (so a rollup's cost equals the exact sum of its calls' prices, however many
-    calls or merges made it). A cost beyond what nano-dollars hold in a BIGINT (a row
-    an older server accepted: 1e308, infinity) makes a float sum, as it always did."""
-    values = list(costs)
-    if all(-_MAX_EXACT_USD < v < _MAX_EXACT_USD for v in values):
-        return from_nanos(sum(to_nanos(v) for v in values))
-    return sum(values)
-
-
 def _merge_row(into: dict[str, Any], row: dict[str, Any]) -> None:
     for name in _SUMS:
-        if name == "cost_usd":
-            into[name] = cost_sum((into[name], row[name]))
-        else:
-            into[name] += row[name]
+        into[name] += row[name]
     into["latency_bins"] = sketch.merge((into["latency_bins"], row["latency_bins"]))
     into["ttft_bins"] = sketch.merge((into["ttft_bins"], row["ttft_bins"]))
 
@@ -105,7 +87,7 @@ def _minute_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
                 "calls": 0,
                 "errors": 0,
                 **dict.fromkeys(_TOKENS, 0),
-                "cost_usd": 0,  # nano-dollars until the rows are returned
+                "cost_nanos": 0,  # exact: summed in integer nano-dollars
                 "unpriced_calls": 0,
                 "latency_bins": {},
                 "ttft_bins": {},
@@ -119,12 +101,10 @@ def _minute_rows(calls: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             if c.get("cost_status") != "no_usage":
                 row["unpriced_calls"] += 1
         else:
-            row["cost_usd"] += to_nanos(c["cost_usd"])  # ingest bounds it below $1e6
+            row["cost_nanos"] += to_nanos(c["cost_usd"])  # ingest bounds it below $1e6
         sketch.add(row["latency_bins"], c["latency_ms"])
         if c["ttft_ms"] is not None:
             sketch.add(row["ttft_bins"], c["ttft_ms"])
-    for row in groups.values():
-        row["cost_usd"] = from_nanos(row["cost_usd"])
     return list(groups.values())
 
 
@@ -180,10 +160,7 @@ def _compact_project(engine: Engine, project_id: str, limit: int) -> int:
         for key, group in by_group.items():
             merged: dict[str, Any] = dict(zip(_GROUP, key, strict=True))
             for name in _SUMS:
-                if name == "cost_usd":
-                    merged[name] = cost_sum(r.cost_usd for r in group)
-                else:
-                    merged[name] = sum(getattr(r, name) for r in group)
+                merged[name] = sum(getattr(r, name) for r in group)
             if not _storable(merged):
                 continue  # kept as several rows: reads sum them as before
             merged["latency_bins"] = sketch.merge(r.latency_bins for r in group)  # exact
@@ -198,10 +175,8 @@ def _compact_project(engine: Engine, project_id: str, limit: int) -> int:
 
 
 def _storable(merged: dict[str, Any]) -> bool:
-    """Whether a merged row's sums fit their columns (BIGINT counts, a finite cost)."""
-    return all(merged[n] <= _INT_MAX for n in _SUMS if n != "cost_usd") and math.isfinite(
-        merged["cost_usd"]
-    )
+    """Whether a merged row's sums (counts, nano-dollars) fit their BIGINT columns."""
+    return all(-_INT_MAX <= merged[n] <= _INT_MAX for n in _SUMS)
 
 
 def prune(engine: Engine, before: float, batch: int = 10_000) -> int:

@@ -1,7 +1,9 @@
 """The server's tables, in SQLAlchemy Core: one definition for SQLite and PostgreSQL.
 
 Times are Unix seconds as floats (``start_ts``) so both engines compare and
-index them the same way; rollups are keyed by the Unix minute (``minute``).
+index them the same way; rollups are keyed by the Unix minute (``minute``) and keep
+cost as integer nano-dollars (``cost_nanos``), which readers sum exactly and show
+as dollars.
 The Alembic migrations in ``migrations/versions`` create exactly these tables
 (``tests/test_server_store.py`` compares them).
 """
@@ -160,7 +162,8 @@ rollups = Table(
     Column("cache_read_tokens", BigInteger, nullable=False),
     Column("cache_write_tokens", BigInteger, nullable=False),
     Column("reasoning_tokens", BigInteger, nullable=False),
-    Column("cost_usd", Float, nullable=False),
+    # integer nano-dollars (aiscope.cost.ledger.to_nanos), so sums are exact (migration 0005)
+    Column("cost_nanos", BigInteger, nullable=False),
     Column("unpriced_calls", BigInteger, nullable=False),
     Column("latency_bins", JSON, nullable=False),  # DDSketch bin key -> count (ms)
     Column("ttft_bins", JSON, nullable=False),

@@ -20,10 +20,11 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Engine, Text, cast, select
 
 from aiscope import sketch
+from aiscope.cost.ledger import from_nanos
 from aiscope.server.db import json_loads
 from aiscope.server.queries import minute_bounds, rollup_range
 from aiscope.server.rollup import RESOLUTIONS
-from aiscope.server.sums import added, as_cost, as_int, big_sum
+from aiscope.server.sums import added, as_int, big_sum, nano_sum
 from aiscope.server.tables import rollups
 
 Metric = Literal["cost", "calls", "errors", "tokens", "latency", "ttft"]
@@ -165,27 +166,28 @@ def _sums(
 ) -> tuple[list[dict[str, Any]], int]:
     columns: dict[str, ColumnElement[Any]]
     if metric == "tokens" and group_by == "type":
-        columns = {t: rollups.c[f"{t}_tokens"] for t in TOKEN_TYPES}
+        columns = {t: big_sum(rollups.c[f"{t}_tokens"]) for t in TOKEN_TYPES}
     elif metric == "tokens":
-        columns = {"tokens": added(rollups.c.input_tokens, rollups.c.output_tokens)}
+        columns = {"tokens": big_sum(added(rollups.c.input_tokens, rollups.c.output_tokens))}
+    elif metric == "cost":
+        columns = {metric: nano_sum(rollups.c.cost_nanos)}  # exact ints, dollars at the end
     else:
-        columns = {metric: rollups.c["cost_usd" if metric == "cost" else metric]}
-    sums = [big_sum(col).label(name) for name, col in columns.items()]
+        columns = {metric: big_sum(rollups.c[metric])}
+    sums = [col.label(name) for name, col in columns.items()]
     by = [rollups.c.minute] if key is None else [key.label("key"), rollups.c.minute]
     q = rollup_range(select(*by, *sums), project_id, start, end, levels).group_by(*by)
-    values: dict[str, list[float]] = {}
+    values: dict[str, list[int]] = {}
     with engine.connect() as conn:
         for row in conn.execute(q):
             i = g.index(row.minute * 60)
             for name in columns:
                 label = name if group_by == "type" else _key(row)
-                bucket = values.setdefault(label, [0.0] * g.n)
-                bucket[i] += float(getattr(row, name) or 0)
-    whole = metric != "cost"
+                bucket = values.setdefault(label, [0] * g.n)
+                bucket[i] += as_int(getattr(row, name))
     ranked = sorted(values.items(), key=lambda kv: (-sum(kv[1]), kv[0]))
+    show: Any = from_nanos if metric == "cost" else int
     return [
-        {"key": k, "quantile": None, "values": [as_int(v) if whole else as_cost(v) for v in vs]}
-        for k, vs in ranked[:limit]
+        {"key": k, "quantile": None, "values": [show(v) for v in vs]} for k, vs in ranked[:limit]
     ], max(len(ranked) - limit, 0)
 
 
