@@ -15,7 +15,9 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,22 @@ def service_url(env: str) -> str:
         example = "redis://127.0.0.1:6379/0" if env == REDIS_ENV else "postgresql://user@host/db"
         pytest.skip(f"these tests need {env}={example}")
     return url
+
+
+@contextmanager
+def redis_prefix(url: str, name: str) -> Iterator[str]:
+    """A key prefix of this test's own on the Redis at ``url``; its keys are deleted after."""
+    import redis
+
+    prefix = f"aiscope-test-{name}-{uuid.uuid4().hex[:12]}:"
+    try:
+        yield prefix
+    finally:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def free_port() -> int:

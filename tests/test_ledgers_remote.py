@@ -47,7 +47,7 @@ from aiscope.cost import (
 from aiscope.cost._remote import RemoteLedger
 from aiscope.resilience.retry import RetryPolicy
 from aiscope.testing import Behavior, MockProvider
-from redis_support import PG_ENV, REDIS_ENV, OwnRedis, service_url
+from redis_support import PG_ENV, REDIS_ENV, OwnRedis, redis_prefix, service_url
 
 OUT_TOKENS = 10
 #: free input, $1000 per million output tokens: 10 output tokens cost exactly $0.01
@@ -86,18 +86,9 @@ class Spec:
 
 
 def _redis_spec() -> Iterator[Spec]:
-    import redis
-
     url = service_url(REDIS_ENV)
-    prefix = f"aiscope-test-{uuid.uuid4().hex[:12]}:"
-    try:
+    with redis_prefix(url, "ledger") as prefix:
         yield Spec("redis", url, prefix)
-    finally:
-        client = redis.Redis.from_url(url)
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 def _pg_spec() -> Iterator[Spec]:

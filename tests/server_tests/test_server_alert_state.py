@@ -21,6 +21,7 @@ from aiscope.server.ingest import write
 from aiscope.server.leases import Lease
 from aiscope.server.records import to_batch
 from aiscope.server.tables import alert_states
+from redis_support import REDIS_ENV, redis_prefix, service_url
 
 
 def test_one_holder_at_a_time_and_takeover_after_expiry(engine: Engine) -> None:
@@ -124,6 +125,74 @@ def test_budgets_read_live_spend_and_reservations_from_the_applications_ledger(
     down = RedisLedger("redis://127.0.0.1:1/0", timeout_s=0.2)
     failed = status(engine, project, b, ledger=down)
     assert failed["source"] == "rollups" and "unreachable" in failed["ledger_error"]
+
+
+def test_budgets_scoped_by_one_key_read_the_sdk_per_value_budget_from_the_ledger(
+    engine: Engine,
+) -> None:
+    """``scope={"team": "search"}`` reads team search's share of the applications'
+    ``Budget(per="team")`` of the same name, or their ``Budget(per="team", value="search")``;
+    a scope of two keys, which no SDK budget holds, answers from the rollups."""
+    url = service_url(REDIS_ENV)
+    with redis_prefix(url, "server-scoped") as prefix:
+        _check_scoped_budgets(engine, RedisLedger(url, prefix=prefix))
+
+
+def _check_scoped_budgets(engine: Engine, ledger: RedisLedger) -> None:
+    app = CostTracker(
+        budgets=[
+            Budget(1.0, "daily", name="per-team", per="team"),
+            Budget(0.5, "monthly", name="search-only", per="team", value="search"),
+            Budget(2.0, "daily", name="per-model", per="model"),
+        ],
+        ledger=ledger,
+        mode="block",
+    )
+    search = app.reserve("openai", "gpt-4o", 1000, 500, tags={"team": "search"})
+    ads = app.reserve("openai", "gpt-4o", 1000, 500, tags={"team": "ads"})
+    assert search is not None and ads is not None
+    app.on_record(_charged(0.0035, "ads"), ads)  # another team's spend: not search's
+    project = create_project(engine, "p").project_id
+    for body in (
+        {"name": "per-team", "limit_usd": 1.0, "period": "day", "scope": {"team": "search"}},
+        {"name": "search-only", "limit_usd": 0.5, "scope": {"team": "search"}},
+        {"name": "per-model", "limit_usd": 2.0, "period": "day", "scope": {"model": "gpt-4o"}},
+        {"name": "two-keys", "limit_usd": 1.0, "scope": {"team": "search", "feature": "x"}},
+    ):
+        save(engine, project, parse_budget(body))
+
+    def live() -> dict[str, tuple[object, ...]]:
+        return {
+            b.budget.name: (s["source"], s["spent_usd"], s["reserved_usd"])
+            for b in load(engine, project)
+            for s in [status(engine, project, b, ledger=ledger)]
+        }
+
+    held = 0.0075  # gpt-4o, 1000 tokens in and at most 500 out
+    assert live() == {
+        "per-team": ("ledger", 0.0, held),
+        "search-only": ("ledger", 0.0, held),
+        "per-model": ("ledger", 0.0035, held),  # both teams' calls are gpt-4o's
+        "two-keys": ("rollups", 0.0, None),
+    }
+    assert app.budget_status("per-team", "search").reserved_usd == held
+    app.on_record(_charged(0.0035, "search"), search)
+    assert live() == {
+        "per-team": ("ledger", 0.0035, 0.0),
+        "search-only": ("ledger", 0.0035, 0.0),
+        "per-model": ("ledger", 0.007, 0.0),
+        "two-keys": ("rollups", 0.0, None),
+    }
+
+
+def _charged(cost_usd: float, team: str) -> CallRecord:
+    return CallRecord(
+        model="gpt-4o",
+        provider="openai",
+        usage=Usage(1000, 100),
+        cost_usd=cost_usd,
+        tags={"team": team},
+    )
 
 
 def test_a_lease_shorter_than_the_evaluation_interval_is_refused(engine: Engine) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from sqlalchemy import Engine, delete, insert, select
@@ -166,17 +166,18 @@ def status(
     """The budget's state in its current period (the ``GET /api/budgets`` item).
 
     ``recorded_usd`` is what the stored calls matching the scope cost (rollups). With a
-    ``ledger`` (the one the applications' ``CostTracker`` budgets use), an unscoped
-    budget reads the SDK budget of the same name and window from it: ``spent_usd`` is
-    the ledger's live spend and ``reserved_usd`` what calls in flight hold now
-    (``source`` says which; a ledger that cannot be reached is named in ``ledger_error``
-    and the rollups answer)."""
+    ``ledger`` (the one the applications' ``CostTracker`` budgets use), a budget that
+    is unscoped or scoped by one key reads the SDK budget that :func:`ledger_budget`
+    names from it: ``spent_usd`` is the ledger's live spend and ``reserved_usd`` what
+    calls in flight hold now (``source`` says which; a ledger that cannot be reached is
+    named in ``ledger_error`` and the rollups answer)."""
     t = time.time() if now is None else now
     label, start, _end = period_bounds(b.budget.window, t)
     cost, unpriced = spent(engine, project_id, b.scope, start if start > 0 else None, None)
     spent_usd, reserved, source, error = cost, None, "rollups", None
-    if ledger is not None and not b.scope:
-        live = live_status(b.budget, ledger)
+    sdk = ledger_budget(b) if ledger is not None else None
+    if ledger is not None and sdk is not None:
+        live = live_status(sdk, ledger)
         if live.spent_usd == live.spent_usd:  # NaN: the ledger is unreachable
             spent_usd, reserved, source = live.spent_usd, live.reserved_usd, "ledger"
         else:
@@ -199,6 +200,20 @@ def status(
         "exceeded": s.spent_usd >= s.limit_usd,
         "unpriced_calls": unpriced,
     }
+
+
+def ledger_budget(b: ServerBudget) -> Budget | None:
+    """The SDK budget whose ledger key the applications charge for ``b``: its name and
+    window, for the scope's one value when it has one. ``scope={"team": "search"}`` is
+    ``Budget(..., per="team", value="search")``, whose key is also team search's share
+    of a ``Budget(..., per="team")`` of the same name. None for a scope of several keys,
+    which no one SDK budget holds (the rollups answer)."""
+    if not b.scope:
+        return b.budget
+    if len(b.scope) > 1:
+        return None
+    ((per, value),) = b.scope.items()
+    return replace(b.budget, per=per, value=value)
 
 
 def live_status(budget: Budget, ledger: Ledger) -> BudgetStatus:
