@@ -173,7 +173,7 @@ def test_sync_stream_keeps_one_connection_and_needs_no_event_loop(mock: MockProv
         return _stream(client, "sync")
 
     assert asyncio.run(inside_a_running_loop())[-1].kind == "end"
-    assert len({r.client for r in mock.requests}) == 1  # keep-alive on the client's httpx.Client
+    assert len({r.client for r in mock.requests}) == 1  # keep-alive on the client's httpx2.Client
     assert client._async_http is None
     assert [r.status for r in sink.records] == ["ok"] * 4
 

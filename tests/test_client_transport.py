@@ -1,18 +1,18 @@
-"""AiClient over httpx's in-process MockTransport: the pipeline without a network."""
+"""AiClient over httpx2's in-process MockTransport: the pipeline without a network."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
 
-import httpx
+import httpx2
 import pytest
 
 import aiscope
 from aiscope import CostTracker, MetricsCollector
 from aiscope.client import AiClient, ConfigurationError, RateLimitError, StreamProtocolError
 
-Handler = Callable[[httpx.Request], httpx.Response]
+Handler = Callable[[httpx2.Request], httpx2.Response]
 
 OPENAI_OK = {
     "id": "chatcmpl-1",
@@ -41,7 +41,7 @@ def _client(handler: Handler, **kw: object) -> AiClient:
         AiClient.builder()
         .model("openai/gpt-4o")
         .api_key("sk-test-123456789")
-        .transport(httpx.MockTransport(handler))
+        .transport(httpx2.MockTransport(handler))
         .metrics(kw.pop("metrics", MetricsCollector()))  # type: ignore[arg-type]
         .cost_tracker(kw.pop("cost_tracker", CostTracker()))  # type: ignore[arg-type]
     )
@@ -51,11 +51,11 @@ def _client(handler: Handler, **kw: object) -> AiClient:
 
 
 def test_sync_execute_with_stats_and_request_shape() -> None:
-    seen: list[httpx.Request] = []
+    seen: list[httpx2.Request] = []
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         seen.append(req)
-        return httpx.Response(200, json=OPENAI_OK, headers={"x-request-id": "req_abc"})
+        return httpx2.Response(200, json=OPENAI_OK, headers={"x-request-id": "req_abc"})
 
     client = _client(handler)
     resp, stats = (
@@ -84,7 +84,7 @@ def test_sync_execute_with_stats_and_request_shape() -> None:
 
 
 async def test_async_seed_shape() -> None:
-    client = await _client(lambda r: httpx.Response(200, json=OPENAI_OK))
+    client = await _client(lambda r: httpx2.Response(200, json=OPENAI_OK))
     _response, stats = await client.chat().user("Hello").execute_with_stats()
     assert stats.latency_ms > 0 and stats.request_id and stats.retry_count == 0
     await client.aclose()
@@ -95,10 +95,10 @@ def test_429_with_retry_after_is_retried(monkeypatch: pytest.MonkeyPatch) -> Non
     slept: list[float] = []
     monkeypatch.setattr("time.sleep", lambda s: slept.append(s))
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         calls["n"] += 1
         if calls["n"] == 1:
-            return httpx.Response(
+            return httpx2.Response(
                 429,
                 headers={"retry-after": "3"},
                 json={
@@ -109,7 +109,7 @@ def test_429_with_retry_after_is_retried(monkeypatch: pytest.MonkeyPatch) -> Non
                     }
                 },
             )
-        return httpx.Response(200, json=OPENAI_OK)
+        return httpx2.Response(200, json=OPENAI_OK)
 
     client = _client(handler)
     _, stats = client.chat().user("hi").execute_with_stats_sync()
@@ -122,7 +122,7 @@ def test_429_exhausted_raises_rate_limit_error_and_records_it(
 ) -> None:
     monkeypatch.setattr("time.sleep", lambda s: None)
     client = _client(
-        lambda r: httpx.Response(
+        lambda r: httpx2.Response(
             429, json={"error": {"message": "no", "code": "rate_limit_exceeded"}}
         )
     )
@@ -163,9 +163,9 @@ def test_stream_usage_from_final_chunk() -> None:
     ]
     body = "".join(f"data: {json.dumps(f)}\n\n" for f in frames) + "data: [DONE]\n\n"
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         assert json.loads(req.content)["stream_options"] == {"include_usage": True}
-        return httpx.Response(
+        return httpx2.Response(
             200, content=body.encode(), headers={"content-type": "text/event-stream"}
         )
 
@@ -184,7 +184,7 @@ def test_stream_usage_from_final_chunk() -> None:
 def test_malformed_frame_raises_and_records() -> None:
     body = b'data: {"choices":[{"delta":{"content":"a"}}]}\n\ndata: {not json\n\n'
     client = _client(
-        lambda r: httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
+        lambda r: httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
     )
     with pytest.raises(StreamProtocolError):
         list(client.chat().user("hi").stream_sync())
@@ -202,12 +202,12 @@ def test_missing_api_key_is_a_configuration_error(monkeypatch: pytest.MonkeyPatc
 
 
 def test_budget_refusal_sends_no_request() -> None:
-    sent: list[httpx.Request] = []
+    sent: list[httpx2.Request] = []
     tracker = CostTracker(budget_usd=0.001)
 
-    def handler(req: httpx.Request) -> httpx.Response:
+    def handler(req: httpx2.Request) -> httpx2.Response:
         sent.append(req)
-        return httpx.Response(200, json=OPENAI_OK)
+        return httpx2.Response(200, json=OPENAI_OK)
 
     client = _client(handler, cost_tracker=tracker)
     with pytest.raises(aiscope.BudgetExceededError):

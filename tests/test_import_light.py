@@ -47,6 +47,27 @@ def test_metrics_alone_load_prometheus_client_but_not_the_client_or_the_cli() ->
     assert set(got["heavy"]) <= {"prometheus_client"}, got  # type: ignore[arg-type]
 
 
+def test_an_app_with_the_openai_sdk_and_every_aiscope_http_client_loads_one_http_stack() -> None:
+    # openai 3.x, anthropic 2.x and genai-prices are on httpx2: aiscope's own HTTP
+    # clients (AiClient, the server exporter, alert notifiers, health checks) are too
+    got = _loaded_after(
+        "import openai, aiscope\n"
+        "from aiscope import AiClient, ServerExporter, AlertEvaluator, HealthChecker\n"
+        "from aiscope.testing import MockProvider\n"
+        "import aiscope.alerts.notifiers, aiscope.health, aiscope.server_exporter\n"
+        "import aiscope.demo_server\n"
+        "aiscope.instrument()\n"
+        "mock = MockProvider().start()\n"
+        "c = AiClient.builder().model('openai/gpt-4o').api_key('k')"
+        ".base_url(mock.base_url('openai')).build()\n"
+        "c.chat().user('hi').execute_sync(); c.close()\n"
+        "o = openai.OpenAI(base_url=mock.base_url('openai'), api_key='k')\n"
+        "o.chat.completions.create(model='gpt-4o', messages=[{'role': 'user', 'content': 'x'}])\n"
+        "mock.stop()"
+    )
+    assert "httpx2" in got["heavy"] and "httpx" not in got["heavy"], got
+
+
 @pytest.mark.parametrize("name", sorted(set(aiscope.__all__) - {"__version__"}))
 def test_every_public_name_resolves_to_its_modules_object(name: str) -> None:
     value = getattr(aiscope, name)

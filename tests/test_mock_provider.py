@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -64,8 +64,8 @@ def mock(server: MockProvider) -> Iterator[MockProvider]:
 
 
 @pytest.fixture
-def client(mock: MockProvider) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock.url, timeout=10) as c:
+def client(mock: MockProvider) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=mock.url, timeout=10) as c:
         yield c
 
 
@@ -163,11 +163,11 @@ def test_base_urls_and_lifecycle() -> None:
         port = mock.port
     assert not mock.running
     mock.stop()  # idempotent
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
+    with pytest.raises(httpx2.ConnectError):
+        httpx2.get(f"http://127.0.0.1:{port}/v1/models", timeout=2)
 
 
-def test_keep_alive_reuses_one_connection(mock: MockProvider, client: httpx.Client) -> None:
+def test_keep_alive_reuses_one_connection(mock: MockProvider, client: httpx2.Client) -> None:
     for _ in range(5):
         assert client.post("/v1/chat/completions", json=chat_body(), headers=OPENAI_AUTH).is_success
     assert len({r.client for r in mock.requests}) == 1
@@ -175,13 +175,13 @@ def test_keep_alive_reuses_one_connection(mock: MockProvider, client: httpx.Clie
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/openai/v1", "/api/v1", ""])
-def test_openai_paths_match_any_prefix(client: httpx.Client, prefix: str) -> None:
+def test_openai_paths_match_any_prefix(client: httpx2.Client, prefix: str) -> None:
     r = client.post(f"{prefix}/chat/completions", json=chat_body(), headers=OPENAI_AUTH)
     assert r.status_code == 200
     assert r.json()["object"] == "chat.completion"
 
 
-def test_unknown_path_and_bad_json(mock: MockProvider, client: httpx.Client) -> None:
+def test_unknown_path_and_bad_json(mock: MockProvider, client: httpx2.Client) -> None:
     r = client.post("/v1/nothing", json={}, headers=OPENAI_AUTH)
     assert r.status_code == 404
     assert r.json()["error"]["message"] == "Invalid URL (POST /v1/nothing)"
@@ -198,7 +198,7 @@ def test_unknown_path_and_bad_json(mock: MockProvider, client: httpx.Client) -> 
     assert [x.status for x in mock.requests] == [404, 400, 400]
 
 
-def test_models_endpoints_per_provider(client: httpx.Client) -> None:
+def test_models_endpoints_per_provider(client: httpx2.Client) -> None:
     r = client.get("/v1/models", headers=OPENAI_AUTH)
     assert r.json()["object"] == "list" and r.json()["data"][0]["object"] == "model"
     assert client.get("/v1/models/gpt-4o", headers=OPENAI_AUTH).json()["id"] == "gpt-4o"
@@ -212,7 +212,7 @@ def test_models_endpoints_per_provider(client: httpx.Client) -> None:
 # --------------------------------------------------------------------------- auth
 
 
-def test_openai_auth(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_auth(mock: MockProvider, client: httpx2.Client) -> None:
     r = client.post("/v1/chat/completions", json=chat_body())
     assert r.status_code == 401
     assert r.json()["error"]["type"] == "invalid_request_error"
@@ -225,7 +225,7 @@ def test_openai_auth(mock: MockProvider, client: httpx.Client) -> None:
     assert ok.status_code == 200
 
 
-def test_anthropic_auth_and_version(mock: MockProvider, client: httpx.Client) -> None:
+def test_anthropic_auth_and_version(mock: MockProvider, client: httpx2.Client) -> None:
     r = client.post("/v1/messages", json=claude_body(), headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 401
     assert r.json() == {
@@ -243,7 +243,7 @@ def test_anthropic_auth_and_version(mock: MockProvider, client: httpx.Client) ->
     assert r.status_code == 401 and r.json()["error"]["message"] == "invalid x-api-key"
 
 
-def test_gemini_auth(mock: MockProvider, client: httpx.Client) -> None:
+def test_gemini_auth(mock: MockProvider, client: httpx2.Client) -> None:
     url = f"{GEMINI}:generateContent"
     r = client.post(url, json=gemini_body())
     assert r.status_code == 403 and r.json()["error"]["status"] == "PERMISSION_DENIED"
@@ -258,7 +258,7 @@ def test_gemini_auth(mock: MockProvider, client: httpx.Client) -> None:
 # --------------------------------------------------------------------------- OpenAI chat
 
 
-def test_openai_chat_completion(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_chat_completion(mock: MockProvider, client: httpx2.Client) -> None:
     body = chat_body()
     r = client.post("/v1/chat/completions", json=body, headers=OPENAI_AUTH)
     assert r.status_code == 200
@@ -302,7 +302,7 @@ def test_openai_chat_completion(mock: MockProvider, client: httpx.Client) -> Non
     assert rec.response_id == data["id"]
 
 
-def test_openai_chat_stream_with_usage(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_chat_stream_with_usage(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_text="One two, three.", cache_read_tokens=2, reasoning_tokens=5)
     body = chat_body(stream=True, stream_options={"include_usage": True})
     with client.stream("POST", "/v1/chat/completions", json=body, headers=OPENAI_AUTH) as r:
@@ -338,7 +338,7 @@ def test_openai_chat_stream_with_usage(mock: MockProvider, client: httpx.Client)
     assert (rec.usage.cache_read_tokens, rec.usage.reasoning_tokens) == (2, 5)
 
 
-def test_openai_chat_stream_without_usage(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_chat_stream_without_usage(mock: MockProvider, client: httpx2.Client) -> None:
     r = client.post("/v1/chat/completions", json=chat_body(stream=True), headers=OPENAI_AUTH)
     chunks = sse_json(r.text)
     assert all("usage" not in c for c in chunks)
@@ -347,7 +347,7 @@ def test_openai_chat_stream_without_usage(mock: MockProvider, client: httpx.Clie
     assert rec is not None and rec.usage is None and rec.planned_usage is not None
 
 
-def test_openai_max_tokens_truncates(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_max_tokens_truncates(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_tokens=50, reasoning_tokens=3)
     body = chat_body(max_completion_tokens=10)
     data = client.post("/v1/chat/completions", json=body, headers=OPENAI_AUTH).json()
@@ -360,7 +360,7 @@ def test_openai_max_tokens_truncates(mock: MockProvider, client: httpx.Client) -
     assert sse_json(data.text)[-1]["choices"][0]["finish_reason"] == "length"
 
 
-def test_openai_stop_sequence(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_stop_sequence(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_text="alpha beta STOP gamma")
     data = client.post(
         "/v1/chat/completions", json=chat_body(stop=["STOP"]), headers=OPENAI_AUTH
@@ -369,7 +369,7 @@ def test_openai_stop_sequence(mock: MockProvider, client: httpx.Client) -> None:
     assert data["choices"][0]["finish_reason"] == "stop"
 
 
-def test_openai_tool_call_by_marker(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_tool_call_by_marker(mock: MockProvider, client: httpx2.Client) -> None:
     body = chat_body('Weather? [[call:get_weather {"city": "Paris"}]]', tools=[WEATHER_TOOL])
     data = client.post("/v1/chat/completions", json=body, headers=OPENAI_AUTH).json()
     choice = data["choices"][0]
@@ -388,7 +388,7 @@ def test_openai_tool_call_by_marker(mock: MockProvider, client: httpx.Client) ->
     assert data["choices"][0]["finish_reason"] == "stop"
 
 
-def test_openai_tool_call_stream(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_tool_call_stream(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(tool_call=ToolCall(arguments={"city": "Paris", "days": 3}))
     body = chat_body("Weather?", tools=[WEATHER_TOOL], stream=True)
     chunks = sse_json(client.post("/v1/chat/completions", json=body, headers=OPENAI_AUTH).text)
@@ -402,7 +402,7 @@ def test_openai_tool_call_stream(mock: MockProvider, client: httpx.Client) -> No
     assert chunks[-1]["choices"][0]["finish_reason"] == "tool_calls"
 
 
-def test_no_tool_call_without_tools(client: httpx.Client) -> None:
+def test_no_tool_call_without_tools(client: httpx2.Client) -> None:
     data = client.post("/v1/chat/completions", json=chat_body("[[call]]"), headers=OPENAI_AUTH)
     assert data.json()["choices"][0]["finish_reason"] == "stop"
 
@@ -410,7 +410,7 @@ def test_no_tool_call_without_tools(client: httpx.Client) -> None:
 # --------------------------------------------------------------------------- OpenAI responses
 
 
-def test_openai_responses(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_responses(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reasoning_tokens=4, cache_read_tokens=1)
     body = {"model": "o4-mini", "input": "Say hi", "instructions": "Be kind"}
     data = client.post("/v1/responses", json=body, headers=OPENAI_AUTH).json()
@@ -432,7 +432,7 @@ def test_openai_responses(mock: MockProvider, client: httpx.Client) -> None:
     }
 
 
-def test_openai_responses_stream(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_responses_stream(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_text="Hi there friend")
     body = {"model": "gpt-4o", "input": [{"role": "user", "content": "Hey"}], "stream": True}
     raw = client.post("/v1/responses", json=body, headers=OPENAI_AUTH).text
@@ -462,7 +462,7 @@ def test_openai_responses_stream(mock: MockProvider, client: httpx.Client) -> No
 
 
 def test_openai_responses_incomplete_and_tool_call(
-    mock: MockProvider, client: httpx.Client
+    mock: MockProvider, client: httpx2.Client
 ) -> None:
     mock.behave(reply_tokens=20)
     body = {"model": "gpt-4o", "input": "x", "max_output_tokens": 5, "stream": True}
@@ -480,7 +480,7 @@ def test_openai_responses_incomplete_and_tool_call(
 # --------------------------------------------------------------------------- embeddings
 
 
-def test_openai_embeddings_float_and_base64(mock: MockProvider, client: httpx.Client) -> None:
+def test_openai_embeddings_float_and_base64(mock: MockProvider, client: httpx2.Client) -> None:
     body = {"model": "text-embedding-3-small", "input": ["hello", "world!"], "dimensions": 16}
     floats = client.post("/v1/embeddings", json=body, headers=OPENAI_AUTH).json()
     assert floats["object"] == "list" and floats["model"] == "text-embedding-3-small"
@@ -505,7 +505,7 @@ def test_openai_embeddings_float_and_base64(mock: MockProvider, client: httpx.Cl
 # --------------------------------------------------------------------------- Anthropic
 
 
-def test_anthropic_message(mock: MockProvider, client: httpx.Client) -> None:
+def test_anthropic_message(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(cache_read_tokens=3, cache_write_tokens=2)
     body = claude_body(system="You are terse.")
     r = client.post("/v1/messages", json=body, headers=ANTHROPIC_AUTH)
@@ -528,7 +528,7 @@ def test_anthropic_message(mock: MockProvider, client: httpx.Client) -> None:
     assert rec.usage.input_tokens == prompt and rec.usage.cache_write_tokens == 2
 
 
-def test_anthropic_stream(mock: MockProvider, client: httpx.Client) -> None:
+def test_anthropic_stream(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_text="Fine, thanks.", reasoning_tokens=2)
     body = claude_body(stream=True)
     with client.stream("POST", "/v1/messages", json=body, headers=ANTHROPIC_AUTH) as r:
@@ -552,7 +552,7 @@ def test_anthropic_stream(mock: MockProvider, client: httpx.Client) -> None:
     assert rec is not None and rec.usage is not None and rec.usage.output_tokens == 6
 
 
-def test_anthropic_tool_use_and_limits(mock: MockProvider, client: httpx.Client) -> None:
+def test_anthropic_tool_use_and_limits(mock: MockProvider, client: httpx2.Client) -> None:
     tool = {"name": "get_weather", "input_schema": {"type": "object"}}
     body = claude_body('[[call {"city": "Oslo"}]]', tools=[tool])
     data = client.post("/v1/messages", json=body, headers=ANTHROPIC_AUTH).json()
@@ -577,7 +577,7 @@ def test_anthropic_tool_use_and_limits(mock: MockProvider, client: httpx.Client)
     assert (data["stop_reason"], data["stop_sequence"]) == ("stop_sequence", "three")
 
 
-def test_anthropic_count_tokens(client: httpx.Client) -> None:
+def test_anthropic_count_tokens(client: httpx2.Client) -> None:
     body = {"model": "claude-haiku-4-5", "messages": [{"role": "user", "content": "Hi"}]}
     r = client.post("/v1/messages/count_tokens", json=body, headers=ANTHROPIC_AUTH)
     assert r.json() == {"input_tokens": message_tokens("Hi")}
@@ -586,7 +586,7 @@ def test_anthropic_count_tokens(client: httpx.Client) -> None:
 # --------------------------------------------------------------------------- Gemini
 
 
-def test_gemini_generate_content(mock: MockProvider, client: httpx.Client) -> None:
+def test_gemini_generate_content(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reasoning_tokens=7, cache_read_tokens=2)
     body = gemini_body(generationConfig={"temperature": 0.2})
     data = client.post(f"{GEMINI}:generateContent", json=body, headers=GEMINI_AUTH).json()
@@ -609,7 +609,7 @@ def test_gemini_generate_content(mock: MockProvider, client: httpx.Client) -> No
     assert rec.usage.output_tokens == count_output_tokens(reply) + 7
 
 
-def test_gemini_stream_sse(mock: MockProvider, client: httpx.Client) -> None:
+def test_gemini_stream_sse(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_text="a b c d", tokens_per_chunk=2)
     url = f"{GEMINI}:streamGenerateContent?alt=sse"
     with client.stream("POST", url, json=gemini_body(), headers=GEMINI_AUTH) as r:
@@ -628,7 +628,7 @@ def test_gemini_stream_sse(mock: MockProvider, client: httpx.Client) -> None:
     assert rec is not None and rec.stream and rec.wire_usage == chunks[-1]["usageMetadata"]
 
 
-def test_gemini_stream_json_array_and_tools(mock: MockProvider, client: httpx.Client) -> None:
+def test_gemini_stream_json_array_and_tools(mock: MockProvider, client: httpx2.Client) -> None:
     url = f"{GEMINI}:streamGenerateContent"
     r = client.post(
         url, json=gemini_body(generationConfig={"maxOutputTokens": 3}), headers=GEMINI_AUTH
@@ -649,7 +649,7 @@ def test_gemini_stream_json_array_and_tools(mock: MockProvider, client: httpx.Cl
 # --------------------------------------------------------------------------- faults
 
 
-def test_fail_next_queue_then_success(mock: MockProvider, client: httpx.Client) -> None:
+def test_fail_next_queue_then_success(mock: MockProvider, client: httpx2.Client) -> None:
     mock.fail_next(429, retry_after=2, times=3)
     assert mock.pending_faults == 3
     statuses = []
@@ -667,7 +667,7 @@ def test_fail_next_queue_then_success(mock: MockProvider, client: httpx.Client) 
     assert all(r.usage is None for r in mock.requests[:3])
 
 
-def test_health_checks_do_not_take_faults(mock: MockProvider, client: httpx.Client) -> None:
+def test_health_checks_do_not_take_faults(mock: MockProvider, client: httpx2.Client) -> None:
     mock.fail_next(500)
     assert client.get("/v1/models", headers=OPENAI_AUTH).status_code == 200
     assert (
@@ -687,7 +687,7 @@ def test_health_checks_do_not_take_faults(mock: MockProvider, client: httpx.Clie
 )
 def test_error_bodies_per_provider(
     mock: MockProvider,
-    client: httpx.Client,
+    client: httpx2.Client,
     status: int,
     openai: tuple[int, str | None],
     anthropic: tuple[int, str],
@@ -706,7 +706,7 @@ def test_error_bodies_per_provider(
     assert (r.status_code, err["status"]) == gemini and err["code"] == r.status_code
 
 
-def test_overloaded(mock: MockProvider, client: httpx.Client) -> None:
+def test_overloaded(mock: MockProvider, client: httpx2.Client) -> None:
     mock.overloaded(times=2)
     r = client.post("/v1/messages", json=claude_body(), headers=ANTHROPIC_AUTH)
     assert r.status_code == 529
@@ -715,14 +715,14 @@ def test_overloaded(mock: MockProvider, client: httpx.Client) -> None:
     assert r.status_code == 503 and r.json()["error"]["type"] == "server_error"
 
 
-def test_custom_error_code(mock: MockProvider, client: httpx.Client) -> None:
+def test_custom_error_code(mock: MockProvider, client: httpx2.Client) -> None:
     mock.fail_next(429, code="insufficient_quota")
     r = client.post("/v1/chat/completions", json=chat_body(), headers=OPENAI_AUTH)
     assert r.json()["error"]["type"] == "insufficient_quota"
     assert r.json()["error"]["code"] == "insufficient_quota"
 
 
-def test_standing_fault(mock: MockProvider, client: httpx.Client) -> None:
+def test_standing_fault(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(fault=Fault(status=503))
     mock.fail_next(429)
     codes = [
@@ -734,7 +734,7 @@ def test_standing_fault(mock: MockProvider, client: httpx.Client) -> None:
     assert client.post("/v1/chat/completions", json=chat_body(), headers=OPENAI_AUTH).is_success
 
 
-def test_latency_and_slow_first_byte(mock: MockProvider, client: httpx.Client) -> None:
+def test_latency_and_slow_first_byte(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(latency_s=0.1)
     mock.slow_first_byte(0.3)
     started = time.perf_counter()
@@ -746,7 +746,7 @@ def test_latency_and_slow_first_byte(mock: MockProvider, client: httpx.Client) -
     assert slow >= 0.4 and 0.1 <= normal < 0.35
 
 
-def test_first_token_and_chunk_delays(mock: MockProvider, client: httpx.Client) -> None:
+def test_first_token_and_chunk_delays(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_text="a b c d", first_token_delay_s=0.2, chunk_delay_s=0.05)
     body = chat_body(stream=True)
     arrivals: list[float] = []
@@ -762,12 +762,12 @@ def test_first_token_and_chunk_delays(mock: MockProvider, client: httpx.Client) 
     assert arrivals[-1] - arrivals[0] >= 6 * 0.05 * 0.9
 
 
-def test_drop_stream_after(mock: MockProvider, client: httpx.Client) -> None:
+def test_drop_stream_after(mock: MockProvider, client: httpx2.Client) -> None:
     mock.drop_stream_after(3)
     body = chat_body(stream=True, stream_options={"include_usage": True})
     got: list[str] = []
     with (
-        pytest.raises(httpx.RemoteProtocolError),
+        pytest.raises(httpx2.RemoteProtocolError),
         client.stream("POST", "/v1/chat/completions", json=body, headers=OPENAI_AUTH) as r,
     ):
         got.extend(line for line in r.iter_lines() if line.startswith("data: "))
@@ -778,13 +778,13 @@ def test_drop_stream_after(mock: MockProvider, client: httpx.Client) -> None:
     assert client.post("/v1/chat/completions", json=chat_body(), headers=OPENAI_AUTH).is_success
 
 
-def test_drop_whole_body(mock: MockProvider, client: httpx.Client) -> None:
+def test_drop_whole_body(mock: MockProvider, client: httpx2.Client) -> None:
     mock.drop_stream_after(0)
-    with pytest.raises(httpx.RemoteProtocolError):
+    with pytest.raises(httpx2.RemoteProtocolError):
         client.post("/v1/messages", json=claude_body(), headers=ANTHROPIC_AUTH)
 
 
-def test_malformed_frame(mock: MockProvider, client: httpx.Client) -> None:
+def test_malformed_frame(mock: MockProvider, client: httpx2.Client) -> None:
     mock.malformed_frame_at(2)
     body = claude_body(stream=True)
     raw = client.post("/v1/messages", json=body, headers=ANTHROPIC_AUTH).text
@@ -805,7 +805,7 @@ def test_malformed_frame(mock: MockProvider, client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
-def test_error_mid_stream(mock: MockProvider, client: httpx.Client, provider: str) -> None:
+def test_error_mid_stream(mock: MockProvider, client: httpx2.Client, provider: str) -> None:
     mock.error_mid_stream(2)
     if provider == "openai":
         raw = client.post(
@@ -830,7 +830,7 @@ def test_error_mid_stream(mock: MockProvider, client: httpx.Client, provider: st
     assert rec is not None and rec.completed and rec.fault is not None
 
 
-def test_reset_restores_everything(mock: MockProvider, client: httpx.Client) -> None:
+def test_reset_restores_everything(mock: MockProvider, client: httpx2.Client) -> None:
     mock.behave(reply_text="x")
     mock.fail_next(500, times=5)
     mock.api_key = "zzz"
@@ -840,7 +840,7 @@ def test_reset_restores_everything(mock: MockProvider, client: httpx.Client) -> 
     assert mock.behavior == Behavior() and mock.api_key is None
 
 
-def test_expected_completion_matches_the_wire(mock: MockProvider, client: httpx.Client) -> None:
+def test_expected_completion_matches_the_wire(mock: MockProvider, client: httpx2.Client) -> None:
     behavior = Behavior(reply_tokens=30, reasoning_tokens=2, cache_read_tokens=1)
     mock.behavior = behavior
     body = chat_body(max_tokens=12)
@@ -856,8 +856,8 @@ def test_expected_completion_matches_the_wire(mock: MockProvider, client: httpx.
 
 
 async def test_concurrent_requests(mock: MockProvider) -> None:
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=mock.url, timeout=30, limits=limits) as ac:
+    limits = httpx2.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx2.AsyncClient(base_url=mock.url, timeout=30, limits=limits) as ac:
 
         async def one(i: int) -> str:
             body = chat_body(f"request {i}", stream=i % 2 == 0)
@@ -878,8 +878,8 @@ async def test_concurrent_requests(mock: MockProvider) -> None:
 
 async def test_200_connections_are_served_in_parallel(mock: MockProvider) -> None:
     mock.behave(latency_s=0.5)
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=mock.url, timeout=30, limits=limits) as ac:
+    limits = httpx2.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx2.AsyncClient(base_url=mock.url, timeout=30, limits=limits) as ac:
         started = time.perf_counter()
         results = await asyncio.gather(
             *(
@@ -907,7 +907,7 @@ def test_serve_prints_urls_and_stops() -> None:
     text = out.getvalue()
     url = text.split("listening on ")[1].split()[0]
     assert f"base_url={url}/v1" in text and f"base_url={url}/v1beta" in text
-    assert httpx.get(url + "/v1/models", headers=OPENAI_AUTH).status_code == 200
+    assert httpx2.get(url + "/v1/models", headers=OPENAI_AUTH).status_code == 200
     stop.set()
     thread.join(timeout=5)
     assert not thread.is_alive()

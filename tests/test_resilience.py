@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
-import httpx
+import httpx2
 import pytest
 
 from aiscope.client import AiClient
@@ -127,7 +127,7 @@ def test_parse_retry_after_seconds_ms_and_date() -> None:
     assert parse_retry_after({"retry-after": "whenever"}) is None
     assert parse_retry_after({"retry-after": "inf"}) is None
     assert parse_retry_after({}) is None
-    assert parse_retry_after(httpx.Headers({"Retry-After-Ms": "20"})) == 0.02
+    assert parse_retry_after(httpx2.Headers({"Retry-After-Ms": "20"})) == 0.02
 
 
 def test_should_retry_by_status_exception_and_budget() -> None:
@@ -138,9 +138,9 @@ def test_should_retry_by_status_exception_and_budget() -> None:
         assert not p.should_retry(0, status=status)
     assert p.should_retry(1, status=503)
     assert not p.should_retry(2, status=503)  # budget spent
-    request = httpx.Request("POST", "https://example.invalid")
-    assert p.should_retry(0, exc=httpx.ConnectError("refused", request=request))
-    assert p.should_retry(0, exc=httpx.ReadTimeout("slow", request=request))
+    request = httpx2.Request("POST", "https://example.invalid")
+    assert p.should_retry(0, exc=httpx2.ConnectError("refused", request=request))
+    assert p.should_retry(0, exc=httpx2.ReadTimeout("slow", request=request))
     assert p.should_retry(0, exc=ConnectionResetError())
     assert p.should_retry(0, exc=TimeoutError())
     assert not p.should_retry(0, exc=ValueError("bug"))

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
+import httpx2
 
 from aiscope.cost.tracker import CostTracker
 from aiscope.resilience.circuit import CircuitBreaker, CircuitState
@@ -250,7 +250,7 @@ class HealthChecker:
             key = api_key_for(manifest, client._api_key if client is not None else None)
             if key and manifest.auth.header:
                 headers[manifest.auth.header] = manifest.auth.prefix + key
-            async with httpx.AsyncClient(timeout=self._checks[f"provider:{pid}"].timeout_s) as c:
+            async with httpx2.AsyncClient(timeout=self._checks[f"provider:{pid}"].timeout_s) as c:
                 resp = await c.get(url, headers=headers)
             code = resp.status_code
             if code < 400:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
@@ -69,9 +69,9 @@ def wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout_s: float = 60
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+            if httpx2.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
                 return
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         assert proc.poll() is None, "server exited"
         assert time.monotonic() < deadline, "server did not start"

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 
 from aiscope.demo import run_workload
 from aiscope.demo_server import DemoServer
@@ -62,11 +62,11 @@ def test_demo_serve_keeps_the_stored_workload_until_ctrl_c(tmp_path: Path) -> No
     try:
         text = "".join(out)
         assert "server totals match the CostTracker" in text, text
-        cost = httpx.get(f"{url}api/cost", timeout=10).json()["rows"]
+        cost = httpx2.get(f"{url}api/cost", timeout=10).json()["rows"]
         assert sum(r["calls"] for r in cost) == 8
-        budgets = httpx.get(f"{url}api/budgets", timeout=10).json()["budgets"]
+        budgets = httpx2.get(f"{url}api/budgets", timeout=10).json()["budgets"]
         assert [b["name"] for b in budgets] == ["demo"]
-        assert len(httpx.get(f"{url}api/alert-rules", timeout=10).json()["rules"]) == 16
+        assert len(httpx2.get(f"{url}api/alert-rules", timeout=10).json()["rules"]) == 16
         assert proc.poll() is None  # still serving
     finally:
         proc.send_signal(signal.SIGINT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy import select, text
 
@@ -16,7 +16,7 @@ from aiscope.server.tables import api_keys
 from server_tests.harness import Running
 
 
-def _send(url: str, key: str, trace_id: str, model: str) -> httpx.Response:
+def _send(url: str, key: str, trace_id: str, model: str) -> httpx2.Response:
     span = {
         "traceId": trace_id,
         "spanId": "1111111111111111",
@@ -29,12 +29,12 @@ def _send(url: str, key: str, trace_id: str, model: str) -> httpx.Response:
         ],
     }
     body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
-    return httpx.post(f"{url}/v1/traces", json=body, headers={"x-aiscope-key": key}, timeout=10)
+    return httpx2.post(f"{url}/v1/traces", json=body, headers={"x-aiscope-key": key}, timeout=10)
 
 
-def _get(url: str, path: str, key: str | None) -> httpx.Response:
+def _get(url: str, path: str, key: str | None) -> httpx2.Response:
     headers = {"authorization": f"Bearer {key}"} if key else {}
-    return httpx.get(f"{url}{path}", headers=headers, timeout=10)
+    return httpx2.get(f"{url}{path}", headers=headers, timeout=10)
 
 
 def test_projects_are_isolated_and_keys_have_one_role(server: Running) -> None:
@@ -117,7 +117,7 @@ CALL = {"calls": [{"model": "gpt-4o", "provider": "openai", "cost_usd": 12.5}]}
 
 
 def _stored(url: str) -> int:
-    return len(httpx.get(f"{url}/api/calls", timeout=10).json()["items"])
+    return len(httpx2.get(f"{url}/api/calls", timeout=10).json()["items"])
 
 
 @pytest.mark.parametrize(
@@ -134,13 +134,13 @@ def test_keyless_mode_refuses_cross_site_and_non_json_writes(
     local_server: Running, headers: dict[str, str]
 ) -> None:
     url = local_server.url
-    r = httpx.post(f"{url}/api/ingest/calls", content=json.dumps(CALL), headers=headers)
+    r = httpx2.post(f"{url}/api/ingest/calls", content=json.dumps(CALL), headers=headers)
     assert r.status_code in (403, 415), r.text
     assert _stored(url) == 0
     # the dashboard's own page (same origin) and programs (no Origin) still write
     port = url.rsplit(":", 1)[1]
     for ok in ({}, {"origin": f"http://localhost:{port}", "sec-fetch-site": "same-origin"}):
-        r = httpx.post(f"{url}/api/ingest/calls", json=CALL, headers=ok, timeout=10)
+        r = httpx2.post(f"{url}/api/ingest/calls", json=CALL, headers=ok, timeout=10)
         assert r.status_code == 200, r.text
 
 
@@ -148,13 +148,13 @@ def test_keyless_mode_refuses_other_host_names_against_dns_rebinding(
     local_server: Running,
 ) -> None:
     url = local_server.url
-    assert httpx.post(f"{url}/api/ingest/calls", json=CALL, timeout=10).status_code == 200
-    rebound = httpx.get(f"{url}/api/calls", headers={"host": "evil.example:6363"}, timeout=10)
+    assert httpx2.post(f"{url}/api/ingest/calls", json=CALL, timeout=10).status_code == 200
+    rebound = httpx2.get(f"{url}/api/calls", headers={"host": "evil.example:6363"}, timeout=10)
     assert rebound.status_code == 403 and "evil.example" in rebound.json()["detail"]
     for host in ("localhost:1", "127.0.0.1", "[::1]:6363"):
-        assert httpx.get(f"{url}/api/calls", headers={"host": host}, timeout=10).status_code == 200
+        assert httpx2.get(f"{url}/api/calls", headers={"host": host}, timeout=10).status_code == 200
     local_server.app.state.settings.allowed_hosts = ("aiscope.internal",)
-    named = httpx.get(f"{url}/api/calls", headers={"host": "aiscope.internal:80"}, timeout=10)
+    named = httpx2.get(f"{url}/api/calls", headers={"host": "aiscope.internal:80"}, timeout=10)
     assert named.status_code == 200 and len(named.json()["items"]) == 1
 
 
@@ -166,7 +166,7 @@ def test_keys_can_be_revoked_and_rotated_over_the_api(server: Running) -> None:
     assert not any(k["revoked"] for k in listed) and "secret_sha256" not in listed[0]
     pub_id = keys.public_key.split("_")[2]
     auth_h = {"authorization": f"Bearer {sec}"}
-    rotated = httpx.post(f"{url}/api/keys/{pub_id}/rotate", headers=auth_h, timeout=10)
+    rotated = httpx2.post(f"{url}/api/keys/{pub_id}/rotate", headers=auth_h, timeout=10)
     assert rotated.status_code == 201, rotated.text
     new_pub = rotated.json()["key"]
     assert _send(url, keys.public_key, "a" * 32, "gpt-4o").status_code == 401  # old one dead
@@ -175,10 +175,10 @@ def test_keys_can_be_revoked_and_rotated_over_the_api(server: Running) -> None:
     other = create_project(server.engine, "other")
     new_id = new_pub.split("_")[2]
     theirs = {"authorization": f"Bearer {other.secret_key}"}
-    assert httpx.post(f"{url}/api/keys/{new_id}/revoke", headers=theirs).status_code == 404
-    assert httpx.post(f"{url}/api/keys/{new_id}/revoke", headers=auth_h).status_code == 200
+    assert httpx2.post(f"{url}/api/keys/{new_id}/revoke", headers=theirs).status_code == 404
+    assert httpx2.post(f"{url}/api/keys/{new_id}/revoke", headers=auth_h).status_code == 200
     assert _send(url, new_pub, "c" * 32, "gpt-4o").status_code == 401
-    assert httpx.post(f"{url}/api/keys/nothex/revoke", headers=auth_h).status_code == 422
+    assert httpx2.post(f"{url}/api/keys/nothex/revoke", headers=auth_h).status_code == 422
 
 
 def test_keys_cli_rotates_and_revokes(engine_url_sqlite: str) -> None:

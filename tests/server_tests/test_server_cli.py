@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 from typer.testing import CliRunner
 
 from aiscope.cli import app
@@ -38,9 +38,9 @@ def test_serve_ingests_and_answers(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                if httpx2.get(f"{base}/api/health", timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             assert time.monotonic() < deadline, "server did not start"
@@ -54,10 +54,10 @@ def test_serve_ingests_and_answers(tmp_path: Path) -> None:
             "attributes": [{"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}}],
         }
         body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
-        assert httpx.post(f"{base}/v1/traces", json=body, timeout=10).status_code == 200
-        items = httpx.get(f"{base}/api/calls", timeout=10).json()["items"]
+        assert httpx2.post(f"{base}/v1/traces", json=body, timeout=10).status_code == 200
+        items = httpx2.get(f"{base}/api/calls", timeout=10).json()["items"]
         assert [(c["model"], c["latency_ms"]) for c in items] == [("gpt-4o", 250.0)]
-        assert "/v1/traces" in httpx.get(f"{base}/openapi.json", timeout=10).json()["paths"]
+        assert "/v1/traces" in httpx2.get(f"{base}/openapi.json", timeout=10).json()["paths"]
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(10)
@@ -87,9 +87,9 @@ def test_serve_with_keys_on_all_interfaces_warns_keys_travel_in_clear(tmp_path: 
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).is_success:
+                if httpx2.get(f"http://127.0.0.1:{port}/api/health", timeout=1).is_success:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
             time.sleep(0.1)

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import select
@@ -38,9 +38,9 @@ def _start(db_url: str, port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+            if httpx2.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
                 return proc
-        except httpx.TransportError:
+        except httpx2.TransportError:
             pass
         assert proc.poll() is None, "server exited"
         assert time.monotonic() < deadline, "server did not start"
@@ -78,7 +78,7 @@ def test_acknowledged_batches_survive_kill_9(db_url: str) -> None:
     stop = threading.Event()
 
     def sender(worker: int) -> None:
-        with httpx.Client(timeout=5) as client:
+        with httpx2.Client(timeout=5) as client:
             n = 0
             while not stop.is_set():
                 body, trace_id = _batch(worker, n)
@@ -89,7 +89,7 @@ def test_acknowledged_batches_survive_kill_9(db_url: str) -> None:
                         content=body,
                         headers={"content-type": "application/x-protobuf"},
                     )
-                except httpx.TransportError:
+                except httpx2.TransportError:
                     return  # the server is gone: this batch was never acknowledged
                 if r.status_code == 200:
                     with lock:

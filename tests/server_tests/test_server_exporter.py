@@ -7,7 +7,7 @@ from __future__ import annotations
 import socket
 import time
 
-import httpx
+import httpx2
 import pytest
 
 from aiscope import CallRecord, Scope, ServerExporter, Usage, record_call
@@ -49,7 +49,7 @@ def test_records_arrive_priced_with_exact_numbers(server: Running) -> None:
     assert (exporter.exported, exporter.failed, exporter.dropped) == (2, 0, 0)
 
     read = {"authorization": f"Bearer {keys.secret_key}"}
-    got = httpx.get(f"{server.url}/api/calls", headers=read, timeout=10).json()["items"]
+    got = httpx2.get(f"{server.url}/api/calls", headers=read, timeout=10).json()["items"]
     by_model = {c["model"]: c for c in got}
     assert set(by_model) == {"gpt-4o", "claude-sonnet-4-5"}
     call = by_model["gpt-4o"]
@@ -73,7 +73,7 @@ def test_records_arrive_priced_with_exact_numbers(server: Running) -> None:
         0.5,
     )
     # the same rollups as OTLP ingest
-    cost = httpx.get(
+    cost = httpx2.get(
         f"{server.url}/api/cost", params={"group_by": "model"}, headers=read, timeout=10
     ).json()["rows"]
     assert {r["model"]: r["cost_usd"] for r in cost} == pytest.approx(
@@ -90,9 +90,9 @@ def test_a_record_sent_twice_is_stored_once(local_server: Running) -> None:
     exporter.on_record(record)  # an exporter retrying after a lost answer
     assert exporter.flush(10)
     exporter.close()
-    got = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    got = httpx2.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
     assert len(got) == 1 and got[0]["input_tokens"] == 100
-    cost = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
+    cost = httpx2.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
     assert [r["calls"] for r in cost] == [1]
 
 
@@ -123,18 +123,20 @@ def test_bad_records_get_400_naming_the_field(
     local_server: Running, call: object, message: str
 ) -> None:
     good = {"model": "gpt-4o", "provider": "openai"}
-    r = httpx.post(f"{local_server.url}/api/ingest/calls", json={"calls": [call, good]}, timeout=10)
+    r = httpx2.post(
+        f"{local_server.url}/api/ingest/calls", json={"calls": [call, good]}, timeout=10
+    )
     assert r.status_code == 400, r.text
     assert message in r.json()["detail"]
     # nothing of a refused request is stored
-    assert httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"] == []
+    assert httpx2.get(f"{local_server.url}/api/calls", timeout=10).json()["items"] == []
 
 
 @pytest.mark.parametrize(
     "body", [b"{", b"[]", b'{"calls": 3}', b'{"calls": [], "more": 1}', b"\xff\xfe"]
 )
 def test_bad_bodies_get_400(local_server: Running, body: bytes) -> None:
-    r = httpx.post(
+    r = httpx2.post(
         f"{local_server.url}/api/ingest/calls",
         content=body,
         headers={"content-type": "application/json"},
@@ -147,9 +149,9 @@ def test_bad_bodies_get_400(local_server: Running, body: bytes) -> None:
 def test_ingest_needs_the_public_key(server: Running) -> None:
     keys = create_project(server.engine, "shop")
     url = f"{server.url}/api/ingest/calls"
-    assert httpx.post(url, json={"calls": []}, timeout=10).status_code == 401
+    assert httpx2.post(url, json={"calls": []}, timeout=10).status_code == 401
     secret = {"authorization": f"Bearer {keys.secret_key}"}
-    assert httpx.post(url, json={"calls": []}, headers=secret, timeout=10).status_code == 403
+    assert httpx2.post(url, json={"calls": []}, headers=secret, timeout=10).status_code == 403
 
 
 def _closed_port() -> int:
@@ -225,7 +227,7 @@ def test_a_call_traced_over_otlp_and_exported_is_stored_once(local_server: Runni
     assert exporter.flush(10) and exporter.exported == 1
     tracer.shutdown()
     exporter.close()
-    got = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    got = httpx2.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
     assert [(c["request_id"], c["service_name"]) for c in got] == [(stats.request_id, "shop")]
-    cost = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
+    cost = httpx2.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
     assert [r["calls"] for r in cost] == [1]

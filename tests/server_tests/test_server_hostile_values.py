@@ -10,7 +10,7 @@ import math
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -61,8 +61,8 @@ def _call(**extra: Any) -> dict[str, Any]:
     }
 
 
-def _post(server: Running, body: bytes) -> httpx.Response:
-    return httpx.post(f"{server.url}/v1/traces", content=body, headers=PB, timeout=30)
+def _post(server: Running, body: bytes) -> httpx2.Response:
+    return httpx2.post(f"{server.url}/v1/traces", content=body, headers=PB, timeout=30)
 
 
 def _count(server: Running, table: Any) -> int:
@@ -107,9 +107,9 @@ def test_out_of_range_numbers_reject_the_span_with_a_reason_and_reads_stay_200(
     assert reason in partial.error_message
     assert _count(local_server, calls) == 1
     for path in ("/api/cost", "/api/timeseries?metric=tokens", "/api/budgets", "/api/alerts"):
-        got = httpx.get(local_server.url + path, timeout=10)
+        got = httpx2.get(local_server.url + path, timeout=10)
         assert got.status_code == 200, (path, got.text)
-    (row,) = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
+    (row,) = httpx2.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
     assert (row["calls"], row["input_tokens"]) == (1, 100)
 
 
@@ -141,9 +141,9 @@ def test_reads_survive_huge_sums_already_stored(local_server: Running) -> None:
         "/api/budgets",
         "/api/alerts",
     ):
-        got = httpx.get(local_server.url + path, timeout=10)
+        got = httpx2.get(local_server.url + path, timeout=10)
         assert got.status_code == 200, (path, got.text)
-    (cost,) = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
+    (cost,) = httpx2.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
     assert cost["input_tokens"] == 3 * 2**62  # exact, past a BIGINT
     assert cost["cost_usd"] is None  # not a number any more: said, not made up
 
@@ -157,7 +157,7 @@ def test_a_body_nested_a_thousand_deep_is_400(local_server: Running) -> None:
         ("/api/ingest/calls", ('{"calls": ' + "[" * 100_000 + "]" * 100_000 + "}").encode()),
         ("/api/alert-rules", ('{"name": ' + "[" * 100_000 + "]" * 100_000 + "}").encode()),
     ):
-        r = httpx.post(
+        r = httpx2.post(
             local_server.url + path,
             content=body,
             headers={"content-type": "application/json"},
@@ -171,7 +171,7 @@ def test_a_body_nested_a_thousand_deep_is_400(local_server: Running) -> None:
 )
 def test_a_nul_in_the_url_is_400_not_500(local_server: Running, path: str) -> None:
     method = "GET" if path.startswith("/api/calls") else "DELETE"
-    r = httpx.request(method, local_server.url + path, timeout=10)
+    r = httpx2.request(method, local_server.url + path, timeout=10)
     assert r.status_code == 400, r.text
     assert "NUL" in r.json()["detail"]
 

@@ -7,7 +7,7 @@ import gzip
 import json
 import time
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -76,7 +76,7 @@ def test_otlp_exporter_spans_become_priced_calls(server: Running, compression: C
     trace_id = format(root.get_span_context().trace_id, "032x")
 
     read = {"authorization": f"Bearer {keys.secret_key}"}
-    got = httpx.get(f"{server.url}/api/calls", headers=read, timeout=10).json()["items"]
+    got = httpx2.get(f"{server.url}/api/calls", headers=read, timeout=10).json()["items"]
     assert len(got) == 2
     by_model = {c["model"]: c for c in got}
     call = by_model["gpt-4o"]
@@ -108,7 +108,7 @@ def test_otlp_exporter_spans_become_priced_calls(server: Running, compression: C
         0.5,
     )
 
-    tree = httpx.get(f"{server.url}/api/traces/{trace_id}", headers=read, timeout=10).json()
+    tree = httpx2.get(f"{server.url}/api/traces/{trace_id}", headers=read, timeout=10).json()
     (root_node,) = tree["roots"]
     assert root_node["name"] == "handle request" and root_node["call"] is None
     assert root_node["service_name"] == "shop"
@@ -144,7 +144,7 @@ def _json_payload(trace_id: str, model: str, n_in: int, n_out: int) -> dict:
 def test_otlp_json_with_hex_ids_and_gzip(local_server: Running) -> None:
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     body = gzip.compress(json.dumps(_json_payload(trace_id, "gpt-4o-mini", 100, 20)).encode())
-    r = httpx.post(
+    r = httpx2.post(
         f"{local_server.url}/v1/traces",
         content=body,
         headers={"content-type": "application/json", "content-encoding": "gzip"},
@@ -152,7 +152,7 @@ def test_otlp_json_with_hex_ids_and_gzip(local_server: Running) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/json")
-    got = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    got = httpx2.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
     assert [(c["trace_id"], c["span_id"], c["model"], c["provider"]) for c in got] == [
         (trace_id, "00f067aa0ba902b7", "gpt-4o-mini", "openai")
     ]
@@ -164,7 +164,7 @@ def test_inconsistent_usage_is_a_partial_success_and_kept_as_span(local_server: 
     payload = _json_payload("4bf92f3577b34da6a3ce929d0e0e4737", "gpt-4o", 10, 20)
     attrs = payload["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["attributes"]
     attrs.append({"key": "gen_ai.usage.cache_read.input_tokens", "value": {"intValue": 50}})
-    r = httpx.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
+    r = httpx2.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
     assert r.status_code == 200
     partial = r.json()["partialSuccess"]
     assert partial["rejectedSpans"] == "1"
@@ -201,14 +201,14 @@ def test_inconsistent_usage_is_a_partial_success_and_kept_as_span(local_server: 
 def test_bad_payloads_get_4xx_with_a_message(
     local_server: Running, body: bytes, headers: dict[str, str], status: int, message: str
 ) -> None:
-    r = httpx.post(f"{local_server.url}/v1/traces", content=body, headers=headers, timeout=10)
+    r = httpx2.post(f"{local_server.url}/v1/traces", content=body, headers=headers, timeout=10)
     assert r.status_code == status, r.text
     assert message in r.json()["detail"]
 
 
 def test_gzip_bomb_is_refused(local_server: Running) -> None:
     bomb = gzip.compress(b"\0" * (17 * 1024 * 1024))
-    r = httpx.post(
+    r = httpx2.post(
         f"{local_server.url}/v1/traces",
         content=bomb,
         headers={"content-type": "application/x-protobuf", "content-encoding": "gzip"},
@@ -224,11 +224,11 @@ def test_a_resent_request_is_stored_and_counted_once(local_server: Running) -> N
     spans_.append({**spans_[0], "spanId": "00f067aa0ba902b8"})  # a second call
     spans_.append({**spans_[0], "spanId": "00f067aa0ba902b9", "attributes": []})  # a plain span
     for _ in range(3):  # an exporter retrying after lost answers
-        r = httpx.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
+        r = httpx2.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
         assert r.status_code == 200
-    got = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    got = httpx2.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
     assert len(got) == 2
-    cost = httpx.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
+    cost = httpx2.get(f"{local_server.url}/api/cost", timeout=10).json()["rows"]
     assert [(row["model"], row["calls"], row["input_tokens"]) for row in cost] == [
         ("gpt-4o", 2, 2000)
     ]
@@ -247,12 +247,12 @@ def test_nul_bytes_and_long_names_are_stored_not_500(local_server: Running) -> N
         "attributes": [_kv("k", {"stringValue": "\x00"})],
     }
     payload["resourceSpans"][0]["scopeSpans"][0]["spans"].append(plain)
-    r = httpx.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
+    r = httpx2.post(f"{local_server.url}/v1/traces", json=payload, timeout=10)
     assert r.status_code == 200, r.text
-    (call,) = httpx.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
+    (call,) = httpx2.get(f"{local_server.url}/api/calls", timeout=10).json()["items"]
     assert call["model"] == ("m\ufffd" + "x" * 600)[:256]
     assert call["team"] == "t\ufffd" and len(call["name"]) == 512
-    fb = httpx.post(
+    fb = httpx2.post(
         f"{local_server.url}/api/feedback",
         json={"name": "a\x00", "comment": "\x00", "request_id": "r\x00"},
         timeout=10,
@@ -278,7 +278,7 @@ def _minimal_spans(n: int) -> bytes:
 def test_a_request_of_too_many_spans_is_413_and_stores_nothing(local_server: Running) -> None:
     from aiscope.server.app import MAX_SPANS
 
-    r = httpx.post(
+    r = httpx2.post(
         f"{local_server.url}/v1/traces",
         content=_minimal_spans(MAX_SPANS + 1),
         headers={"content-type": "application/x-protobuf"},
@@ -304,12 +304,12 @@ def test_decoding_past_the_concurrent_limit_is_503_with_retry_after(
             ("/v1/traces", body, headers),
             ("/api/ingest/calls", b'{"calls": []}', {"content-type": "application/json"}),
         ):
-            r = httpx.post(f"{local_server.url}{path}", content=content, headers=ctype)
+            r = httpx2.post(f"{local_server.url}{path}", content=content, headers=ctype)
             assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
     finally:
         for s in held:
             s.__exit__(None, None, None)
-    ok = httpx.post(f"{local_server.url}/v1/traces", content=body, headers=headers, timeout=10)
+    ok = httpx2.post(f"{local_server.url}/v1/traces", content=body, headers=headers, timeout=10)
     assert ok.status_code == 200, ok.text
 
 

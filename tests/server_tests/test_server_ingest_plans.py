@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import Engine, create_engine, event, text
@@ -183,7 +183,7 @@ def test_every_ingest_statement_is_a_unique_index_lookup_without_statistics(data
     server = next(gen)
     plans.clear()
     try:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
+        with httpx2.Client(base_url=server.url, timeout=60) as client:
             for req in (fresh, fresh, half):
                 r = client.post(
                     "/v1/traces",

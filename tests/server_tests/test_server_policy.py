@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from aiscope import AlertEvaluator, AlertRule, CallRecord, MetricsCollector, Usage
@@ -62,17 +62,17 @@ class Api:
         r = self.post("/api/ingest/calls", {"calls": [record_to_json(x) for x in records]}, True)
         assert r.status_code == 200, r.text
 
-    def post(self, path: str, body: object, public: bool = False) -> httpx.Response:
+    def post(self, path: str, body: object, public: bool = False) -> httpx2.Response:
         headers = self.pub if public else self.sec
-        return httpx.post(self.url + path, json=body, headers=headers, timeout=10)
+        return httpx2.post(self.url + path, json=body, headers=headers, timeout=10)
 
     def get(self, path: str, **params: Any) -> Any:
-        r = httpx.get(self.url + path, params=params, headers=self.sec, timeout=10)
+        r = httpx2.get(self.url + path, params=params, headers=self.sec, timeout=10)
         assert r.status_code == 200, r.text
         return r.json()
 
     def delete(self, path: str) -> int:
-        return httpx.delete(self.url + path, headers=self.sec, timeout=10).status_code
+        return httpx2.delete(self.url + path, headers=self.sec, timeout=10).status_code
 
 
 @pytest.fixture
@@ -308,9 +308,9 @@ def test_quality_by_name_model_and_feature(api: Api) -> None:
     assert by_feature == {"search": 2, "chat": 1, "": 1}
     later = api.get("/api/quality", start=time.time() + 60)
     assert (later["count"], later["mean"], later["rows"]) == (0, None, [])
-    r = httpx.get(f"{api.url}/api/quality", params={"group_by": "team"}, headers=api.sec)
+    r = httpx2.get(f"{api.url}/api/quality", params={"group_by": "team"}, headers=api.sec)
     assert r.status_code == 422
-    r = httpx.get(f"{api.url}/api/quality", params={"start": 10, "end": 5}, headers=api.sec)
+    r = httpx2.get(f"{api.url}/api/quality", params={"start": 10, "end": 5}, headers=api.sec)
     assert r.status_code == 400 and "end" in r.json()["detail"]
 
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -60,7 +60,7 @@ def _all_calls(url: str, **params: object) -> list[dict]:
     out: list[dict] = []
     cursor = None
     while True:
-        page = httpx.get(
+        page = httpx2.get(
             f"{url}/api/calls", params={**params, "limit": 70, "cursor": cursor}, timeout=10
         ).json()
         out.extend(page["items"])
@@ -92,7 +92,7 @@ def test_paging_returns_every_call_once_newest_first(
 def test_cost_groupings_match_the_calls(
     local_server: Running, workload: list[dict], group_by: str
 ) -> None:
-    got = httpx.get(
+    got = httpx2.get(
         f"{local_server.url}/api/cost", params={"group_by": group_by}, timeout=10
     ).json()["rows"]
     want_cost: dict[str, float] = defaultdict(float)
@@ -118,7 +118,7 @@ def test_cost_groupings_match_the_calls(
 
 def test_latency_percentiles_come_from_rollups(local_server: Running, workload: list[dict]) -> None:
     url = f"{local_server.url}/api/latency"
-    rows = httpx.get(url, params={"q": [0.5, 0.95]}, timeout=10).json()["rows"]
+    rows = httpx2.get(url, params={"q": [0.5, 0.95]}, timeout=10).json()["rows"]
     assert {r["model"] for r in rows} == set(MODELS)
     for r in rows:
         values = sorted(w["latency"] for w in workload if w["gen_ai.request.model"] == r["model"])
@@ -129,14 +129,14 @@ def test_latency_percentiles_come_from_rollups(local_server: Running, workload: 
     # the answer does not read calls: with every call deleted, the rollups still answer
     with local_server.engine.begin() as conn:
         conn.execute(delete(calls))
-    again = httpx.get(url, params={"q": [0.5, 0.95]}, timeout=10).json()["rows"]
+    again = httpx2.get(url, params={"q": [0.5, 0.95]}, timeout=10).json()["rows"]
     assert again == rows
     # a time range selects rollup buckets: whole minutes, wherever the range starts and ends
     lo, hi = DAY0 + 5400.5, DAY0 + 86400 + 5 * 3600 + 7 * 60 + 1.2
-    odd = httpx.get(url, params={"start": lo, "end": hi}, timeout=10).json()["rows"]
+    odd = httpx2.get(url, params={"start": lo, "end": hi}, timeout=10).json()["rows"]
     want = sum(lo // 60 * 60 <= w["start"] < -(-hi // 60) * 60 for w in workload)
     assert sum(r["count"] for r in odd) == want > 0
-    first_day = httpx.get(url, params={"start": DAY0, "end": DAY0 + 86400}, timeout=10).json()
+    first_day = httpx2.get(url, params={"start": DAY0, "end": DAY0 + 86400}, timeout=10).json()
     assert sum(r["count"] for r in first_day["rows"]) == sum(
         w["start"] < DAY0 + 86400 for w in workload
     )
@@ -163,18 +163,18 @@ def test_latency_percentiles_come_from_rollups(local_server: Running, workload: 
 def test_bad_queries_get_4xx_with_a_message(
     local_server: Running, path: str, params: dict, status: int
 ) -> None:
-    r = httpx.get(f"{local_server.url}{path}", params=params, timeout=10)
+    r = httpx2.get(f"{local_server.url}{path}", params=params, timeout=10)
     assert r.status_code == status, r.text
     assert r.json()["detail"]
 
 
 def test_feedback_is_stored_for_the_project(local_server: Running) -> None:
     url = f"{local_server.url}/api/feedback"
-    ok = httpx.post(url, json={"name": "thumbs", "score": 1, "trace_id": "d" * 32}, timeout=10)
+    ok = httpx2.post(url, json={"name": "thumbs", "score": 1, "trace_id": "d" * 32}, timeout=10)
     assert ok.status_code == 201
-    missing = httpx.post(url, json={"name": "thumbs", "score": 1}, timeout=10)
+    missing = httpx2.post(url, json={"name": "thumbs", "score": 1}, timeout=10)
     assert missing.status_code == 400 and "trace_id or request_id" in missing.json()["detail"]
-    bad = httpx.post(url, json={"name": "t", "trace_id": "xyz"}, timeout=10)
+    bad = httpx2.post(url, json={"name": "t", "trace_id": "xyz"}, timeout=10)
     assert bad.status_code == 422
 
 
@@ -183,7 +183,7 @@ def test_compaction_merges_rollup_rows_without_changing_answers(
 ) -> None:
     def answers() -> list[object]:
         return [
-            httpx.get(f"{local_server.url}{path}", params=params, timeout=10).json()
+            httpx2.get(f"{local_server.url}{path}", params=params, timeout=10).json()
             for path, params in (
                 ("/api/cost", {"group_by": "model"}),
                 ("/api/cost", {"group_by": "day"}),
@@ -213,14 +213,14 @@ def test_retention_deletes_raw_calls_and_keeps_rollups(
     local_server: Running, workload: list[dict]
 ) -> None:
     url = local_server.url
-    cost_before = httpx.get(f"{url}/api/cost", params={"group_by": "day"}, timeout=10).json()
+    cost_before = httpx2.get(f"{url}/api/cost", params={"group_by": "day"}, timeout=10).json()
     cutoff = DAY0 + 86400
     deleted = prune(local_server.engine, cutoff)
     assert deleted == sum(w["start"] < cutoff for w in workload) > 0
     left = _all_calls(url)
     assert len(left) == len(workload) - deleted
     assert min(c["start_ts"] for c in left) >= cutoff
-    cost_after = httpx.get(f"{url}/api/cost", params={"group_by": "day"}, timeout=10).json()
+    cost_after = httpx2.get(f"{url}/api/cost", params={"group_by": "day"}, timeout=10).json()
     assert cost_after == cost_before  # the first day is still answered from rollups
 
 

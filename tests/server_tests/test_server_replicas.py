@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy import create_engine, select
 
@@ -101,12 +101,12 @@ def _send(url: str, n: int) -> None:
         )
         for _ in range(n)
     ]
-    r = httpx.post(f"{url}/api/ingest/calls", json={"calls": calls}, timeout=10)
+    r = httpx2.post(f"{url}/api/ingest/calls", json={"calls": calls}, timeout=10)
     assert r.status_code == 200, r.text
 
 
 def _put_rule(url: str, threshold: float) -> None:
-    r = httpx.post(f"{url}/api/alert-rules", json=_rule(threshold), timeout=10)
+    r = httpx2.post(f"{url}/api/alert-rules", json=_rule(threshold), timeout=10)
     assert r.status_code == 201, r.text
 
 
@@ -137,7 +137,7 @@ def test_two_replicas_notify_each_firing_and_resolve_once(pg_url: str) -> None:
         assert event["severity"] == "critical" and event["value"] == 3
         # every replica answers the same stored state
         for url in (a, b):
-            (alert,) = httpx.get(f"{url}/api/alerts", timeout=10).json()["alerts"]
+            (alert,) = httpx2.get(f"{url}/api/alerts", timeout=10).json()["alerts"]
             assert (alert["name"], alert["state"]) == ("any_calls", "firing")
 
         _put_rule(b, 1000)  # no longer holds: resolved, once
@@ -145,7 +145,7 @@ def test_two_replicas_notify_each_firing_and_resolve_once(pg_url: str) -> None:
         time.sleep(12 * EVERY_S)
         assert receiver.states("any_calls") == ["firing", "resolved"]
         for url in (a, b):
-            assert httpx.get(f"{url}/api/alerts", timeout=10).json()["alerts"] == []
+            assert httpx2.get(f"{url}/api/alerts", timeout=10).json()["alerts"] == []
 
         # the replica holding the lease dies without giving it up (kill -9)
         holder = _holder(pg_url)

@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import Engine, create_engine, text
@@ -86,7 +86,7 @@ def test_two_servers_on_one_database_store_everything_once(database: str) -> Non
 
     def send(port: int, order: list[bytes]) -> None:
         nonlocal retried
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
             for body in order:
                 for _ in range(20):  # as an OTLP exporter does: 503 is retried
                     r = client.post(

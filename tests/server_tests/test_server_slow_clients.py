@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 import pytest
 from sqlalchemy import Engine
 
@@ -59,7 +59,7 @@ def test_half_sent_requests_are_closed_after_the_request_timeout(guarded: Runnin
             s.sendall(half[i % len(half)])
     start = time.monotonic()
     # everyone else is served meanwhile
-    assert httpx.get(f"{guarded.url}/api/health", timeout=5).status_code == 200
+    assert httpx2.get(f"{guarded.url}/api/health", timeout=5).status_code == 200
     for s in socks:
         s.settimeout(max(0.1, start + TIMEOUT_S + 5 - time.monotonic()))
         assert _closed_by_server(s)

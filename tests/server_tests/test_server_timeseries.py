@@ -8,7 +8,7 @@ import random
 from collections import defaultdict
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
@@ -72,8 +72,8 @@ def workload(local_server: Running) -> list[dict]:
     return _send(local_server.url, 450)
 
 
-def _get(url: str, path: str, **params: Any) -> httpx.Response:
-    return httpx.get(f"{url}{path}", params=params, timeout=20)
+def _get(url: str, path: str, **params: Any) -> httpx2.Response:
+    return httpx2.get(f"{url}{path}", params=params, timeout=20)
 
 
 def _ts(url: str, **params: Any) -> dict[str, Any]:
@@ -231,7 +231,7 @@ def test_bad_timeseries_queries_get_4xx_naming_the_problem(
 def test_timeseries_refuses_thousands_of_quantiles_with_400(local_server: Running) -> None:
     """2,500 repeated ``q`` parameters once built a 112 MB answer; now a clear 400."""
     for path in ("/api/timeseries", "/api/latency"):
-        r = httpx.get(
+        r = httpx2.get(
             f"{local_server.url}{path}",
             params=[("metric", "latency")] + [("q", 0.5 + i / 10_000) for i in range(2500)],
             timeout=20,
@@ -265,15 +265,15 @@ def test_feedback_report(local_server: Running, workload: list[dict]) -> None:
     # a score naming its call by trace id alone (one call per trace here)
     by_trace_model = rows[-1][2]
     by_trace = {"name": "by_trace", "score": 0.5, "trace_id": rows[-1][0]}
-    assert httpx.post(f"{url}/api/feedback", json=by_trace, timeout=10).status_code == 201
+    assert httpx2.post(f"{url}/api/feedback", json=by_trace, timeout=10).status_code == 201
     scores: dict[str, list[float]] = defaultdict(list)
     for i, (trace_id, span_id, model) in enumerate(rows[:60]):
         score = (i % 5) / 4
         body = {"name": "helpful", "score": score, "trace_id": trace_id, "span_id": span_id}
-        assert httpx.post(f"{url}/api/feedback", json=body, timeout=10).status_code == 201
+        assert httpx2.post(f"{url}/api/feedback", json=body, timeout=10).status_code == 201
         scores[model].append(score)
     unlinked = {"name": "thumbs", "score": 1, "request_id": "r-1", "comment": "<b>great</b>"}
-    assert httpx.post(f"{url}/api/feedback", json=unlinked, timeout=10).status_code == 201
+    assert httpx2.post(f"{url}/api/feedback", json=unlinked, timeout=10).status_code == 201
 
     got = _get(url, "/api/feedback", limit=5).json()  # default range: the last hour
     assert [i["name"] for i in got["items"]] == [
@@ -320,7 +320,7 @@ def test_each_project_sees_only_its_own_series(server: Running) -> None:
     _send(server.url, 20, seed=2, headers={"authorization": f"Bearer {b.public_key}"})
     params = {"metric": "calls", "group_by": "none", "start": DAY0, "end": DAY0 + 2 * 86400}
     for keys, n in ((a, len(sent_a)), (b, 20)):
-        r = httpx.get(
+        r = httpx2.get(
             f"{server.url}/api/timeseries",
             params=params,
             headers={"authorization": f"Bearer {keys.secret_key}"},
@@ -329,14 +329,14 @@ def test_each_project_sees_only_its_own_series(server: Running) -> None:
         assert sum(r.json()["series"][0]["values"]) == n
     fb = {"name": "n", "score": 1, "request_id": "x"}
     pub = {"authorization": f"Bearer {a.public_key}"}
-    assert httpx.post(f"{server.url}/api/feedback", json=fb, headers=pub).status_code == 201
+    assert httpx2.post(f"{server.url}/api/feedback", json=fb, headers=pub).status_code == 201
     for keys, n in ((a, 1), (b, 0)):
-        got = httpx.get(
+        got = httpx2.get(
             f"{server.url}/api/feedback",
             headers={"authorization": f"Bearer {keys.secret_key}"},
             timeout=10,
         ).json()
         assert len(got["items"]) == n
     # reads need the secret key
-    assert httpx.get(f"{server.url}/api/timeseries", headers=pub).status_code == 403
-    assert httpx.get(f"{server.url}/api/feedback").status_code == 401
+    assert httpx2.get(f"{server.url}/api/timeseries", headers=pub).status_code == 403
+    assert httpx2.get(f"{server.url}/api/feedback").status_code == 401

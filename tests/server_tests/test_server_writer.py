@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import Engine, event, func, select, text
@@ -190,7 +190,7 @@ def test_concurrent_requests_share_commits_and_are_answered_after_them(
     answers: list[int] = []
 
     def send(n: int) -> None:
-        r = httpx.post(
+        r = httpx2.post(
             f"{local_server.url}/v1/traces",
             content=_request(n).SerializeToString(),
             headers={"content-type": "application/x-protobuf"},
@@ -238,12 +238,12 @@ def test_a_store_that_cannot_write_answers_503_then_takes_the_retry(db_url: str)
     headers = {"content-type": "application/x-protobuf"}
     try:
         for running in run_server(Settings(engine=engine, local_only=True)):
-            r = httpx.post(f"{running.url}/v1/traces", content=body, headers=headers, timeout=30)
+            r = httpx2.post(f"{running.url}/v1/traces", content=body, headers=headers, timeout=30)
             assert r.status_code == 503, r.text
             assert r.headers["retry-after"] == "1"
             assert "retry" in r.json()["detail"]
             release()
-            r = httpx.post(f"{running.url}/v1/traces", content=body, headers=headers, timeout=30)
+            r = httpx2.post(f"{running.url}/v1/traces", content=body, headers=headers, timeout=30)
             assert r.status_code == 200
             assert _count(engine, 5) == 8
     finally:

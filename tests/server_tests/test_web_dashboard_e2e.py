@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from sqlalchemy import Engine, func, select
@@ -132,7 +132,7 @@ def _send_feedback(url: str, memory: InMemoryExporter) -> int:
         attrs = span.attributes or {}
         if "gen_ai.request.model" in attrs and span.status.is_ok:
             ctx = span.get_span_context()
-            r = httpx.post(
+            r = httpx2.post(
                 f"{url}/api/feedback",
                 json={
                     "name": "helpfulness",
@@ -255,9 +255,9 @@ def test_dashboard_shows_the_workload(browser: Any, local_server: Running, db_ur
     budget = {"name": "tight", "limit_usd": round(total_cost / 2, 6), "period": "total"}
     rule = {"name": "errors_seen", "severity": "warning", "signal": "error_rate",
             "comparison": ">", "threshold": 0.0, "window": "1h"}  # fmt: skip
-    assert httpx.post(f"{local_server.url}/api/budgets", json=budget).status_code == 201
-    assert httpx.post(f"{local_server.url}/api/alert-rules", json=rule).status_code == 201
-    alerts = httpx.get(f"{local_server.url}/api/alerts").json()["alerts"]
+    assert httpx2.post(f"{local_server.url}/api/budgets", json=budget).status_code == 201
+    assert httpx2.post(f"{local_server.url}/api/alert-rules", json=rule).status_code == 201
+    alerts = httpx2.get(f"{local_server.url}/api/alerts").json()["alerts"]
     assert {"errors_seen", "budget_tight"} <= {a["name"] for a in alerts}
     _render(page, lambda: page.goto(f"{local_server.url}/#/alerts"))
     shown = page.locator("#alerts-table td[data-col=name]").all_inner_texts()
@@ -326,12 +326,12 @@ def _keys_and_hostile_strings(browser: Any, server: Running, public: str, secret
     body = {
         "resourceSpans": [{"scopeSpans": [{"spans": [_hostile_span(i, now) for i in range(4)]}]}]
     }
-    r = httpx.post(
+    r = httpx2.post(
         f"{server.url}/v1/traces", json=body, headers={"authorization": f"Bearer {public}"}
     )
     assert r.status_code == 200 and "rejected" not in r.text, r.text
     fb = {"name": XSS[1], "score": 1, "comment": XSS[0], "trace_id": "ab" * 16}
-    r = httpx.post(
+    r = httpx2.post(
         f"{server.url}/api/feedback", json=fb, headers={"authorization": f"Bearer {public}"}
     )
     assert r.status_code == 201, r.text

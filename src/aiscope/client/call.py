@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import httpx2
 
 from aiscope.capture import estimate_tokens
 from aiscope.client.errors import (
@@ -389,7 +389,7 @@ class Attempt:
 
 
 class HttpErrors:
-    """Turns httpx's errors into the client's typed ones: a timeout or a failed connection
+    """Turns httpx2's errors into the client's typed ones: a timeout or a failed connection
     while sending, and a broken connection while reading a stream's body (a cut stream)."""
 
     __slots__ = ("body", "provider", "timeout")
@@ -403,14 +403,14 @@ class HttpErrors:
         return None
 
     def __exit__(self, _type: object, exc: BaseException | None, _tb: object) -> None:
-        if not isinstance(exc, httpx.TransportError):
+        if not isinstance(exc, httpx2.TransportError):
             return
         name = type(exc).__name__
         if self.body:
             raise StreamInterruptedError(
                 f"stream cut: {name}: {exc}", provider=self.provider
             ) from None
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx2.TimeoutException):
             raise RequestTimeoutError(
                 f"no answer within {self.timeout}s ({exc})", provider=self.provider
             ) from None
