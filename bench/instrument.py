@@ -45,6 +45,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _timing import paired_differences, print_table, quartiles
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", ROOT / ".venv-peers"))
@@ -81,9 +83,24 @@ BODY = {
     "system_fingerprint": "fp_bench",
 }
 
-#: CPU time of the whole process (background exporter threads included): on a shared
-#: machine, wall-clock time mostly measures the neighbours' load.
-CLOCK = time.process_time
+#: The clocks read around every pass, all three in the same pass: CPU time of the
+#: whole process (background exporter threads included; on a shared machine the
+#: steadiest), wall-clock time (what the application waits; it also counts time the
+#: neighbours' load takes the core away, and background threads competing for the
+#: GIL), and CPU time of the calling thread only (what runs on the caller's thread).
+CLOCKS: dict[str, Any] = {
+    "cpu": time.process_time,
+    "wall": time.perf_counter,
+    "thread": time.thread_time,
+}
+CLOCK_TITLES = {
+    "cpu": "process CPU time (all threads)",
+    "wall": "wall clock",
+    "thread": "CPU time of the calling thread",
+}
+
+#: Parts of aiscope's set-up that ``--aiscope-sinks`` can pick (for a breakdown by sink).
+AISCOPE_SINKS = ("metrics", "cost", "tracer")
 
 CONTENDERS = {
     "aiscope": "aiscope (metrics + span + cost + budget)",
@@ -117,12 +134,16 @@ def _otel_sinks() -> tuple[Any, Any, Any]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     exporter = InMemorySpanExporter()
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # simple: exported on the caller's thread; batch: queued, exported on the SDK's
+    # background thread (--otel-processor)
+    batch = os.environ.get("BENCH_OTEL_PROCESSOR", "simple") == "batch"
+    processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+    tracer_provider.add_span_processor(processor)
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     return tracer_provider, meter_provider, exporter
 
@@ -133,20 +154,31 @@ def _setup(kind: str) -> tuple[Any, Any]:
     if kind == "aiscope":
         import aiscope
 
-        metrics = aiscope.MetricsCollector()
-        tracker = aiscope.CostTracker(budget_usd=1e12, mode="block")
-        # spans to an in-memory exporter, as the peers' (the tracer's own batch
-        # processor exports on a background thread, whose CPU time counts too)
+        picked = os.environ.get("BENCH_AISCOPE_SINKS", ",".join(AISCOPE_SINKS)).split(",")
+        sinks: dict[str, Any] = {}
+        if "metrics" in picked:
+            sinks["metrics"] = aiscope.MetricsCollector()
+        if "cost" in picked:
+            sinks["cost_tracker"] = aiscope.CostTracker(budget_usd=1e12, mode="block")
+        # spans to an in-memory exporter, as the peers' (a local exporter is handed
+        # each span on the caller's thread, as the SDK's SimpleSpanProcessor does)
         spans = aiscope.InMemoryExporter()
-        tracer = aiscope.Tracer(service_name="bench", exporter=spans)
-        aiscope.configure(metrics=metrics, cost_tracker=tracker, tracer=tracer)
+        if "tracer" in picked:
+            sinks["tracer"] = aiscope.Tracer(service_name="bench", exporter=spans)
+        aiscope.configure(**sinks)
         aiscope.instrument()
         calls = [0]
 
         def seen() -> bool:
-            n = tracker.get_report().call_count
-            tracer.flush(timeout=5)
-            ok, calls[0] = n > calls[0] and bool(spans.spans()), n
+            ok = True
+            if "cost_tracker" in sinks:
+                n = sinks["cost_tracker"].get_report().call_count
+                ok, calls[0] = n > calls[0], n
+            if "metrics" in sinks:
+                ok = ok and "ai_lib_requests_total" in sinks["metrics"].export_prometheus()
+            if "tracer" in sinks:
+                sinks["tracer"].flush(timeout=5)
+                ok = ok and bool(spans.spans())
             return ok
 
         return spans.clear, seen
@@ -208,13 +240,19 @@ def worker(kind: str, rounds: int, calls: int) -> dict[str, Any]:
     if inst_fn is bare_fn:
         raise SystemExit(f"{kind}: Completions.create was not patched")
 
-    def one_pass() -> float:
-        gc.disable()
+    keep_gc = os.environ.get("BENCH_GC") == "on"
+    clocks = list(CLOCKS.items())
+
+    def one_pass() -> dict[str, float]:
+        """Seconds per call on every clock (the garbage collector off unless --gc)."""
+        if not keep_gc:
+            gc.disable()
         try:
-            t0 = CLOCK()
+            t0 = {name: clock() for name, clock in clocks}
             for _ in range(calls):
                 completions.create(model="gpt-4o", messages=MESSAGES)
-            return (CLOCK() - t0) / calls
+            t1 = {name: clock() for name, clock in clocks}
+            return {name: (t1[name] - t0[name]) / calls for name in t0}
         finally:
             gc.enable()
 
@@ -226,8 +264,8 @@ def worker(kind: str, rounds: int, calls: int) -> dict[str, Any]:
     one_pass()
     Completions.create = inst_fn
     one_pass()
-    bare: list[float] = []
-    inst: list[float] = []
+    bare: list[dict[str, float]] = []
+    inst: list[dict[str, float]] = []
     for i in range(rounds):
         clear()
         gc.collect()
@@ -239,7 +277,12 @@ def worker(kind: str, rounds: int, calls: int) -> dict[str, Any]:
             out.append(one_pass())
     import openai
 
-    return {"bare": bare, "inst": inst, "observed": observed, "openai": openai.__version__}
+    return {
+        "bare": {name: [p[name] for p in bare] for name in CLOCKS},
+        "inst": {name: [p[name] for p in inst] for name in CLOCKS},
+        "observed": observed,
+        "openai": openai.__version__,
+    }
 
 
 def count_worker(kind: str, variant: str, calls: int) -> None:
@@ -276,12 +319,12 @@ def _instructions(py: Path, kind: str, variant: str, calls: int) -> int:
         str(py),
         str(Path(__file__)),
         "--count-worker",
-        kind,
+        _base(kind),
         variant,
         str(calls),
     ]
     # one hash seed for every run: string hashing otherwise varies the count run to run
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONHASHSEED": "0", **_sinks_env(kind)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     for line in proc.stderr.splitlines():
         if "I" in line and "refs:" in line:
@@ -309,7 +352,7 @@ def instructions(kinds: list[str], calls: int) -> int:
     for kind in kinds:
         py = _python_for(kind)
         if py is None:
-            print(f"{CONTENDERS[kind]:<52}  skipped: no virtualenv")
+            print(f"{_label(kind):<52}  skipped: no virtualenv")
             continue
         print(f"  counting {kind} ...", file=sys.stderr, flush=True)
         jobs = [(v, n) for v in ("bare", "inst") for n in (0, calls)]
@@ -319,23 +362,41 @@ def instructions(kinds: list[str], calls: int) -> int:
         bare = (got["bare", calls] - got["bare", 0]) / calls
         inst = (got["inst", calls] - got["inst", 0]) / calls
         rows[kind] = (bare, inst)
-    peers = {k: i - b for k, (b, i) in rows.items() if k != "aiscope"}
+    peers = {k: i - b for k, (b, i) in rows.items() if _base(k) != "aiscope"}
     leanest = min(peers.values()) if peers else None
     for kind, (bare, inst) in rows.items():
         ratio = f"{(inst - bare) / leanest:.2f}x" if leanest else "-"
-        print(f"{CONTENDERS[kind]:<52}{bare:>12,.0f}{inst:>14,.0f}{inst - bare:>12,.0f}{ratio:>17}")
+        print(f"{_label(kind):<52}{bare:>12,.0f}{inst:>14,.0f}{inst - bare:>12,.0f}{ratio:>17}")
     return 0
 
 
 # ----------------------------------------------------------------------------- orchestrator
+def _base(kind: str) -> str:
+    """The contender a worker key names: ``aiscope[metrics,cost]`` is aiscope with
+    only those sinks (``--breakdown``)."""
+    return kind.split("[", 1)[0]
+
+
+def _sinks_env(kind: str) -> dict[str, str]:
+    """The worker's environment for ``aiscope[...]``: only those sinks configured."""
+    return {"BENCH_AISCOPE_SINKS": kind.split("[", 1)[1].rstrip("]")} if "[" in kind else {}
+
+
+def _label(kind: str) -> str:
+    if "[" in kind:
+        picked = kind.split("[", 1)[1].rstrip("]")
+        return f"aiscope ({picked.replace(',', ' + ') or 'no sink'})"
+    return CONTENDERS[kind]
+
+
 def _python_for(kind: str) -> Path | None:
-    if kind == "aiscope":
+    if _base(kind) == "aiscope":
         return Path(sys.executable)
     py = PEERS_DIR / kind / "bin" / "python"
     return py if py.exists() else None
 
 
-def _run_worker(kind: str, rounds: int, calls: int) -> dict[str, Any] | str:
+def _run_worker(kind: str, rounds: int, calls: int, env: dict[str, str]) -> dict[str, Any] | str:
     py = _python_for(kind)
     if py is None:
         return f"no virtualenv {PEERS_DIR / kind} (run bash bench/setup_peers.sh {kind})"
@@ -343,13 +404,14 @@ def _run_worker(kind: str, rounds: int, calls: int) -> dict[str, Any] | str:
         str(py),
         str(Path(__file__)),
         "--worker",
-        kind,
+        _base(kind),
         "--rounds",
         str(rounds),
         "--calls",
         str(calls),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, **env, **_sinks_env(kind)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return "failed: " + " | ".join(tail)
@@ -357,7 +419,62 @@ def _run_worker(kind: str, rounds: int, calls: int) -> dict[str, Any] | str:
 
 
 def _us(x: float) -> str:
-    return f"{x * 1e6:8.1f}"
+    return f"{x * 1e6:.1f}"
+
+
+def _load() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+    except OSError:
+        return "load unknown"
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min) on {os.cpu_count()} CPUs"
+
+
+def report(results: dict[str, dict[str, Any]], clock: str) -> bool | None:
+    """Print the table of one clock; True/False whether aiscope met the goal on it
+    (None when there is no aiscope or no peer to compare with)."""
+    rows = []
+    for kind, got in results.items():
+        bare, inst = got["bare"][clock], got["inst"][clock]
+        diffs = paired_differences(inst, bare)
+        lo, hi = quartiles(diffs)
+        over = statistics.median(diffs)
+        rows.append((kind, statistics.median(bare), statistics.median(inst), over, lo, hi, got))
+    peers = [r for r in rows if _base(r[0]) != "aiscope"]
+    leanest = min(peers, key=lambda r: r[3]) if peers else None
+    table = []
+    for kind, bare, inst, over, lo, hi, got in rows:
+        ratio = f"{over / leanest[3]:.2f}x" if leanest and leanest[3] > 0 else "-"
+        table.append(
+            [
+                _label(kind),
+                _us(bare),
+                _us(inst),
+                _us(over),
+                f"{_us(lo)}..{_us(hi)}",
+                ratio,
+                str(got["observed"]),
+                got["openai"],
+            ]
+        )
+    print(f"\n{CLOCK_TITLES[clock]} ({clock}):")
+    print_table(
+        [
+            "contender",
+            "bare µs",
+            "instr. µs",
+            "overhead µs",
+            "IQR",
+            "vs leanest peer",
+            "observed",
+            "openai",
+        ],
+        table,
+    )
+    ours = next((r for r in rows if r[0] == "aiscope"), None)
+    if leanest is None or ours is None:
+        return None
+    return bool(ours[3] <= leanest[3] / 2)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,6 +483,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--calls", type=int, default=None, help="calls per pass")
     ap.add_argument("--only", nargs="*", default=None, help="contenders to run")
+    ap.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also run aiscope with each sink alone (metrics, cost, tracer) and with none",
+    )
+    ap.add_argument(
+        "--otel-processor",
+        choices=("simple", "batch"),
+        default="simple",
+        help="the OpenTelemetry peers' span processor (batch exports on a background thread)",
+    )
+    ap.add_argument(
+        "--gc", action="store_true", help="leave the garbage collector on during timed passes"
+    )
     ap.add_argument(
         "--instructions",
         type=int,
@@ -381,64 +512,42 @@ def main(argv: list[str] | None = None) -> int:
         kind, variant, n = args.count_worker
         count_worker(kind, variant, int(n))
         return 0
+    kinds = args.only or list(CONTENDERS)
+    if args.breakdown:
+        kinds += [f"aiscope[{s}]" for s in (*AISCOPE_SINKS, "")]
     if args.instructions:
-        return instructions(args.only or list(CONTENDERS), args.instructions)
+        return instructions(kinds, args.instructions)
     rounds = args.rounds or (7 if args.quick else 21)
     calls = args.calls or (200 if args.quick else 500)
     if args.worker:
         sys.path.insert(0, str(ROOT / "src"))
         print(json.dumps(worker(args.worker, rounds, calls)))
         return 0
-    kinds = args.only or list(CONTENDERS)
+    env = {"BENCH_OTEL_PROCESSOR": args.otel_processor, "BENCH_GC": "on" if args.gc else "off"}
     results: dict[str, dict[str, Any]] = {}
     print(
-        f"instrumentation overhead, openai {'3.x'} chat.completions.create, in-process "
-        f"endpoint; {rounds} rounds x {calls} calls per pass\n"
+        "instrumentation overhead, openai chat.completions.create, in-process endpoint; "
+        f"{rounds} rounds x {calls} calls per pass, instrumented and bare passes paired "
+        f"in each round; OTel peers' span processor: {args.otel_processor}; "
+        f"gc {'on' if args.gc else 'off'} in passes"
     )
+    print(f"at start: {_load()}")
     for kind in kinds:
         print(f"  running {kind} ...", file=sys.stderr, flush=True)
-        got = _run_worker(kind, rounds, calls)
+        got = _run_worker(kind, rounds, calls, env)
         if isinstance(got, str):
-            print(f"  {CONTENDERS[kind]}: skipped: {got}")
+            print(f"  {_label(kind)}: skipped: {got}")
             continue
         results[kind] = got
+    print(f"at end: {_load()}")
     if not results:
         return 1
-    rows = []
-    for kind, got in results.items():
-        diffs = [a - b for a, b in zip(got["inst"], got["bare"], strict=True)]
-        q = statistics.quantiles(diffs, n=4) if len(diffs) >= 4 else [min(diffs), 0, max(diffs)]
-        rows.append(
-            (
-                kind,
-                statistics.median(got["bare"]),
-                statistics.median(got["inst"]),
-                statistics.median(diffs),
-                q[0],
-                q[2],
-                got["observed"],
-                got["openai"],
-            )
-        )
-    peers = [r for r in rows if r[0] != "aiscope"]
-    leanest = min(peers, key=lambda r: r[3]) if peers else None
-    print(
-        f"{'contender':<52}{'bare µs':>9}{'instr. µs':>11}{'overhead µs':>13}"
-        f"{'  (IQR)':>18}{'  vs leanest peer':>18}  observed  openai"
-    )
-    for kind, bare, inst, over, lo, hi, observed, version in rows:
-        ratio = f"{over / leanest[3]:.2f}x" if leanest and leanest[3] > 0 else "-"
-        print(
-            f"{CONTENDERS[kind]:<52}{_us(bare):>9}{_us(inst):>11}{_us(over):>13}"
-            f"  ({_us(lo).strip()}..{_us(hi).strip()}){ratio:>14}  {observed!s:>8}  {version}"
-        )
-    if leanest is not None and "aiscope" in results:
-        ours = next(r for r in rows if r[0] == "aiscope")[3]
-        goal = ours <= leanest[3] / 2
-        print(
-            f"\ngoal (aiscope overhead <= half the leanest peer's, {CONTENDERS[leanest[0]]}): "
-            f"{'met' if goal else 'NOT met'} ({ours * 1e6:.1f} µs vs {leanest[3] * 1e6:.1f} µs)"
-        )
+    goals = {clock: report(results, clock) for clock in CLOCKS}
+    if any(v is not None for v in goals.values()):
+        print("\ngoal (aiscope overhead <= half the leanest peer's):")
+        for clock, met in goals.items():
+            if met is not None and clock != "thread":
+                print(f"  {CLOCK_TITLES[clock]}: {'met' if met else 'NOT met'}")
     return 0
 
 
