@@ -123,12 +123,44 @@ def _client() -> Any:
     def answer(request: Any) -> Any:
         return httpx2.Response(200, headers=headers, content=body)
 
+    url = os.environ.get("BENCH_HTTP")
+    if url:  # --http: real HTTP on loopback to serve_http() in another process
+        return openai.OpenAI(base_url=url, api_key="sk-bench", max_retries=0)
     return openai.OpenAI(
         base_url="http://bench.local/v1",
         api_key="sk-bench",
         max_retries=0,
         http_client=httpx2.Client(transport=httpx2.MockTransport(answer)),
     )
+
+
+def serve_http(port_file: str) -> None:
+    """Answer every POST with BODY over keep-alive HTTP/1.1 on a free loopback port
+    (written to ``port_file``), until killed: the endpoint of ``--http``."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps(BODY).encode()
+    # one write per answer: headers and body written apart meet Nagle's algorithm and
+    # the client's delayed ACK (40 ms a call)
+    answer = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-request-id: req_bench\r\n"
+        + f"content-length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            self.wfile.write(answer)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Path(port_file).write_text(str(server.server_address[1]))
+    server.serve_forever()
 
 
 def _otel_sinks() -> tuple[Any, Any, Any]:
@@ -527,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
         help="the OpenTelemetry peers' span processor (batch exports on a background thread)",
     )
     ap.add_argument(
+        "--http",
+        action="store_true",
+        help="real HTTP to a loopback server in another process instead of a MockTransport",
+    )
+    ap.add_argument("--serve-http", default=None, help=argparse.SUPPRESS)
+    ap.add_argument(
         "--gc", action="store_true", help="leave the garbage collector on during timed passes"
     )
     ap.add_argument(
@@ -539,6 +577,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--count-worker", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.serve_http:
+        serve_http(args.serve_http)
+        return 0
     if args.count_worker:
         sys.path.insert(0, str(ROOT / "src"))
         kind, variant, n = args.count_worker
@@ -556,12 +597,32 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(worker(args.worker, rounds, calls)))
         return 0
     env = {"BENCH_OTEL_PROCESSOR": args.otel_processor, "BENCH_GC": "on" if args.gc else "off"}
+    server = None
+    if args.http:
+        port_file = Path(tempfile.mkdtemp()) / "port"
+        server = subprocess.Popen([sys.executable, __file__, "--serve-http", str(port_file)])
+        while not port_file.exists() or not port_file.read_text():
+            time.sleep(0.05)
+        env["BENCH_HTTP"] = f"http://127.0.0.1:{port_file.read_text()}/v1"
+    try:
+        return _compare(kinds, rounds, calls, env, args)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+
+
+def _compare(
+    kinds: list[str], rounds: int, calls: int, env: dict[str, str], args: argparse.Namespace
+) -> int:
+    """Run every contender's worker in turn and print the tables of every clock."""
     results: dict[str, dict[str, Any]] = {}
     print(
         "instrumentation overhead, openai chat.completions.create, in-process endpoint; "
         f"{rounds} rounds x {calls} calls per pass, instrumented and bare passes paired "
         f"in each round; OTel peers' span processor: {args.otel_processor}; "
-        f"gc {'on' if args.gc else 'off'} in passes"
+        f"gc {'on' if args.gc else 'off'} in passes; "
+        f"{'real HTTP on loopback' if args.http else 'httpx2.MockTransport'}"
     )
     print(f"at start: {_load()}")
     for kind in kinds:
