@@ -563,6 +563,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="real HTTP to a loopback server in another process instead of a MockTransport",
     )
+    ap.add_argument(
+        "--chunks",
+        type=int,
+        default=3,
+        help="split the rounds in this many worker runs per contender, alternating contenders",
+    )
     ap.add_argument("--serve-http", default=None, help=argparse.SUPPRESS)
     ap.add_argument(
         "--gc", action="store_true", help="leave the garbage collector on during timed passes"
@@ -625,13 +631,31 @@ def _compare(
         f"{'real HTTP on loopback' if args.http else 'httpx2.MockTransport'}"
     )
     print(f"at start: {_load()}")
-    for kind in kinds:
-        print(f"  running {kind} ...", file=sys.stderr, flush=True)
-        got = _run_worker(kind, rounds, calls, env)
-        if isinstance(got, str):
-            print(f"  {_label(kind)}: skipped: {got}")
-            continue
-        results[kind] = got
+    # the rounds split in chunks, the contenders' workers alternating chunk by chunk:
+    # the machine's load drifts, and it scales every clock (CPU time too), so
+    # contenders run one after the other would be compared under different loads
+    chunks = max(1, min(args.chunks, rounds))
+    skipped: set[str] = set()
+    for c in range(chunks):
+        n = rounds // chunks + (1 if c < rounds % chunks else 0)
+        order = kinds[c % len(kinds) :] + kinds[: c % len(kinds)]
+        for kind in order:
+            if kind in skipped:
+                continue
+            print(f"  running {kind} (chunk {c + 1}/{chunks}) ...", file=sys.stderr, flush=True)
+            got = _run_worker(kind, n, calls, env)
+            if isinstance(got, str):
+                print(f"  {_label(kind)}: skipped: {got}")
+                skipped.add(kind)
+                results.pop(kind, None)
+                continue
+            if kind not in results:
+                results[kind] = got
+                continue
+            for side in ("bare", "inst"):
+                for clock, values in got[side].items():
+                    results[kind][side][clock].extend(values)
+            results[kind]["observed"] = results[kind]["observed"] and got["observed"]
     print(f"at end: {_load()}")
     if not results:
         return 1
