@@ -14,8 +14,12 @@ sends it). Each contender runs in a worker process with its own interpreter
 conflict), which alternates, round after round, passes with the SDK's own
 ``Completions.create`` and passes with the instrumented one (every contender
 patches that class attribute; the worker swaps it), garbage collector off during
-each pass. Overhead = the median over rounds of (instrumented − bare) per call,
-both measured in the same round of the same process.
+each pass (``--gc``: on). Overhead = the median over rounds of (instrumented − bare)
+per call, both measured in the same round of the same process, on four clocks read
+around the same passes: process CPU time, wall clock, the calling thread's CPU time,
+and the median single call of a call-by-call alternating pass (wall clock). The
+rounds are split in ``--chunks`` worker runs per contender, contenders alternating,
+so that the machine's load drifting hits every contender alike.
 
 Contenders, each exporting to an in-memory or no-op sink:
 
