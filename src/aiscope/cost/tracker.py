@@ -422,7 +422,7 @@ class CostTracker:
         if acc is None:
             acc = self._accumulator(raw)
         cost = record.cost_usd
-        nanos = 0 if cost is None else to_nanos(cost)
+        nanos = 0 if cost is None else round(cost * 1e9)  # to_nanos(), inlined: per record
         u = record.usage
         with self._lock:
             acc[0] += 1.0
@@ -443,6 +443,14 @@ class CostTracker:
             if u.reasoning_tokens:
                 acc[7] += u.reasoning_tokens
         if self._periods and (nanos or reservation is not None):
+            one = self._one
+            if (
+                reservation is None
+                and one is not None
+                and not (self._listeners or self.on_threshold or self.on_exceed)
+            ):  # the common case, without _charge's call: one budget, nobody to tell
+                self._nano.settle_one(one.current(record.start_time), None, nanos)
+                return
             self._charge(nanos, reservation, record)
 
     def _accumulator(self, raw: tuple[Any, ...]) -> list[Any]:
