@@ -27,7 +27,6 @@ import aiscope
 PENDING: dict[str, str] = {
     "aiscope.server": "being split into plain routers (issue 13 item 4)",
     "aiscope.client": "one call lifecycle (issue 13 item 1)",
-    "aiscope.instrument": "one call lifecycle (issue 13 item 1)",
 }
 
 
