@@ -26,7 +26,6 @@ import aiscope
 #: module prefix -> why it is not held to the second check yet
 PENDING: dict[str, str] = {
     "aiscope.server": "being split into plain routers (issue 13 item 4)",
-    "aiscope.client": "one call lifecycle (issue 13 item 1)",
 }
 
 
