@@ -574,8 +574,9 @@ class Setup:
 
 
 def compiled(base: str, stream: bool) -> dict[str, Any]:
+    from aiscope.client._compile import compile_request
     from aiscope.client.manifest import get_manifest
-    from aiscope.client.request import ChatRequest, compile_request
+    from aiscope.client.request import ChatRequest
 
     model = MODEL.split("/", 1)[1]
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]

@@ -47,7 +47,8 @@ import pytest
 
 import aiscope
 from aiscope import BudgetExceededError, BudgetStatus, CostTracker, Pricing, Scope, SQLiteLedger
-from aiscope.cost.budget import Budget, _Period, period_bounds
+from aiscope.cost._periods import Period
+from aiscope.cost.budget import Budget, period_bounds
 
 LIMIT = 1.0
 MODEL, PROVIDER = "gpt-4o", "openai"
@@ -561,12 +562,12 @@ def test_period_bounds_at_utc_boundaries() -> None:
 
 
 def test_period_key_changes_exactly_at_the_boundary() -> None:
-    p = _Period(Budget(1.0, "daily", name="day"))
+    p = Period(Budget(1.0, "daily", name="day"))
     midnight = _ts(2024, 3, 1)
     assert p.current(midnight - 1e-3) == "day:daily:2024-02-29"
     assert p.current(midnight) == "day:daily:2024-03-01"
     assert p.current(midnight - 1e-3) == "day:daily:2024-02-29"  # a clock stepping back
-    m = _Period(Budget(1.0, "monthly", name="month"))
+    m = Period(Budget(1.0, "monthly", name="month"))
     new_year = _ts(2024, 1, 1)
     assert m.current(new_year - 1e-3) == "month:monthly:2023-12"
     assert m.current(new_year) == "month:monthly:2024-01"
@@ -586,7 +587,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Clock]:
     """A fake wall clock for budget windows (the tracker's and the budgets' time.time)."""
     c = _Clock(_ts(2024, 2, 29, 23, 59, 0))
     monkeypatch.setattr("aiscope.cost.tracker.time", c)
-    monkeypatch.setattr("aiscope.cost.budget.time", c)
+    monkeypatch.setattr("aiscope.cost._periods.time", c)
     yield c
 
 

@@ -5,6 +5,8 @@
   562 attributes included) and a class, function or module among them has a docstring;
 * every public (non-underscore) class or function defined in a public module is in
   that module's ``__all__`` or its package's: anything else is private by name.
+* no aiscope module imports another module's private (underscore) name: what is
+  shared is public, in a private module when it is internal.
 
 The second check is a ratchet: the modules in :data:`PENDING` are being restructured
 elsewhere (issue 13); each is listed with what it still does not export, and a module
@@ -26,10 +28,6 @@ import aiscope
 #: module prefix -> why it is not held to the second check yet
 PENDING: dict[str, str] = {
     "aiscope.server": "being split into plain routers (issue 13 item 4)",
-    "aiscope.client": "one call lifecycle (issue 13 item 1)",
-    "aiscope.instrument": "one call lifecycle (issue 13 item 1)",
-    "aiscope.capture": "one call lifecycle (issue 13 item 1)",
-    "aiscope.cost": "one model key, budgets (issue 13 item 2)",
 }
 
 
@@ -94,3 +92,28 @@ def test_pending_modules_still_have_unexported_definitions(prefix: str) -> None:
     # once a pending package exports or hides everything, it leaves PENDING
     behind = {n: m for n in MODULES if _pending(n) == prefix and (m := _not_exported(n))}
     assert behind, f"{prefix} exports everything now: remove it from PENDING"
+
+
+def _private_imports() -> list[str]:
+    """``from aiscope.x import _name`` anywhere in aiscope, where ``_name`` is not a
+    (private) module: another module's private name."""
+    import ast
+    from pathlib import Path
+
+    root = Path(aiscope.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiscope")):
+                continue
+            for alias in node.names:
+                target = root.parent.joinpath(*f"{node.module}.{alias.name}".split("."))
+                private = alias.name.startswith("_") and not alias.name.startswith("__")
+                if private and not (target.is_dir() or target.with_suffix(".py").exists()):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}: {alias.name}")
+    return found
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    # a name another module needs is public (in a private module if it is internal)
+    assert _private_imports() == []

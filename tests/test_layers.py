@@ -50,7 +50,7 @@ def test_the_contract_names_every_top_level_module() -> None:
         ("tracing/tracer.py", "aiscope.logs"),
         ("record.py", "aiscope.scope"),  # the core importing the Scope
         ("scope.py", "aiscope.client"),  # the Scope importing a capture adapter
-        ("instrument/openai.py", "aiscope.server"),  # an adapter importing an app
+        ("instrument/_openai.py", "aiscope.server"),  # an adapter importing an app
     ],
 )  # fmt: skip
 def test_the_contract_fails_when_a_forbidden_import_is_added(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from aiscope.client._paths import JsonPath
 from aiscope.client.manifest import ManifestError, ManifestRegistry, registry
-from aiscope.client.paths import JsonPath
 
 SHIPPED = [
     "anthropic",

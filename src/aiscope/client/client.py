@@ -24,7 +24,9 @@ from typing import Any
 
 import httpx2
 
-from aiscope.client.call import DEFAULT_MAX_OUTPUT_ESTIMATE, Call, CallContext, HttpErrors
+from aiscope.client._call import DEFAULT_MAX_OUTPUT_ESTIMATE, Call, CallContext, HttpErrors
+from aiscope.client._compile import CompiledRequest, compile_request
+from aiscope.client._parse import parse_response
 from aiscope.client.errors import (
     ERROR_TYPES,
     ConfigurationError,
@@ -33,14 +35,8 @@ from aiscope.client.errors import (
     TransportError,
 )
 from aiscope.client.manifest import ProviderManifest, get_manifest
-from aiscope.client.request import (
-    ChatRequest,
-    CompiledRequest,
-    api_key_for,
-    base_url_for,
-    compile_request,
-)
-from aiscope.client.response import ChatResponse, parse_response
+from aiscope.client.request import ChatRequest, api_key_for, base_url_for, provider_request
+from aiscope.client.response import ChatResponse
 from aiscope.client.streaming import StreamEvent
 from aiscope.cost.tracker import CostTracker
 from aiscope.masking import mask_headers
@@ -282,6 +278,12 @@ class AiClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def provider_request(self, path: str) -> tuple[str, dict[str, str]]:
+        """The URL and headers of a GET of ``path`` at this client's provider (its base
+        URL and API key), as :class:`~aiscope.HealthChecker`'s provider probe sends it.
+        The headers hold the API key: do not log them."""
+        return provider_request(self.manifest, path, api_key=self._api_key, base_url=self._base_url)
 
     def _call(self, req: ChatRequest, tags: dict[str, str], stream: bool) -> Call:
         return Call(self._call_context, self.scope, req, tags, stream=stream)

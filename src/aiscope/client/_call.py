@@ -27,6 +27,9 @@ from typing import Any
 import httpx2
 
 from aiscope.capture import estimate_tokens
+from aiscope.client._compile import CompiledRequest
+from aiscope.client._parse import estimate_usage
+from aiscope.client._sse import EventMapper, SSEDecoder, StreamState
 from aiscope.client.errors import (
     ERROR_TYPES,
     AiClientError,
@@ -38,9 +41,9 @@ from aiscope.client.errors import (
     TransportError,
 )
 from aiscope.client.manifest import ProviderManifest
-from aiscope.client.request import ChatRequest, CompiledRequest
-from aiscope.client.response import ChatResponse, estimate_usage
-from aiscope.client.streaming import EventMapper, SSEDecoder, StreamEvent, StreamState
+from aiscope.client.request import ChatRequest
+from aiscope.client.response import ChatResponse
+from aiscope.client.streaming import StreamEvent
 from aiscope.record import CallRecord
 from aiscope.resilience import (
     CircuitBreaker,
