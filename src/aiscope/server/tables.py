@@ -3,7 +3,7 @@
 Times are Unix seconds as floats (``start_ts``) so both engines compare and
 index them the same way; rollups are keyed by the Unix minute (``minute``).
 The Alembic migrations in ``migrations/versions`` create exactly these tables
-(``tests/test_server_store.py`` compares them).
+(``tests/server/test_server_store.py`` compares them).
 """
 
 from __future__ import annotations
