@@ -1,4 +1,4 @@
-"""Overhead of aiscope's AiClient over a bare httpx request, next to ai-lib-python's client.
+"""Overhead of aiscope's AiClient over a bare httpx2 request, next to ai-lib-python's client.
 
 Run it with the dev interpreter (``.venv/bin/python bench/client.py``) or the bench
 one (``.venv-bench/bin/python bench/client.py``, as ``bench/run`` does); ``--quick``
@@ -10,10 +10,10 @@ Every contender makes the same request: the chat body, URL and headers aiscope
 compiles for ``openai/gpt-4o`` (a system and a user message), so the bare
 baselines put exactly aiscope's bytes on the wire. What is timed, per call:
 
-1. in-process: an ``httpx.MockTransport`` answering the OpenAI chat completion that
+1. in-process: an ``httpx2.MockTransport`` answering the OpenAI chat completion that
    ``MockProvider`` sends (its bytes and headers, captured once at start). Bare:
-   ``httpx.Client.post`` + ``.json()`` + the text and usage fields (and the
-   ``httpx.AsyncClient`` twin). aiscope: ``execute_sync()`` / ``await execute()``
+   ``httpx2.Client.post`` + ``.json()`` + the text and usage fields (and the
+   ``httpx2.AsyncClient`` twin). aiscope: ``execute_sync()`` / ``await execute()``
    on an AiClient with the same transport, (a) with no sinks (nothing configured:
    the default scope has no metrics or cost tracker), (b) with a MetricsCollector
    and a CostTracker (a $1e12 budget, ``block`` mode).
@@ -27,7 +27,7 @@ baselines put exactly aiscope's bytes on the wire. What is timed, per call:
    event. In-process (the captured SSE body served one frame per chunk by a
    MockTransport: no server noise) and over loopback.
 4. ai-lib-python's ``AiClient`` (async only) on the same endpoints, next to a bare
-   ``httpx.AsyncClient`` in its own worker process; see the notes it prints.
+   ``httpx2.AsyncClient`` in its own worker process; see the notes it prints.
 
 Timing: each contender makes a fixed number of calls per pass; every round runs
 one pass of each, in rotating order (the peer's passes are interleaved with
@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
+import httpx2
 
 from _timing import (
     Contender,
@@ -79,7 +79,7 @@ MODEL = "openai/gpt-4o"
 API_KEY = "sk-bench-0000"
 SYSTEM = "You are a concise assistant."
 PROMPT = "Summarize the plot of Hamlet in two sentences."
-INPROC_BASE = "http://mock.local/v1"  # never resolved: served by an httpx.MockTransport
+INPROC_BASE = "http://mock.local/v1"  # never resolved: served by an httpx2.MockTransport
 TIMEOUT_S = 60.0
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_PYTHON = Path(os.environ.get("BENCH_VENV", ROOT / ".venv-bench")) / "bin" / "python"
@@ -177,7 +177,7 @@ AILIB_OPENAI_MANIFEST: dict[str, Any] = {
 #: Why the ai-lib-python rows look as they do (paths in its 1.2.0 wheel).
 AILIB_NOTES = (
     "base URL: AiClientBuilder.base_url() (client/builder.py:110) reaches "
-    "HttpTransport (transport/http.py:100), whose httpx.AsyncClient gets base_url= "
+    "HttpTransport (transport/http.py:100), whose httpx2.AsyncClient gets base_url= "
     "(transport/http.py:144-150): the loopback rows use only public API.",
     "no transport injection: that AsyncClient is built without transport= "
     "(transport/http.py:144-150) and the builder has no transport option "
@@ -198,7 +198,7 @@ AILIB_NOTES = (
 # -- wire helpers (parent and peer worker) -----------------------------------------------
 
 
-def read_chat(resp: httpx.Response) -> str:
+def read_chat(resp: httpx2.Response) -> str:
     """What a bare caller reads from a chat completion: text and usage."""
     if resp.status_code != 200:
         raise RuntimeError(f"HTTP {resp.status_code}: {resp.text[:200]}")
@@ -243,7 +243,7 @@ class BareSSE:
         return "".join(self.parts)
 
 
-class FrameStream(httpx.SyncByteStream, httpx.AsyncByteStream):
+class FrameStream(httpx2.SyncByteStream, httpx2.AsyncByteStream):
     """A response body delivered one SSE frame per chunk, sync or async."""
 
     def __init__(self, frames: list[bytes]) -> None:
@@ -259,15 +259,15 @@ class FrameStream(httpx.SyncByteStream, httpx.AsyncByteStream):
 
 def canned_transport(
     headers: list[tuple[str, str]], body: bytes | None = None, frames: list[bytes] | None = None
-) -> httpx.MockTransport:
+) -> httpx2.MockTransport:
     """A MockTransport answering every request with the captured response."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: httpx2.Request) -> httpx2.Response:
         if frames is not None:
-            return httpx.Response(200, headers=headers, stream=FrameStream(frames))
-        return httpx.Response(200, headers=headers, content=body)
+            return httpx2.Response(200, headers=headers, stream=FrameStream(frames))
+        return httpx2.Response(200, headers=headers, content=body)
 
-    return httpx.MockTransport(handler)
+    return httpx2.MockTransport(handler)
 
 
 #: The clock of a timed pass: this thread's CPU time (the default, ``--clock cpu``), which
@@ -299,13 +299,13 @@ def async_runner(
     return lambda: loop.run_until_complete(go())
 
 
-def bare_chat_sync(http: httpx.Client, req: dict[str, Any]) -> Callable[[], str]:
+def bare_chat_sync(http: httpx2.Client, req: dict[str, Any]) -> Callable[[], str]:
     post, url, body, headers = http.post, req["url"], req["body"], req["headers"]
     return lambda: read_chat(post(url, json=body, headers=headers))
 
 
 def bare_chat_async(
-    http: httpx.AsyncClient, req: dict[str, Any]
+    http: httpx2.AsyncClient, req: dict[str, Any]
 ) -> Callable[[], Coroutine[Any, Any, str]]:
     post, url, body, headers = http.post, req["url"], req["body"], req["headers"]
 
@@ -315,7 +315,7 @@ def bare_chat_async(
     return one
 
 
-def bare_stream_sync(http: httpx.Client, req: dict[str, Any]) -> Callable[[], str]:
+def bare_stream_sync(http: httpx2.Client, req: dict[str, Any]) -> Callable[[], str]:
     url, body, headers = req["url"], req["body"], req["headers"]
 
     def one() -> str:
@@ -331,7 +331,7 @@ def bare_stream_sync(http: httpx.Client, req: dict[str, Any]) -> Callable[[], st
 
 
 def bare_stream_async(
-    http: httpx.AsyncClient, req: dict[str, Any]
+    http: httpx2.AsyncClient, req: dict[str, Any]
 ) -> Callable[[], Coroutine[Any, Any, str]]:
     url, body, headers = req["url"], req["body"], req["headers"]
 
@@ -403,7 +403,7 @@ def worker_main() -> int:
     global CLOCK
     CLOCK = CLOCKS[cfg["clock"]]
 
-    async def ailib_client(base: str, transport: httpx.MockTransport | None) -> Any:
+    async def ailib_client(base: str, transport: httpx2.MockTransport | None) -> Any:
         client = await (
             AiLibClient.builder()
             .model(MODEL)
@@ -414,7 +414,7 @@ def worker_main() -> int:
         )
         if transport is not None:  # private: no public way to give it a transport
             t = client._transport
-            t._client = httpx.AsyncClient(
+            t._client = httpx2.AsyncClient(
                 base_url=base, timeout=t._timeout, transport=transport, trust_env=False
             )
         return client
@@ -441,11 +441,11 @@ def worker_main() -> int:
 
         return one
 
-    def client(base: str, transport: httpx.MockTransport | None) -> Any:
+    def client(base: str, transport: httpx2.MockTransport | None) -> Any:
         return loop.run_until_complete(ailib_client(base, transport))
 
-    def bare(transport: httpx.MockTransport | None) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=TIMEOUT_S, transport=transport)
+    def bare(transport: httpx2.MockTransport | None) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(timeout=TIMEOUT_S, transport=transport)
 
     # key -> factory of the one-call coroutine function
     plan: dict[str, Callable[[], Callable[[], Coroutine[Any, Any, str]]]] = {
@@ -574,8 +574,9 @@ class Setup:
 
 
 def compiled(base: str, stream: bool) -> dict[str, Any]:
+    from aiscope.client._compile import compile_request
     from aiscope.client.manifest import get_manifest
-    from aiscope.client.request import ChatRequest, compile_request
+    from aiscope.client.request import ChatRequest
 
     model = MODEL.split("/", 1)[1]
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
@@ -584,7 +585,7 @@ def compiled(base: str, stream: bool) -> dict[str, Any]:
     return {"url": c.url, "body": c.body, "headers": c.headers}
 
 
-def replay_headers(resp: httpx.Response) -> list[tuple[str, str]]:
+def replay_headers(resp: httpx2.Response) -> list[tuple[str, str]]:
     drop = {"content-length", "transfer-encoding", "connection", "date", "server"}
     return [(k, v) for k, v in resp.headers.multi_items() if k.lower() not in drop]
 
@@ -596,7 +597,7 @@ def prepare(urls: dict[str, str], chunks: int) -> Setup:
         "is": compiled(INPROC_BASE, True),
         "ls": compiled(urls["stream"], True),
     }
-    with httpx.Client(timeout=TIMEOUT_S) as http:
+    with httpx2.Client(timeout=TIMEOUT_S) as http:
         r = reqs["lb"]
         chat = http.post(r["url"], json=r["body"], headers=r["headers"])
         want_chat = read_chat(chat)
@@ -621,7 +622,7 @@ def prepare(urls: dict[str, str], chunks: int) -> Setup:
     )
 
 
-def aiscope_client(base: str, transport: httpx.MockTransport | None, sinks: bool) -> Any:
+def aiscope_client(base: str, transport: httpx2.MockTransport | None, sinks: bool) -> Any:
     from aiscope import AiClient, CostTracker, MetricsCollector
 
     b = AiClient.builder().model(MODEL).api_key(API_KEY).base_url(base).timeout(TIMEOUT_S)
@@ -704,14 +705,14 @@ def chat_rows(sec: str, private: str) -> list[Row]:
     then the peer worker's bare client and ai-lib (``private``: how it was pointed)."""
     rows: list[Row] = []
     for mode, bare, call in (
-        ("sync", "httpx.Client", "execute_sync()"),
-        ("async", "httpx.AsyncClient", "await execute()"),
+        ("sync", "httpx2.Client", "execute_sync()"),
+        ("async", "httpx2.AsyncClient", "await execute()"),
     ):
         base = f"{sec}.bare.{mode}"
         rows.append(Row(base, f"bare {bare}.post + .json()"))
         rows.append(Row(f"{sec}.ai.{mode}", f"aiscope {call}, no sinks", base))
         rows.append(Row(f"{sec}.ai.{mode}.sinks", f"aiscope {call}, metrics+cost", base))
-    rows.append(Row(f"{sec}.peer.bare", "worker: bare httpx.AsyncClient.post"))
+    rows.append(Row(f"{sec}.peer.bare", "worker: bare httpx2.AsyncClient.post"))
     rows.append(Row(f"{sec}.peer.ailib", f"ai-lib await execute(){private}", f"{sec}.peer.bare"))
     return rows
 
@@ -731,7 +732,7 @@ def stream_rows(sec: str, private: str) -> list[Row]:
 SECTIONS = [
     Section(
         "ip",
-        "1. in-process: httpx.MockTransport, canned OpenAI chat completion",
+        "1. in-process: httpx2.MockTransport, canned OpenAI chat completion",
         chat_rows("ip", " [private _client]"),
     ),
     Section("lb", "2. loopback: MockProvider over HTTP/1.1, keep-alive", chat_rows("lb", "")),
@@ -753,34 +754,34 @@ def local_contenders(
     ip, lb, is_, ls = (s.reqs[k] for k in ("ip", "lb", "is", "ls"))
     sync_plan: dict[str, Callable[[], Callable[[], str]]] = {
         "ip.bare.sync": lambda: bare_chat_sync(
-            httpx.Client(timeout=TIMEOUT_S, transport=chat_t), ip
+            httpx2.Client(timeout=TIMEOUT_S, transport=chat_t), ip
         ),
         "ip.ai.sync": lambda: aiscope_chat_sync(aiscope_client(INPROC_BASE, chat_t, False)),
         "ip.ai.sync.sinks": lambda: aiscope_chat_sync(aiscope_client(INPROC_BASE, chat_t, True)),
-        "lb.bare.sync": lambda: bare_chat_sync(httpx.Client(timeout=TIMEOUT_S), lb),
+        "lb.bare.sync": lambda: bare_chat_sync(httpx2.Client(timeout=TIMEOUT_S), lb),
         "lb.ai.sync": lambda: aiscope_chat_sync(aiscope_client(s.urls["chat"], None, False)),
         "lb.ai.sync.sinks": lambda: aiscope_chat_sync(aiscope_client(s.urls["chat"], None, True)),
         "is.bare.sync": lambda: bare_stream_sync(
-            httpx.Client(timeout=TIMEOUT_S, transport=sse_t), is_
+            httpx2.Client(timeout=TIMEOUT_S, transport=sse_t), is_
         ),
         "is.ai.sync": lambda: aiscope_stream_sync(aiscope_client(INPROC_BASE, sse_t, False)),
-        "ls.bare.sync": lambda: bare_stream_sync(httpx.Client(timeout=TIMEOUT_S), ls),
+        "ls.bare.sync": lambda: bare_stream_sync(httpx2.Client(timeout=TIMEOUT_S), ls),
         "ls.ai.sync": lambda: aiscope_stream_sync(aiscope_client(s.urls["stream"], None, False)),
     }
     async_plan: dict[str, Callable[[], Callable[[], Coroutine[Any, Any, str]]]] = {
         "ip.bare.async": lambda: bare_chat_async(
-            httpx.AsyncClient(timeout=TIMEOUT_S, transport=chat_t), ip
+            httpx2.AsyncClient(timeout=TIMEOUT_S, transport=chat_t), ip
         ),
         "ip.ai.async": lambda: aiscope_chat_async(aiscope_client(INPROC_BASE, chat_t, False)),
         "ip.ai.async.sinks": lambda: aiscope_chat_async(aiscope_client(INPROC_BASE, chat_t, True)),
-        "lb.bare.async": lambda: bare_chat_async(httpx.AsyncClient(timeout=TIMEOUT_S), lb),
+        "lb.bare.async": lambda: bare_chat_async(httpx2.AsyncClient(timeout=TIMEOUT_S), lb),
         "lb.ai.async": lambda: aiscope_chat_async(aiscope_client(s.urls["chat"], None, False)),
         "lb.ai.async.sinks": lambda: aiscope_chat_async(aiscope_client(s.urls["chat"], None, True)),
         "is.bare.async": lambda: bare_stream_async(
-            httpx.AsyncClient(timeout=TIMEOUT_S, transport=sse_t), is_
+            httpx2.AsyncClient(timeout=TIMEOUT_S, transport=sse_t), is_
         ),
         "is.ai.async": lambda: aiscope_stream_async(aiscope_client(INPROC_BASE, sse_t, False)),
-        "ls.bare.async": lambda: bare_stream_async(httpx.AsyncClient(timeout=TIMEOUT_S), ls),
+        "ls.bare.async": lambda: bare_stream_async(httpx2.AsyncClient(timeout=TIMEOUT_S), ls),
         "ls.ai.async": lambda: aiscope_stream_async(aiscope_client(s.urls["stream"], None, False)),
     }
     out: dict[str, Contender] = {}
@@ -910,7 +911,7 @@ def summary(
 
 # -- profiling ---------------------------------------------------------------------------
 
-AREAS = ("aiscope", "httpx", "httpcore", "h11", "anyio", "prometheus_client", "asyncio", "json")
+AREAS = ("aiscope", "httpx2", "httpcore2", "h11", "anyio", "prometheus_client", "asyncio", "json")
 
 
 def _area(filename: str) -> str:
@@ -985,22 +986,22 @@ def run_profiles(s: Setup, n: int) -> None:
     chat_t = canned_transport(s.chat_headers, body=s.chat_body)
     sse_t = canned_transport(s.sse_headers, frames=s.sse_frames)
     profile_pair(
-        "in-process chat, bare httpx.Client.post vs aiscope execute_sync() (no sinks)",
-        bare_chat_sync(httpx.Client(timeout=TIMEOUT_S, transport=chat_t), s.reqs["ip"]),
+        "in-process chat, bare httpx2.Client.post vs aiscope execute_sync() (no sinks)",
+        bare_chat_sync(httpx2.Client(timeout=TIMEOUT_S, transport=chat_t), s.reqs["ip"]),
         aiscope_chat_sync(aiscope_client(INPROC_BASE, chat_t, False)),
         n,
         20,
     )
     profile_pair(
         "in-process chat, aiscope execute_sync() with metrics+cost (bare as above)",
-        bare_chat_sync(httpx.Client(timeout=TIMEOUT_S, transport=chat_t), s.reqs["ip"]),
+        bare_chat_sync(httpx2.Client(timeout=TIMEOUT_S, transport=chat_t), s.reqs["ip"]),
         aiscope_chat_sync(aiscope_client(INPROC_BASE, chat_t, True)),
         n,
         12,
     )
     profile_pair(
         f"in-process stream of {s.chunks} chunks, bare Client.stream vs aiscope stream_sync()",
-        bare_stream_sync(httpx.Client(timeout=TIMEOUT_S, transport=sse_t), s.reqs["is"]),
+        bare_stream_sync(httpx2.Client(timeout=TIMEOUT_S, transport=sse_t), s.reqs["is"]),
         aiscope_stream_sync(aiscope_client(INPROC_BASE, sse_t, False)),
         max(10, n // 50),
         12,
@@ -1011,7 +1012,7 @@ def run_profiles(s: Setup, n: int) -> None:
 
 
 def versions() -> str:
-    names = ("aiscope", "httpx", "httpcore")
+    names = ("aiscope", "httpx2", "httpcore2")
     return ", ".join(f"{n} {importlib.metadata.version(n)}" for n in names)
 
 
@@ -1071,7 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
         if sec.key in ("is", "ls"):
             sec.chunks = args.chunks
 
-    print("aiscope AiClient overhead over bare httpx, next to ai-lib-python")
+    print("aiscope AiClient overhead over bare httpx2, next to ai-lib-python")
     print(
         f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cpus; "
         f"{versions()}; load average at start {os.getloadavg()[0]:.2f}"

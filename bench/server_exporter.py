@@ -25,7 +25,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 
 from aiscope import CallRecord, Scope, ServerExporter, Usage
 
@@ -61,9 +61,9 @@ def _server() -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                if httpx2.get(f"{url}/api/health", timeout=1).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
             time.sleep(0.1)
@@ -114,7 +114,7 @@ def main() -> int:
                 exporter.dropped,
                 exporter.failed,
             )
-            rows = httpx.get(f"{url}/api/cost", timeout=30).json()["rows"]
+            rows = httpx2.get(f"{url}/api/cost", timeout=30).json()["rows"]
             stored = sum(r["calls"] for r in rows)
             assert stored - stored_before == n, (stored, stored_before, n)
             stored_before = stored

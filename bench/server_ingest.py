@@ -50,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.engine import make_url
@@ -109,9 +109,9 @@ def start_server(db: str, port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
+            if httpx2.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
                 return proc
-        except httpx.TransportError:
+        except httpx2.TransportError:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("server did not start")
@@ -126,7 +126,7 @@ def ingest_round(ports: list[int], bodies: list[bytes], clients: int) -> tuple[f
     latencies: list[float] = []
 
     def send(port: int) -> None:
-        with httpx.Client(timeout=120) as client:
+        with httpx2.Client(timeout=120) as client:
             while True:
                 with lock:
                     if not queue:
@@ -166,7 +166,7 @@ def time_query(port: int, path: str, params: dict[str, object], repeat: int) -> 
     """Milliseconds of the first GET (cold: nothing cached) and the median of ``repeat``
     more."""
     times = []
-    with httpx.Client(timeout=60) as client:
+    with httpx2.Client(timeout=60) as client:
         for _ in range(repeat + 1):
             t0 = time.perf_counter()
             r = client.get(f"http://127.0.0.1:{port}{path}", params=params)
@@ -262,9 +262,9 @@ def start_phoenix(phoenix: Path, workdir: str) -> tuple[subprocess.Popen[bytes],
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc, port
-        except httpx.TransportError:
+        except httpx2.TransportError:
             time.sleep(0.5)
         if proc.poll() is not None:
             break

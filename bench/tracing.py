@@ -14,7 +14,7 @@ garbage collector off during each pass, medians over rounds; see ``_timing.py``)
    the call span started at begin and ended at emit with all its GenAI attributes
    (about twenty), queued to aiscope's bounded batch processor.
 3. ``AiClient call``: what the Tracer adds to a whole ``AiClient`` chat call
-   (``execute_sync()`` on an in-process ``httpx.MockTransport`` answering with the
+   (``execute_sync()`` on an in-process ``httpx2.MockTransport`` answering with the
    bytes MockProvider sends): the call span, the stage spans under it, the
    ``traceparent`` header; traced minus untraced client, paired by round.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import httpx
+import httpx2
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -45,20 +45,20 @@ from aiscope import AiClient, CallRecord, InMemoryExporter, Scope, Tracer, Usage
 from aiscope.testing import MockProvider, OtlpReceiver
 
 
-def _canned_transport() -> httpx.MockTransport:
+def _canned_transport() -> httpx2.MockTransport:
     """A transport answering every request with the chat completion MockProvider sends."""
     with MockProvider() as mock:
-        r = httpx.post(
+        r = httpx2.post(
             mock.base_url("openai") + "/chat/completions",
             json={"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]},
             headers={"authorization": "Bearer sk-bench"},
         )
         body, headers = r.content, {k: v for k, v in r.headers.items() if k != "content-length"}
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body, headers=headers)
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers=headers)
 
-    return httpx.MockTransport(answer)
+    return httpx2.MockTransport(answer)
 
 
 def _passes(n: int, fn: Callable[[], object]) -> Callable[[], float]:

@@ -17,7 +17,7 @@ from aiscope.scope import Scope, use_scope
 from aiscope.testing import MockProvider
 
 #: fixtures shared by the SDK instrumentation tests (``records``)
-pytest_plugins = ["sdk_support", "redis_support"]
+pytest_plugins = ["tests.support.sdk_support", "tests.support.redis_support"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -61,7 +61,7 @@ def make_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]
         path = tmp_path / "budget.db"
         yield lambda: aiscope.SQLiteLedger(path)
     else:
-        from test_ledgers_remote import _pg_spec, _redis_spec
+        from tests.cost.test_ledgers_remote import _pg_spec, _redis_spec
 
         specs = _redis_spec() if kind == "redis" else _pg_spec()
         spec = next(specs)

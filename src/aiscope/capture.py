@@ -23,6 +23,16 @@ from aiscope.record import CallRecord, CallStats, Usage
 from aiscope.scope import PendingCall, Scope, current_scope
 from aiscope.sink import REQUEST, RESPONSE
 
+__all__ = [
+    "MESSAGE_OVERHEAD_TOKENS",
+    "LLMCall",
+    "approx_prompt_tokens",
+    "approx_tokens",
+    "estimate_tokens",
+    "llm_call",
+    "record_call",
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

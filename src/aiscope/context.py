@@ -36,6 +36,12 @@ def current_operations() -> tuple[str, ...]:
     return _operations.get()
 
 
+#: :func:`current_tags` and :func:`current_operations` as the bound ``ContextVar.get``
+#: (no Python frame): the Scope reads both on every call.
+read_tags = _tags.get
+read_operations = _operations.get
+
+
 @contextmanager
 def tags(**values: str) -> Iterator[dict[str, str]]:
     """Attach tags (feature, team, user, ...) to every call made inside the block.
@@ -106,5 +112,7 @@ __all__ = [
     "OperationContext",
     "current_operations",
     "current_tags",
+    "read_operations",
+    "read_tags",
     "tags",
 ]

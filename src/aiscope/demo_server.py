@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 
 from aiscope.alerts import default_rules, rule_to_dict
 from aiscope.cost.tracker import CostReport
@@ -102,7 +102,7 @@ class DemoServer:
 
     def configure(self, budget_usd: float) -> None:
         """The demo's budget and the SDK's default alert rules, stored on the server."""
-        with httpx.Client(base_url=self.url, timeout=10) as http:
+        with httpx2.Client(base_url=self.url, timeout=10) as http:
             http.post(
                 "/api/budgets",
                 json={"name": "demo", "limit_usd": budget_usd, "period": "total"},
@@ -112,7 +112,7 @@ class DemoServer:
 
     def send_feedback(self, items: list[Feedback]) -> None:
         """The judge's scores, by request id (``POST /api/feedback``)."""
-        with httpx.Client(base_url=self.url, timeout=10) as http:
+        with httpx2.Client(base_url=self.url, timeout=10) as http:
             for f in items:
                 if f.score is not None:
                     http.post(
@@ -122,7 +122,7 @@ class DemoServer:
 
     def check_cost(self, report: CostReport) -> CostCheck:
         """Compare the server's ``/api/cost`` with the CostTracker's report."""
-        rows = httpx.get(f"{self.url}/api/cost", params={"group_by": "model"}, timeout=10)
+        rows = httpx2.get(f"{self.url}/api/cost", params={"group_by": "model"}, timeout=10)
         rows.raise_for_status()
         by_model = {r["model"]: r for r in rows.json()["rows"]}
         return CostCheck(
@@ -138,7 +138,7 @@ class DemoServer:
 
     def alerts(self) -> list[dict[str, Any]]:
         """The server's active alerts (rules evaluated on what it stored)."""
-        r = httpx.get(f"{self.url}/api/alerts", timeout=10)
+        r = httpx2.get(f"{self.url}/api/alerts", timeout=10)
         r.raise_for_status()
         alerts: list[dict[str, Any]] = r.json()["alerts"]
         return alerts

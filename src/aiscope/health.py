@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
+import httpx2
 
 from aiscope.cost.tracker import CostTracker
 from aiscope.resilience.circuit import CircuitBreaker, CircuitState
@@ -173,7 +173,7 @@ class HealthChecker:
         self.add_check("sinks", self._sinks, liveness=True)
         self.add_check("budget", self._budget)
         for client in clients:
-            self._add_provider(client.manifest.id, client.manifest, client._base_url, client)
+            self._add_provider(client.manifest.id, client.manifest, client)
             self.add_breaker(client.breaker)
         for pid in providers:
             from aiscope.client.manifest import get_manifest
@@ -184,7 +184,7 @@ class HealthChecker:
                 manifest = get_manifest(pid)
             except KeyError as exc:
                 raise ValueError(f"providers: {exc.args[0]}") from None
-            self._add_provider(pid, manifest, None, None)
+            self._add_provider(pid, manifest, None)
         for breaker in breakers:
             self.add_breaker(breaker)
         for i, exporter in enumerate(exporters):
@@ -237,20 +237,20 @@ class HealthChecker:
 
         self.add_check(f"circuit:{breaker.name}", circuit)
 
-    def _add_provider(self, pid: str, manifest: Any, base_url: str | None, client: Any) -> None:
-        from aiscope.client.request import api_key_for, base_url_for
+    def _add_provider(self, pid: str, manifest: Any, client: Any) -> None:
+        from aiscope.client.request import provider_request
 
         path = manifest.health_path
         if path is None:
             return
 
         async def provider() -> tuple[str, str]:
-            url = base_url_for(manifest, base_url).rstrip("/") + path
-            headers = dict(manifest.headers)
-            key = api_key_for(manifest, client._api_key if client is not None else None)
-            if key and manifest.auth.header:
-                headers[manifest.auth.header] = manifest.auth.prefix + key
-            async with httpx.AsyncClient(timeout=self._checks[f"provider:{pid}"].timeout_s) as c:
+            # the key and URL are read at each probe: the environment may change
+            if client is not None:
+                url, headers = client.provider_request(path)
+            else:
+                url, headers = provider_request(manifest, path)
+            async with httpx2.AsyncClient(timeout=self._checks[f"provider:{pid}"].timeout_s) as c:
                 resp = await c.get(url, headers=headers)
             code = resp.status_code
             if code < 400:

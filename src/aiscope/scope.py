@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiscope._fork import fork_safe_lock
-from aiscope.context import _operations, _tags
+from aiscope.context import read_operations, read_tags
 from aiscope.cost.pricing import Pricing, default_pricing
 from aiscope.logs import CallLog
 from aiscope.record import CallRecord
@@ -48,10 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["PendingCall", "Scope", "Sink", "SinkBase", "configure", "current_scope", "use_scope"]
 
 log = logging.getLogger("aiscope")
-# bound once: begin() and emit() run on every call
-_get_tags = _tags.get
-_get_operations = _operations.get
-
 _NO_TAGS: Mapping[str, str] = MappingProxyType({})
 
 Start = Callable[["PendingCall"], None]
@@ -408,8 +404,8 @@ class Scope:
             None,
             operation,
             self,
-            _get_tags(),
-            _get_operations(),
+            read_tags(),
+            read_operations(),
         )
         for name, start in self._starts:
             try:
@@ -460,11 +456,11 @@ class Scope:
             pending = None
         try:
             # the tags and operations in force where the call started (now, without one)
-            ctx_tags = pending.tags if pending is not None else _get_tags()
+            ctx_tags = pending.tags if pending is not None else read_tags()
             if ctx_tags:
                 record.tags = {**ctx_tags, **record.tags} if record.tags else dict(ctx_tags)
             if not record.operations:
-                record.operations = pending.operations if pending is not None else _get_operations()
+                record.operations = pending.operations if pending is not None else read_operations()
             record.validate()
         except (TypeError, ValueError):
             if pending is not None:

@@ -22,7 +22,7 @@ import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 
 from aiscope.batching import BoundedBatcher
 from aiscope.record import CallRecord
@@ -61,7 +61,7 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
         max_retries: int | None = None,
         backoff_s: float | None = None,
         retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx2.BaseTransport | None = None,
     ) -> None:
         self.endpoint = _endpoint(url)
         if api_key is not None and (not isinstance(api_key, str) or not api_key):
@@ -101,7 +101,7 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
         # Made here, on the caller's thread, not lazily on the worker: building it
         # imports modules (httpcore), and a fork while the worker held that import's
         # lock would leave every child's exporter stuck on it.
-        self._http: httpx.Client | None = self._client()
+        self._http: httpx2.Client | None = self._client()
         #: records the server refused (4xx: bad data, retrying would not help)
         self.rejected = 0
         super().__init__(
@@ -144,11 +144,11 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
         attempt = 0
         while True:
             status: int | None = None
-            error: httpx.HTTPError | None = None
+            error: httpx2.HTTPError | None = None
             retry_after: float | None = None
             try:
                 resp = self._http.post(self.endpoint, json={"calls": batch}, headers=self._headers)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 log.debug("aiscope server unreachable (%s), attempt %d", exc, attempt + 1)
                 error = exc
             except RuntimeError:
@@ -181,8 +181,8 @@ class ServerExporter(BoundedBatcher[dict[str, Any]]):
         log.warning("aiscope server did not take %d records; they are lost", len(batch))
         return False
 
-    def _client(self) -> httpx.Client:
-        return httpx.Client(timeout=self.timeout_s, transport=self._transport)
+    def _client(self) -> httpx2.Client:
+        return httpx2.Client(timeout=self.timeout_s, transport=self._transport)
 
     def _after_fork(self) -> None:
         # The parent's client may hold a kept-alive connection: the same socket used

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any, Protocol, runtime_checkable
 
-import httpx
+import httpx2
 
 from aiscope.alerts.events import AlertEvent, iso_utc
 from aiscope.resilience.retry import RetryPolicy, parse_retry_after
@@ -79,7 +79,7 @@ class WebhookNotifier:
         *,
         headers: dict[str, str] | None = None,
         timeout_s: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx2.BaseTransport | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
             raise ValueError(f"url must be an http(s) URL, got {url!r}")
@@ -87,7 +87,7 @@ class WebhookNotifier:
             raise ValueError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
         self.url = url
         self.headers = dict(headers or {})
-        self._client = httpx.Client(timeout=timeout_s, transport=transport)
+        self._client = httpx2.Client(timeout=timeout_s, transport=transport)
 
     def payload(self, event: AlertEvent) -> dict[str, Any]:
         """The JSON body for ``event``."""
@@ -97,7 +97,7 @@ class WebhookNotifier:
         """POST the payload; 429 and 5xx are retryable, other 4xx are not."""
         try:
             resp = self._client.post(self.url, json=self.payload(event), headers=self.headers)
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}", True) from exc
         if resp.status_code >= 400:
             retryable = resp.status_code == 429 or resp.status_code >= 500
@@ -171,7 +171,7 @@ class PagerDutyNotifier(WebhookNotifier):
         url: str = PAGERDUTY_EVENTS_URL,
         source: str | None = None,
         timeout_s: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx2.BaseTransport | None = None,
     ) -> None:
         if not isinstance(routing_key, str) or not routing_key:
             raise ValueError("routing_key must be a non-empty str (the integration key)")

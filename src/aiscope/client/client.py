@@ -22,9 +22,11 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Sequence
 from typing import Any
 
-import httpx
+import httpx2
 
-from aiscope.client.call import DEFAULT_MAX_OUTPUT_ESTIMATE, Call, CallContext, HttpErrors
+from aiscope.client._call import DEFAULT_MAX_OUTPUT_ESTIMATE, Call, CallContext, HttpErrors
+from aiscope.client._compile import CompiledRequest, compile_request
+from aiscope.client._parse import parse_response
 from aiscope.client.errors import (
     ERROR_TYPES,
     ConfigurationError,
@@ -33,14 +35,8 @@ from aiscope.client.errors import (
     TransportError,
 )
 from aiscope.client.manifest import ProviderManifest, get_manifest
-from aiscope.client.request import (
-    ChatRequest,
-    CompiledRequest,
-    api_key_for,
-    base_url_for,
-    compile_request,
-)
-from aiscope.client.response import ChatResponse, parse_response
+from aiscope.client.request import ChatRequest, api_key_for, base_url_for, provider_request
+from aiscope.client.response import ChatResponse
 from aiscope.client.streaming import StreamEvent
 from aiscope.cost.tracker import CostTracker
 from aiscope.masking import mask_headers
@@ -99,7 +95,7 @@ class AiClient:
         rate_limiter: RateLimiterLike | None = None,
         max_inflight: int | None = None,
         fallbacks: Sequence[str] = (),
-        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
+        transport: httpx2.BaseTransport | httpx2.AsyncBaseTransport | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         provider_id, model_name = split_model(model)
@@ -153,8 +149,8 @@ class AiClient:
         self._transport = transport
         self._transport_errors = HttpErrors(provider_id, self.timeout)
         self._server_cache: tuple[str, str | None, int] | None = None
-        self._sync_http: httpx.Client | None = None
-        self._async_http: httpx.AsyncClient | None = None
+        self._sync_http: httpx2.Client | None = None
+        self._async_http: httpx2.AsyncClient | None = None
         self._call_context = CallContext(
             model=self.model,
             provider=provider_id,
@@ -242,16 +238,16 @@ class AiClient:
         )
 
     # -- plumbing -------------------------------------------------------------------------
-    def _http_sync(self) -> httpx.Client:
+    def _http_sync(self) -> httpx2.Client:
         if self._sync_http is None:
-            t = self._transport if isinstance(self._transport, httpx.BaseTransport) else None
-            self._sync_http = httpx.Client(timeout=self.timeout, transport=t)
+            t = self._transport if isinstance(self._transport, httpx2.BaseTransport) else None
+            self._sync_http = httpx2.Client(timeout=self.timeout, transport=t)
         return self._sync_http
 
-    def _http_async(self) -> httpx.AsyncClient:
+    def _http_async(self) -> httpx2.AsyncClient:
         if self._async_http is None:
-            t = self._transport if isinstance(self._transport, httpx.AsyncBaseTransport) else None
-            self._async_http = httpx.AsyncClient(timeout=self.timeout, transport=t)
+            t = self._transport if isinstance(self._transport, httpx2.AsyncBaseTransport) else None
+            self._async_http = httpx2.AsyncClient(timeout=self.timeout, transport=t)
         return self._async_http
 
     def close(self) -> None:
@@ -283,6 +279,12 @@ class AiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def provider_request(self, path: str) -> tuple[str, dict[str, str]]:
+        """The URL and headers of a GET of ``path`` at this client's provider (its base
+        URL and API key), as :class:`~aiscope.HealthChecker`'s provider probe sends it.
+        The headers hold the API key: do not log them."""
+        return provider_request(self.manifest, path, api_key=self._api_key, base_url=self._base_url)
+
     def _call(self, req: ChatRequest, tags: dict[str, str], stream: bool) -> Call:
         return Call(self._call_context, self.scope, req, tags, stream=stream)
 
@@ -310,12 +312,12 @@ class AiClient:
         base = base_url_for(self.manifest, self._base_url)
         cached = self._server_cache
         if cached is None or cached[0] != base:
-            url = httpx.URL(base)
+            url = httpx2.URL(base)
             port = url.port or (443 if url.scheme == "https" else 80)
             cached = self._server_cache = (base, url.host or None, port)
         return cached[1], cached[2]
 
-    def _error_from(self, resp: httpx.Response, body: bytes) -> ProviderError:
+    def _error_from(self, resp: httpx2.Response, body: bytes) -> ProviderError:
         m = self.manifest
         data: Any = None
         try:
@@ -351,7 +353,7 @@ class AiClient:
         """Each client to try (this one, then its fallbacks) with the one after it."""
         return zip((self, *self.fallbacks), (*self.fallbacks, None), strict=True)
 
-    def _parse(self, call: Call, resp: httpx.Response, body: bytes) -> ChatResponse:
+    def _parse(self, call: Call, resp: httpx2.Response, body: bytes) -> ChatResponse:
         if resp.status_code >= 400:
             raise self._error_from(resp, body)
         with call.stage("pipeline_processing"):
@@ -369,7 +371,7 @@ class AiClient:
             parsed.request_id = resp.headers.get(self.manifest.request_id_header)
         return parsed
 
-    def _connected(self, call: Call, resp: httpx.Response) -> None:
+    def _connected(self, call: Call, resp: httpx2.Response) -> None:
         if self.manifest.request_id_header:
             call.record.upstream_request_id = resp.headers.get(self.manifest.request_id_header)
 
@@ -411,7 +413,7 @@ class AiClient:
                 resp = self._http_sync().post(c.url, json=c.body, headers=call.outgoing(c.headers))
             return self._parse(call, resp, resp.content)
 
-    def _open_sync(self, call: Call) -> httpx.Response:
+    def _open_sync(self, call: Call) -> httpx2.Response:
         http, c = self._http_sync(), call.compiled
         with call.pending.activate(), call.stage("http_transport"), self._transport_errors:
             headers = call.outgoing(c.headers)
@@ -480,7 +482,7 @@ class AiClient:
                 )
             return self._parse(call, resp, resp.content)
 
-    async def _open_async(self, call: Call) -> httpx.Response:
+    async def _open_async(self, call: Call) -> httpx2.Response:
         http, c = self._http_async(), call.compiled
         with call.pending.activate(), call.stage("http_transport"), self._transport_errors:
             headers = call.outgoing(c.headers)
@@ -728,9 +730,9 @@ class AiClientBuilder:
         return self._set("fallbacks", list(models))
 
     def transport(
-        self, transport: httpx.BaseTransport | httpx.AsyncBaseTransport
+        self, transport: httpx2.BaseTransport | httpx2.AsyncBaseTransport
     ) -> AiClientBuilder:
-        """An httpx transport (e.g. ``httpx.MockTransport`` in tests)."""
+        """An httpx transport (e.g. ``httpx2.MockTransport`` in tests)."""
         return self._set("transport", transport)
 
     def headers(self, **headers: str) -> AiClientBuilder:

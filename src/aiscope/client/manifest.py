@@ -23,9 +23,22 @@ from typing import Any
 
 import yaml
 
-from aiscope.client.paths import JsonPath, PathError
+from aiscope.client._paths import JsonPath, PathError
 
 log = logging.getLogger("aiscope.client")
+
+__all__ = [
+    "Auth",
+    "Condition",
+    "EventRule",
+    "ManifestError",
+    "ManifestRegistry",
+    "ProviderManifest",
+    "UsageMap",
+    "get_manifest",
+    "load_manifest",
+    "registry",
+]
 
 FORMATS = ("openai", "anthropic", "gemini")
 EVENT_KINDS = ("text_delta", "tool_call_delta", "finish", "usage", "meta", "error", "end")
@@ -228,7 +241,7 @@ _KNOWN_TOP = {
 }
 
 
-def parse_manifest(
+def _parse_manifest(
     data: Mapping[str, Any], source: str, base: ProviderManifest | None = None
 ) -> ProviderManifest:
     """Validate and compile a raw manifest (already merged with its base, if any)."""
@@ -438,7 +451,7 @@ class ManifestRegistry:
                 if parent == provider_id or parent not in self._raw:
                     raise ManifestError(source, "extends", f"unknown base provider {parent!r}")
                 base = self.get(str(parent))
-            manifest = parse_manifest(data, source, base)
+            manifest = _parse_manifest(data, source, base)
             log.debug("loaded protocol manifest %s from %s", provider_id, source)
             self._loaded[provider_id] = manifest
             return manifest

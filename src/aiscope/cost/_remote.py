@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from aiscope._stores import StoreOutage
-from aiscope.cost.budget import key_period_end
-from aiscope.cost.ledger import (
-    LedgerUnavailableError,
+from aiscope.cost._nanos import (
     NanoLedgerBase,
     OnLedgerDown,
     ReserveItem,
@@ -27,6 +25,8 @@ from aiscope.cost.ledger import (
     check_on_ledger_down,
     from_nanos,
 )
+from aiscope.cost._periods import key_period_end
+from aiscope.cost.ledger import LedgerUnavailableError
 
 log = logging.getLogger("aiscope.cost")
 
@@ -39,7 +39,8 @@ WINDOW_GRACE_S = 3600.0
 MAX_PENDING_KEYS = 10_000
 
 
-def _positive(name: str, value: object) -> float:
+def positive(name: str, value: object) -> float:
+    """``value`` as a float if it is a number > 0, else a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
@@ -68,9 +69,9 @@ class RemoteLedger(NanoLedgerBase, StoreOutage):
         on_down: OnLedgerDown,
         retry_interval_s: float,
     ) -> None:
-        self.lease_s = _positive("lease_s", lease_s)
-        self.timeout_s = _positive("timeout_s", timeout_s)
-        self.retry_interval_s = _positive("retry_interval_s", retry_interval_s)
+        self.lease_s = positive("lease_s", lease_s)
+        self.timeout_s = positive("timeout_s", timeout_s)
+        self.retry_interval_s = positive("retry_interval_s", retry_interval_s)
         self.on_down: OnLedgerDown = check_on_ledger_down(on_down)
         #: operations that failed because the store was unreachable
         self.unavailable_count = 0

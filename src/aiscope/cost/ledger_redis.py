@@ -39,14 +39,14 @@ from aiscope._stores import (
     redis_unreachable,
     run_with_reconnect,
 )
-from aiscope.cost._remote import RemoteLedger, _positive
+from aiscope.cost._nanos import usd_amount
+from aiscope.cost._remote import RemoteLedger, positive
 from aiscope.cost.ledger import (
     LedgerUnavailableError,
     OnLedgerDown,
     ReserveItem,
     SettleItem,
     from_nanos,
-    usd_amount,
 )
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ class AsyncRedisLedger(RedisLedger):
             raise ValueError("AsyncRedisLedger needs exactly one of url= or client=")
         if client is None:
             assert url is not None
-            client = async_redis_client(url, _positive("timeout_s", timeout_s), max_connections)
+            client = async_redis_client(url, positive("timeout_s", timeout_s), max_connections)
         super().__init__(
             client=client,
             prefix=prefix,

@@ -13,6 +13,7 @@ to ``calc_price`` itself.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import logging
 import warnings
@@ -184,12 +185,18 @@ def _leaf_vectors(units: list[Any]) -> dict[str, dict[str, int]]:
     return leaves
 
 
+@functools.cache
+def _unit_registry() -> Any:
+    """genai-prices' registry of the units prices are quoted in, built from its
+    bundled unit table through public names (``UnitRegistry``, ``data_units.unit_data``)
+    rather than its private ``units._get_registry()`` cache: the same table, built once."""
+    return _gp("genai_prices.units").UnitRegistry(_gp("genai_prices.data_units").unit_data)
+
+
 def _compile(model_price: Any) -> _Linear | None:
     """Compile a genai-prices ModelPrice; None when it cannot be done exactly."""
     gp_types = _gp("genai_prices.types")
-    _get_registry = _gp("genai_prices.units")._get_registry
-
-    registry = _get_registry()
+    registry = _unit_registry()
     priced: list[tuple[Any, Any]] = []
     for key, value in model_price.__dict__.items():
         if key.startswith("_") or value is None:
@@ -339,7 +346,7 @@ def _model_price_from_override(where: str, model: str, spec: Any) -> Any:
     return gp_types.ModelPrice(**kwargs)
 
 
-def load_overrides(source: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+def _load_overrides(source: Mapping[str, Any] | str | Path) -> dict[str, Any]:
     """Read price overrides from a dict or a YAML/JSON file.
 
     The shape is ``{"model-or-provider/model": {"input_mtok": 1.0, "output_mtok": 2.0,
@@ -393,7 +400,7 @@ class Pricing:
     """
 
     def __init__(self, overrides: Mapping[str, Any] | str | Path | None = None) -> None:
-        self._overrides = load_overrides(overrides) if overrides is not None else {}
+        self._overrides = _load_overrides(overrides) if overrides is not None else {}
         self._entries: dict[tuple[str, str], _Entry | None] = {}
         self._compiled: dict[int, tuple[Any, _Linear | None]] = {}
         self._lock = fork_safe_lock()

@@ -12,23 +12,21 @@ from typing import Any, Literal, NoReturn
 
 from aiscope._fork import fork_safe_lock
 from aiscope.context import OperationContext, current_tags
+from aiscope.cost._nanos import as_nano_ledger
+from aiscope.cost._periods import OVERFLOW_VALUE, Period, check_window
 from aiscope.cost.budget import (
     CALL_FIELDS,
-    OVERFLOW_VALUE,
     Budget,
     BudgetExceededError,
     BudgetStatus,
     BudgetUnavailableError,
     Window,
-    _Period,
-    check_window,
 )
 from aiscope.cost.ledger import (
     Ledger,
     LedgerUnavailableError,
     MemoryLedger,
     SettleItem,
-    as_nano_ledger,
     from_nanos,
     to_nanos,
 )
@@ -48,7 +46,7 @@ class Reservation:
     """Budget held for one call in flight; settled by the record, released on failure."""
 
     #: (budget period, ledger key, reservation id or None) for every budget holding it
-    ids: list[tuple[_Period, str, str | None]]
+    ids: list[tuple[Period, str, str | None]]
     estimate_usd: float
     settled: bool = False
 
@@ -112,12 +110,12 @@ class CostReport:
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         out = {k: getattr(self, k) for k in self.__slots__ if k not in ("models", "budgets")}
-        out["models"] = {m: vars_of(u) for m, u in self.models.items()}
-        out["budgets"] = [{**vars_of(b), "remaining_usd": b.remaining_usd} for b in self.budgets]
+        out["models"] = {m: _vars_of(u) for m, u in self.models.items()}
+        out["budgets"] = [{**_vars_of(b), "remaining_usd": b.remaining_usd} for b in self.budgets]
         return out
 
 
-def vars_of(obj: Any) -> dict[str, Any]:
+def _vars_of(obj: Any) -> dict[str, Any]:
     """Fields of a slotted dataclass as a dict."""
     return {k: getattr(obj, k) for k in obj.__slots__}
 
@@ -204,7 +202,7 @@ class CostTracker:
         #: calls let through by fail-open budgets while the ledger was unreachable
         self.allowed_while_ledger_down = 0
         self._down_logged_until = 0.0
-        self._periods = [_Period(b) for b in all_budgets]
+        self._periods = [Period(b) for b in all_budgets]
         #: every budget holds every call (no per-tag budget): keys need no tags
         self._simple = all(b.per is None for b in all_budgets)
         #: the one budget, when there is exactly one and it holds every call
@@ -294,7 +292,7 @@ class CostTracker:
 
     def _ledger_down(
         self,
-        keys: list[tuple[_Period, str]],
+        keys: list[tuple[Period, str]],
         estimate: float,
         model: str,
         exc: LedgerUnavailableError,
@@ -312,7 +310,7 @@ class CostTracker:
         self._allowed_while_down(keys[0][0].budget, exc)
         return Reservation([(p, key, None) for p, key in keys], estimate)
 
-    def _refuse(self, p: _Period, key: str, estimate: float, model: str) -> NoReturn:
+    def _refuse(self, p: Period, key: str, estimate: float, model: str) -> NoReturn:
         with self._lock:
             self._refused += 1
         b = p.budget
@@ -323,7 +321,7 @@ class CostTracker:
 
     def _keys(
         self, now: float, model: str, provider: str, tags: Mapping[str, str]
-    ) -> list[tuple[_Period, str]]:
+    ) -> list[tuple[Period, str]]:
         """The budgets holding a call, each with its ledger key at time ``now``."""
         out = []
         for p in self._periods:
@@ -342,7 +340,7 @@ class CostTracker:
         return out
 
     @staticmethod
-    def _value(p: _Period, key: str) -> str | None:
+    def _value(p: Period, key: str) -> str | None:
         """The tag value a key of a per-tag budget is for (``name@per=value:window:label``)."""
         b = p.budget
         if b.per is None:
@@ -352,7 +350,7 @@ class CostTracker:
         head = key.rpartition(":")[0].rpartition(":")[0]
         return head[len(b.name) + len(b.per) + 2 :]
 
-    def _label(self, p: _Period, key: str) -> str:
+    def _label(self, p: Period, key: str) -> str:
         """A budget's name as errors show it: with the value for a per-tag budget
         (``"per-team[team=search]"``)."""
         b = p.budget
@@ -422,7 +420,7 @@ class CostTracker:
         if acc is None:
             acc = self._accumulator(raw)
         cost = record.cost_usd
-        nanos = 0 if cost is None else to_nanos(cost)
+        nanos = 0 if cost is None else round(cost * 1e9)  # to_nanos(), inlined: per record
         u = record.usage
         with self._lock:
             acc[0] += 1.0
@@ -443,6 +441,14 @@ class CostTracker:
             if u.reasoning_tokens:
                 acc[7] += u.reasoning_tokens
         if self._periods and (nanos or reservation is not None):
+            one = self._one
+            if (
+                reservation is None
+                and one is not None
+                and not (self._listeners or self.on_threshold or self.on_exceed)
+            ):  # the common case, without _charge's call: one budget, nobody to tell
+                self._nano.settle_one(one.current(record.start_time), None, nanos)
+                return
             self._charge(nanos, reservation, record)
 
     def _accumulator(self, raw: tuple[Any, ...]) -> list[Any]:
@@ -477,7 +483,7 @@ class CostTracker:
         """Settle ``amount`` (nano-dollars) in every budget holding the call: on the
         keys the reservation holds, else on those of the record at its start time;
         then tell listeners and callbacks, if any."""
-        held: Sequence[tuple[_Period, str, str | None]]
+        held: Sequence[tuple[Period, str, str | None]]
         if reservation is not None and not reservation.settled:
             reservation.settled = True
             held = reservation.ids
@@ -512,7 +518,7 @@ class CostTracker:
         ]
         self._after_charge(statuses)
 
-    def _status(self, p: _Period, key: str, spent: float, reserved: float) -> BudgetStatus:
+    def _status(self, p: Period, key: str, spent: float, reserved: float) -> BudgetStatus:
         b = p.budget
         return BudgetStatus(
             b.name,

@@ -45,9 +45,9 @@ def __getattr__(name: str) -> Any:
 def _targets(openai: bool, anthropic: bool) -> list[Target]:
     found: list[Target] = []
     if openai:
-        found += importlib.import_module("aiscope.instrument.openai").targets()
+        found += importlib.import_module("aiscope.instrument._openai").targets()
     if anthropic:
-        found += importlib.import_module("aiscope.instrument.anthropic").targets()
+        found += importlib.import_module("aiscope.instrument._anthropic").targets()
     return found
 
 
@@ -118,9 +118,9 @@ def is_instrumented(*, openai: bool = True, anthropic: bool = True) -> bool:
 
 
 def _resource(client: Any, target: Target) -> Any:
-    from aiscope.instrument import anthropic, openai
+    from aiscope.instrument import _anthropic, _openai
 
-    paths = {**openai.CLIENT_PATHS, **anthropic.CLIENT_PATHS}
+    paths = {**_openai.CLIENT_PATHS, **_anthropic.CLIENT_PATHS}
     path = paths.get(target.cls.__name__.removeprefix("Async"))
     obj = client
     for attr in path or ():

@@ -6,7 +6,7 @@ call. Here every label combination (a *series*) is one flat list of numbers,
 updated under a single lock per call, and turned into metric families only when
 scraped, by a custom collector on the same registry. The exposition is still
 ``prometheus_client``'s own, sample for sample what its Counter/Histogram would
-print (``tests/test_metrics_store.py`` checks it against them).
+print (``tests/metrics/test_metrics_store.py`` checks it against them).
 
 Under prometheus_client's multiprocess mode the values must live in its mmap
 files, so :class:`~aiscope.metrics.collector.MetricsCollector` uses the library's

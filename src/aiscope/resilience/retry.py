@@ -35,20 +35,20 @@ _default_exceptions: tuple[type[BaseException], ...] | None = None
 
 
 def _default_retryable_exceptions() -> tuple[type[BaseException], ...]:
-    """Connection errors and timeouts: httpx's transport errors and the builtin ones.
+    """Connection errors and timeouts: httpx2's transport errors and the builtin ones.
 
-    httpx is imported on first use only, so the policy costs nothing to import.
+    httpx2 is imported on first use only, so the policy costs nothing to import.
     """
     global _default_exceptions
     if _default_exceptions is None:
         found: list[type[BaseException]] = [ConnectionError, TimeoutError]
         try:
-            import httpx
-        except ImportError:  # pragma: no cover - httpx is a dependency
+            import httpx2
+        except ImportError:  # pragma: no cover - httpx2 is a dependency
             pass
         else:
             # TimeoutException is a TransportError; both are named for clarity.
-            found += [httpx.TransportError, httpx.TimeoutException]
+            found += [httpx2.TransportError, httpx2.TimeoutException]
         _default_exceptions = tuple(found)
     return _default_exceptions
 
@@ -75,7 +75,7 @@ class RetryPolicy:
             seeded one for reproducible delays.
         retry_on_exceptions: exception types that are retryable when a call failed
             without a status. None means connection errors and timeouts:
-            ``httpx.TransportError`` (which includes ``httpx.TimeoutException``),
+            ``httpx2.TransportError`` (which includes ``httpx2.TimeoutException``),
             ``ConnectionError`` and ``TimeoutError``.
     """
 

@@ -5,7 +5,7 @@ index them the same way; rollups are keyed by the Unix minute (``minute``) and k
 cost as integer nano-dollars (``cost_nanos``), which readers sum exactly and show
 as dollars.
 The Alembic migrations in ``migrations/versions`` create exactly these tables
-(``tests/test_server_store.py`` compares them).
+(``tests/server/test_server_store.py`` compares them).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from aiscope.cost.ledger import MAX_NANOS, from_nanos, to_nanos
+from aiscope.cost.ledger import from_nanos, to_nanos
 
 revision = "0005"
 down_revision = "0004"
@@ -30,6 +30,8 @@ depends_on = None
 
 log = logging.getLogger("aiscope.server.migrations")
 _BATCH = 5000
+#: the most a converted row holds: the ledgers' ceiling, an int64 with headroom ($4.6e9)
+MAX_NANOS = 2**62
 _CEILING_USD = from_nanos(MAX_NANOS)
 
 
